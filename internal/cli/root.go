@@ -1,0 +1,107 @@
+// Package cli is the thin cobra layer over trainyard's packages: it parses
+// flags and environment, calls a library function and prints the result.
+// No protocol or security logic lives here.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// commands holds the constructors of the top-level command groups; each file
+// of this package adds its own in init so that groups never edit a shared list.
+var commands []func() *cobra.Command
+
+func register(c func() *cobra.Command) { commands = append(commands, c) }
+
+// ExitError carries a specific exit code (for example 2 for usage errors).
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// NewRoot builds the whole command tree.
+func NewRoot() *cobra.Command {
+	var verbose bool
+	root := &cobra.Command{
+		Use:           "trainyard",
+		Short:         "Verified analysis trains for sensitive data, TUF over OCI registries, sealed image delivery",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			level := slog.LevelWarn
+			if verbose || os.Getenv("TRAINYARD_DEBUG") != "" {
+				level = slog.LevelDebug
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})))
+		},
+	}
+	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug messages to stderr (also TRAINYARD_DEBUG=1)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &ExitError{Code: 2, Err: err} })
+	for _, c := range commands {
+		root.AddCommand(c())
+	}
+	return root
+}
+
+// Main runs the CLI and returns the process exit code. Errors become a single
+// line on stderr; a panic anywhere below is turned into one line too.
+func Main(args []string) (code int) {
+	return run(args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "trainyard: internal error: %v\n", oneLine(fmt.Sprint(r)))
+			code = 70
+		}
+	}()
+	root := NewRoot()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "trainyard: %s\n", oneLine(err.Error()))
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "arg(s)") {
+		return 2
+	}
+	return 1
+}
+
+// oneLine keeps an error on one line so that logs and operators see one record.
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	s = strings.ReplaceAll(s, "\r", " ")
+	return strings.ReplaceAll(s, "\n", "; ")
+}
+
+// envOr returns the environment variable's value, or def when it is unset.
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}

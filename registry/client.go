@@ -1,0 +1,224 @@
+// Package registry is trainyard's window on OCI registries: a client on
+// go-containerregistry (Docker config and credential-helper auth, plain HTTP
+// for local registries, progress on a terminal) and the embedded registry
+// server on distribution/v3.
+package registry
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// Client holds the settings shared by every registry call. The zero value is
+// usable: anonymous or Docker-config auth, HTTPS except for localhost.
+type Client struct {
+	insecure  bool
+	keychain  authn.Keychain
+	progress  io.Writer
+	transport http.RoundTripper
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithInsecure allows plain HTTP (and unverified TLS) for every registry, not
+// only the loopback ones go-containerregistry already treats that way.
+func WithInsecure(b bool) Option { return func(c *Client) { c.insecure = b } }
+
+// WithKeychain replaces the default keychain (Docker config + credential helpers).
+func WithKeychain(k authn.Keychain) Option { return func(c *Client) { c.keychain = k } }
+
+// WithProgress draws a progress bar on w for uploads when w is a terminal.
+func WithProgress(w io.Writer) Option { return func(c *Client) { c.progress = w } }
+
+// WithTransport sets the HTTP transport (tests, proxies, custom TLS).
+func WithTransport(t http.RoundTripper) Option { return func(c *Client) { c.transport = t } }
+
+// NewClient returns a client with the given options.
+func NewClient(opts ...Option) *Client {
+	c := &Client{keychain: authn.DefaultKeychain}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Insecure reports whether plain HTTP is allowed for every registry.
+func (c *Client) Insecure() bool { return c.insecure }
+
+// ParseReference parses a tag or digest reference with the client's settings.
+func (c *Client) ParseReference(ref string) (name.Reference, error) {
+	var nopts []name.Option
+	if c.insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+	}
+	return r, nil
+}
+
+// ParseRepository parses a repository name (no tag) with the client's settings.
+func (c *Client) ParseRepository(repo string) (name.Repository, error) {
+	var nopts []name.Option
+	if c.insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	r, err := name.NewRepository(repo, nopts...)
+	if err != nil {
+		return name.Repository{}, fmt.Errorf("invalid repository %q: %w", repo, err)
+	}
+	return r, nil
+}
+
+// RemoteOptions returns the go-containerregistry options for one call.
+func (c *Client) RemoteOptions(ctx context.Context) []remote.Option {
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)}
+	if c.transport != nil {
+		opts = append(opts, remote.WithTransport(c.transport))
+	} else if c.insecure {
+		t := remote.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // only with --insecure
+		opts = append(opts, remote.WithTransport(t))
+	}
+	return opts
+}
+
+// Push writes an image to ref, showing progress on a terminal.
+func (c *Client) Push(ctx context.Context, img v1.Image, ref string) (v1.Hash, error) {
+	r, err := c.ParseReference(ref)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	opts := c.RemoteOptions(ctx)
+	done := c.startProgress(&opts, "push "+ref)
+	err = remote.Write(r, img, opts...)
+	done()
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("push %s: %w", ref, err)
+	}
+	return img.Digest()
+}
+
+// PushIndex writes an image index (manifest list) to ref.
+func (c *Client) PushIndex(ctx context.Context, idx v1.ImageIndex, ref string) (v1.Hash, error) {
+	r, err := c.ParseReference(ref)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if err := remote.WriteIndex(r, idx, c.RemoteOptions(ctx)...); err != nil {
+		return v1.Hash{}, fmt.Errorf("push %s: %w", ref, err)
+	}
+	return idx.Digest()
+}
+
+// Pull returns a lazily fetched image; layers stream when read.
+func (c *Client) Pull(ctx context.Context, ref string) (v1.Image, error) {
+	r, err := c.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	img, err := remote.Image(r, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	return img, nil
+}
+
+// Get fetches the manifest descriptor (and raw manifest) of ref.
+func (c *Client) Get(ctx context.Context, ref string) (*remote.Descriptor, error) {
+	r, err := c.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	d, err := remote.Get(r, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", ref, err)
+	}
+	return d, nil
+}
+
+// Tag points tag at the manifest that ref names.
+func (c *Client) Tag(ctx context.Context, ref, tag string) error {
+	r, err := c.ParseReference(ref)
+	if err != nil {
+		return err
+	}
+	d, err := remote.Get(r, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", ref, err)
+	}
+	t := r.Context().Tag(tag)
+	if err := remote.Tag(t, d, c.RemoteOptions(ctx)...); err != nil {
+		return fmt.Errorf("tag %s: %w", t, err)
+	}
+	return nil
+}
+
+// ListTags lists the tags of a repository.
+func (c *Client) ListTags(ctx context.Context, repo string) ([]string, error) {
+	r, err := c.ParseRepository(repo)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := remote.List(r, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("list tags of %s: %w", repo, err)
+	}
+	return tags, nil
+}
+
+// startProgress adds a progress channel to opts when progress goes to a
+// terminal; the returned func waits for the bar to finish.
+func (c *Client) startProgress(opts *[]remote.Option, desc string) func() {
+	f, ok := c.progress.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return func() {}
+	}
+	updates := make(chan v1.Update, 64)
+	*opts = append(*opts, remote.WithProgress(updates))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var bar *progressbar.ProgressBar
+		for u := range updates {
+			if u.Error != nil {
+				continue
+			}
+			if bar == nil {
+				bar = progressbar.NewOptions64(u.Total, progressbar.OptionSetWriter(f),
+					progressbar.OptionSetDescription(desc), progressbar.OptionShowBytes(true),
+					progressbar.OptionClearOnFinish())
+			}
+			_ = bar.Set64(u.Complete)
+		}
+		if bar != nil {
+			_ = bar.Finish()
+		}
+	}()
+	return func() { <-done }
+}
+
+// NewProgressReader wraps r with a progress bar on w when w is a terminal;
+// for downloads of known size (blobs, targets, archives).
+func NewProgressReader(r io.Reader, size int64, w io.Writer, desc string) io.Reader {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return r
+	}
+	bar := progressbar.NewOptions64(size, progressbar.OptionSetWriter(f), progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowBytes(true), progressbar.OptionClearOnFinish())
+	pr := progressbar.NewReader(r, bar)
+	return &pr
+}
