@@ -1,0 +1,220 @@
+package trainrun
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// TrainCodeDir is where the train's program lives in the PHT layout.
+const TrainCodeDir = "/opt/pht_train"
+
+// ImageOption adjusts an image built by ImageFromBinary.
+type ImageOption func(*imageOpts)
+
+type imageOpts struct {
+	name  string
+	cmd   []string
+	env   []string
+	user  string
+	files []extraFile
+}
+
+type extraFile struct {
+	path string
+	data []byte
+	mode int64
+}
+
+// WithBinaryName names the program inside /opt/pht_train (default: the
+// file name of the binary).
+func WithBinaryName(name string) ImageOption { return func(o *imageOpts) { o.name = name } }
+
+// WithCmd sets the image's cmd (the entrypoint's default arguments).
+func WithCmd(args ...string) ImageOption { return func(o *imageOpts) { o.cmd = args } }
+
+// WithImageEnv adds "K=V" entries to the image's environment.
+func WithImageEnv(env ...string) ImageOption { return func(o *imageOpts) { o.env = append(o.env, env...) } }
+
+// WithImageUser sets the image's user ("uid[:gid]").
+func WithImageUser(user string) ImageOption { return func(o *imageOpts) { o.user = user } }
+
+// WithFile adds a small file (for example /opt/train_config.json) to the
+// image's single layer. p is an absolute path inside the image.
+func WithFile(p string, data []byte, mode int64) ImageOption {
+	return func(o *imageOpts) { o.files = append(o.files, extraFile{path: p, data: data, mode: mode}) }
+}
+
+// ImageFromBinary returns a one-layer image (on empty.Image) that holds the
+// static executable binPath at /opt/pht_train/NAME, empty /opt/pht_results
+// and /tmp directories, and an entrypoint that runs the program with
+// /opt/pht_train as working directory. The layer is read from binPath
+// whenever it is needed (streaming), so binPath must stay in place while the
+// image is used. The binary must not need a dynamic loader or libc: build Go
+// programs with CGO_ENABLED=0 (see BuildStatic).
+func ImageFromBinary(binPath string, opts ...ImageOption) (v1.Image, error) {
+	o := imageOpts{name: filepath.Base(binPath)}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.name == "" || strings.ContainsAny(o.name, "/\x00") || o.name == "." || o.name == ".." {
+		return nil, fmt.Errorf("%w: bad binary name %q", ErrInvalidSpec, o.name)
+	}
+	for _, f := range o.files {
+		if !path.IsAbs(f.path) || path.Clean(f.path) != f.path || f.path == "/" {
+			return nil, fmt.Errorf("%w: extra file path %q must be absolute and clean", ErrInvalidSpec, f.path)
+		}
+	}
+	fi, err := os.Stat(binPath)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInvalidSpec, binPath)
+	}
+	size := fi.Size()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(writeTrainLayer(pw, binPath, size, o)) }()
+		return pr, nil
+	}, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
+	if err != nil {
+		return nil, err
+	}
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.DeepCopy()
+	cfg.OS, cfg.Architecture = "linux", runtime.GOARCH
+	cfg.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
+	cfg.Config.Entrypoint = []string{path.Join(TrainCodeDir, o.name)}
+	cfg.Config.Cmd = o.cmd
+	cfg.Config.WorkingDir = TrainCodeDir
+	cfg.Config.Env = append([]string{defaultPath}, o.env...)
+	cfg.Config.User = o.user
+	return mutate.ConfigFile(img, cfg)
+}
+
+// writeTrainLayer writes the layer's tar: directories, extra files, binary.
+func writeTrainLayer(w io.Writer, binPath string, size int64, o imageOpts) error {
+	tw := tar.NewWriter(w)
+	epoch := time.Unix(0, 0)
+	dirs := map[string]bool{}
+	addDir := func(d string, mode int64) error {
+		for _, p := range parents(d) {
+			if dirs[p] {
+				continue
+			}
+			dirs[p] = true
+			m := int64(0o755)
+			if p == d {
+				m = mode
+			}
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: p + "/", Mode: m, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, d := range []struct {
+		p string
+		m int64
+	}{{"opt/pht_train", 0o755}, {"opt/pht_results", 0o755}, {"tmp", 0o1777}} {
+		if err := addDir(d.p, d.m); err != nil {
+			return err
+		}
+	}
+	for _, f := range o.files {
+		rel := strings.TrimPrefix(f.path, "/")
+		if err := addDir(path.Dir(rel), 0o755); err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: f.mode, Size: int64(len(f.data)), ModTime: epoch, Format: tar.FormatPAX}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return err
+		}
+	}
+	bin, err := os.Open(binPath)
+	if err != nil {
+		return err
+	}
+	defer bin.Close()
+	name := strings.TrimPrefix(path.Join(TrainCodeDir, o.name), "/")
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o755, Size: size, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
+		return err
+	}
+	if _, err := io.CopyN(tw, bin, size); err != nil {
+		return fmt.Errorf("%s changed while building the image: %w", binPath, err)
+	}
+	return tw.Close()
+}
+
+// parents returns "a", "a/b", "a/b/c" for "a/b/c".
+func parents(p string) []string {
+	if p == "." || p == "" {
+		return nil
+	}
+	parts := strings.Split(p, "/")
+	out := make([]string, len(parts))
+	for i := range parts {
+		out[i] = strings.Join(parts[:i+1], "/")
+	}
+	return out
+}
+
+// BuildStatic compiles the Go main package in pkgDir into a static Linux
+// executable at out (CGO_ENABLED=0, -trimpath) with the go command on PATH.
+func BuildStatic(ctx context.Context, pkgDir, out string) error {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	absOut, err := filepath.Abs(out)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-ldflags=-s -w", "-o", absOut, ".")
+	cmd.Dir = pkgDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if outb, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w: %s", pkgDir, err, strings.TrimSpace(string(outb)))
+	}
+	return nil
+}
+
+// ImageFromGoPackage builds the Go main package in pkgDir statically into
+// workDir (which must outlive the image) and wraps it with ImageFromBinary.
+// The demo uses it for its CSV-aggregating train.
+func ImageFromGoPackage(ctx context.Context, pkgDir, workDir string, opts ...ImageOption) (v1.Image, error) {
+	abs, err := filepath.Abs(pkgDir)
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(workDir, filepath.Base(abs))
+	if err := BuildStatic(ctx, pkgDir, bin); err != nil {
+		return nil, err
+	}
+	return ImageFromBinary(bin, opts...)
+}

@@ -1,0 +1,253 @@
+package trainrun
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// DefaultRuncStateDir is runc's --root for trainyard's containers, kept apart
+// from other users of runc on the host.
+const DefaultRuncStateDir = "/run/trainyard-runc"
+
+// Runc runs trains with the runc binary. It needs root (it creates cgroups
+// and namespaces); see docs/runtime.md for what it guarantees.
+type Runc struct {
+	binary    string
+	stateDir  string
+	bundleDir string
+	unpack    UnpackOptions
+}
+
+var _ Runner = (*Runc)(nil)
+
+// RuncOption configures a Runc runner.
+type RuncOption func(*Runc)
+
+// WithRuncBinary sets the runc executable (a name looked up in PATH or a path).
+func WithRuncBinary(path string) RuncOption { return func(r *Runc) { r.binary = path } }
+
+// WithStateDir sets runc's state directory (its --root).
+func WithStateDir(dir string) RuncOption { return func(r *Runc) { r.stateDir = dir } }
+
+// WithBundleDir sets where bundles (unpacked root filesystems) are created;
+// default os.TempDir(). It needs room for the unpacked image.
+func WithBundleDir(dir string) RuncOption { return func(r *Runc) { r.bundleDir = dir } }
+
+// WithUnpackOptions bounds the image unpack (size, entry count).
+func WithUnpackOptions(o UnpackOptions) RuncOption { return func(r *Runc) { r.unpack = o } }
+
+// NewRunc returns a runc-backed Runner.
+func NewRunc(opts ...RuncOption) *Runc {
+	r := &Runc{binary: "runc", stateDir: DefaultRuncStateDir}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// Available reports why this runner cannot run here (nil when it can).
+func (r *Runc) Available() error {
+	if _, err := exec.LookPath(r.binary); err != nil {
+		return fmt.Errorf("%w: runc not found (%v); install it with apt-get install runc", ErrUnavailable, err)
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%w: the runc backend needs root", ErrUnavailable)
+	}
+	return nil
+}
+
+// Run unpacks img into a fresh bundle, runs it with runc and removes every
+// trace of it afterwards (container state, cgroup, bundle), whatever happens.
+func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result, err error) {
+	if err := r.Available(); err != nil {
+		return res, err
+	}
+	s, err := spec.withDefaults()
+	if err != nil {
+		return res, err
+	}
+	if s.ResultsDir, err = checkDir(s.ResultsDir, "ResultsDir"); err != nil {
+		return res, err
+	}
+	if s.DataDir != "" {
+		if s.DataDir, err = checkDir(s.DataDir, "DataDir"); err != nil {
+			return res, err
+		}
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return res, fmt.Errorf("reading image config: %w", err)
+	}
+	p, err := resolveProcess(cfg, s)
+	if err != nil {
+		return res, err
+	}
+
+	bundle, err := os.MkdirTemp(r.bundleDir, "trainyard-bundle-")
+	if err != nil {
+		return res, fmt.Errorf("creating bundle: %w", err)
+	}
+	defer os.RemoveAll(bundle)
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return res, fmt.Errorf("creating bundle: %w", err)
+	}
+	if err := UnpackImage(ctx, img, rootfs, r.unpack); err != nil {
+		return res, err
+	}
+	uid, gid, err := userIn(rootfs, p.User)
+	if err != nil {
+		return res, err
+	}
+	if uid != 0 {
+		// The results directory belongs to the train's user for the run.
+		if err := os.Chown(s.ResultsDir, int(uid), int(gid)); err != nil {
+			return res, fmt.Errorf("handing the results directory to uid %d: %w", uid, err)
+		}
+	}
+	cfgJSON, err := json.MarshalIndent(ociSpec(p, uid, gid, s), "", "  ")
+	if err != nil {
+		return res, err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfgJSON, 0o600); err != nil {
+		return res, fmt.Errorf("writing config.json: %w", err)
+	}
+	if err := os.MkdirAll(r.stateDir, 0o700); err != nil {
+		return res, fmt.Errorf("creating runc state dir: %w", err)
+	}
+
+	id := "trainyard-" + randomHex(8)
+	logFile := filepath.Join(bundle, "runc.log")
+	defer r.remove(id)
+
+	runCtx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(runCtx, r.binary, "--root", r.stateDir, "--log", logFile, "--log-format", "json",
+		"run", "--bundle", bundle, "--no-new-keyring", id)
+	cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
+	cmd.Cancel = func() error {
+		// Kill the container's init: the kernel then kills its whole PID
+		// namespace and runc run returns. Before the container exists, kill
+		// runc itself; the deferred delete removes what it left.
+		if err := r.runc(context.Background(), "kill", id, "KILL"); err != nil {
+			return cmd.Process.Kill()
+		}
+		return nil
+	}
+	cmd.WaitDelay = 10 * time.Second
+	start := time.Now()
+	runErr := cmd.Run()
+	res.Duration = time.Since(start)
+
+	if runCtx.Err() != nil {
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("train run canceled: %w", ctx.Err())
+		}
+		res.TimedOut = true
+		res.ExitCode = exitCode(cmd)
+		return res, fmt.Errorf("%w after %s (killed)", ErrTimeout, s.Timeout)
+	}
+	if msg := runcErrors(logFile); msg != "" {
+		return res, fmt.Errorf("runc: %s", msg)
+	}
+	var ee *exec.ExitError
+	if runErr != nil && !errors.As(runErr, &ee) {
+		return res, fmt.Errorf("runc: %w", runErr)
+	}
+	res.ExitCode = exitCode(cmd)
+	if res.ExitCode == 0 {
+		return res, nil
+	}
+	// runc reports a signal death as 128+signal. Nothing but the memory
+	// cgroup and this runner (on timeout, handled above) SIGKILLs a train
+	// from outside; a train that SIGKILLs itself is also counted here.
+	res.OOMKilled = res.ExitCode == 128+9
+	return res, &ExitError{Code: res.ExitCode, OOMKilled: res.OOMKilled}
+}
+
+func exitCode(cmd *exec.Cmd) int {
+	if cmd.ProcessState == nil {
+		return -1
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
+// remove force-deletes the container; runc run normally already has.
+func (r *Runc) remove(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = r.runc(ctx, "delete", "--force", id)
+}
+
+func (r *Runc) runc(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, r.binary, append([]string{"--root", r.stateDir}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("runc %s: %w: %s", args[0], err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// runcErrors returns runc's own error-level log messages, which tell a
+// failure to start the container apart from the train's own exit code.
+func runcErrors(logFile string) string {
+	f, err := os.Open(logFile)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var msgs []string
+	sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
+	for sc.Scan() {
+		var e struct{ Level, Msg string }
+		if json.Unmarshal(sc.Bytes(), &e) == nil && (e.Level == "error" || e.Level == "fatal") {
+			msgs = append(msgs, e.Msg)
+		}
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// userIn resolves a user name against the unpacked image, through an
+// os.Root so a planted symlink cannot make us read a host file.
+func userIn(rootfs, user string) (uint32, uint32, error) {
+	root, err := os.OpenRoot(rootfs)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer root.Close()
+	return resolveUser(root.FS(), user)
+}
+
+func checkDir(dir, what string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrInvalidSpec, what, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrInvalidSpec, what, err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("%w: %s %s is not a directory", ErrInvalidSpec, what, abs)
+	}
+	return abs, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

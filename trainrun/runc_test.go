@@ -1,0 +1,331 @@
+package trainrun
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+var probe struct {
+	once sync.Once
+	dir  string
+	img  v1.Image
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if probe.dir != "" {
+		os.RemoveAll(probe.dir)
+	}
+	os.Exit(code)
+}
+
+// probeImage builds testdata/probe statically into a train image once.
+func probeImage(t *testing.T) v1.Image {
+	t.Helper()
+	probe.once.Do(func() {
+		probe.dir, probe.err = os.MkdirTemp("", "trainrun-probe-")
+		if probe.err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		probe.img, probe.err = ImageFromGoPackage(ctx, "testdata/probe", probe.dir)
+	})
+	if probe.err != nil {
+		t.Fatalf("building the probe image: %v", probe.err)
+	}
+	return probe.img
+}
+
+// needRunc skips unless real runc can run here.
+func needRunc(t *testing.T) *Runc {
+	t.Helper()
+	r := NewRunc(WithStateDir(t.TempDir()), WithBundleDir(t.TempDir()))
+	if err := r.Available(); err != nil {
+		t.Skipf("runc backend not usable here (%v); as root: apt-get install -y runc", err)
+	}
+	return r
+}
+
+type runOut struct {
+	res            Result
+	err            error
+	stdout, stderr string
+}
+
+func runProbe(t *testing.T, r Runner, spec RunSpec, args ...string) runOut {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	spec.Args = append([]string{"/opt/pht_train/probe"}, args...)
+	spec.Stdout, spec.Stderr = &stdout, &stderr
+	if spec.ResultsDir == "" {
+		spec.ResultsDir = t.TempDir()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := r.Run(ctx, probeImage(t), spec)
+	return runOut{res, err, stdout.String(), stderr.String()}
+}
+
+// wantOK and wantDenied check the probe's verdict: exit 0, or exit 10 (the
+// operation failed inside the container).
+func wantOK(t *testing.T, o runOut) {
+	t.Helper()
+	if o.err != nil {
+		t.Fatalf("run failed: %v (stderr %q)", o.err, o.stderr)
+	}
+}
+
+func wantDenied(t *testing.T, o runOut) {
+	t.Helper()
+	var ee *ExitError
+	if !errors.As(o.err, &ee) || ee.Code != 10 {
+		t.Fatalf("expected the operation to be refused inside the container (exit 10), got err=%v stdout=%q stderr=%q", o.err, o.stdout, o.stderr)
+	}
+	t.Logf("refused as expected: %s", strings.TrimSpace(o.stderr))
+}
+
+func TestRuncResultsArriveAndDataIsReadOnly(t *testing.T) {
+	r := needRunc(t)
+	results, data := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, "cohort.csv"), []byte("age,n\n40,3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := RunSpec{ResultsDir: results, DataDir: data}
+
+	wantOK(t, runProbe(t, r, spec, "write", "/opt/pht_results/out.txt", "hello station"))
+	got, err := os.ReadFile(filepath.Join(results, "out.txt"))
+	if err != nil || string(got) != "hello station" {
+		t.Fatalf("result on the host = %q, %v", got, err)
+	}
+
+	o := runProbe(t, r, spec, "read", "/opt/pht_data/cohort.csv")
+	wantOK(t, o)
+	if o.stdout != "age,n\n40,3\n" {
+		t.Fatalf("data read inside = %q", o.stdout)
+	}
+	wantDenied(t, runProbe(t, r, spec, "write", "/opt/pht_data/cohort.csv", "tampered"))
+	wantDenied(t, runProbe(t, r, spec, "write", "/opt/pht_data/new.csv", "x"))
+	if b, _ := os.ReadFile(filepath.Join(data, "cohort.csv")); string(b) != "age,n\n40,3\n" {
+		t.Fatalf("data changed on the host: %q", b)
+	}
+
+	// A custom mount point for the data.
+	spec.DataPath = "/data"
+	wantOK(t, runProbe(t, r, spec, "read", "/data/cohort.csv"))
+}
+
+func TestRuncCannotWriteOutsideResults(t *testing.T) {
+	r := needRunc(t)
+	spec := RunSpec{}
+	for _, p := range []string{"/evil", "/opt/pht_train/evil", "/opt/pht_train/probe", "/etc/evil", "/opt/evil", "/proc/sys/kernel/hostname"} {
+		t.Run(p, func(t *testing.T) { wantDenied(t, runProbe(t, r, spec, "write", p, "x")) })
+	}
+	wantDenied(t, runProbe(t, r, spec, "mkdir", "/opt/pht_train/sub"))
+	// /tmp is a bounded tmpfs and may be written; it vanishes with the run.
+	wantOK(t, runProbe(t, r, spec, "write", "/tmp/scratch", "x"))
+	small := RunSpec{TmpSize: 1 << 20}
+	wantDenied(t, runProbe(t, r, small, "write", "/proc/self/oom_score_adj", "-1000"))
+}
+
+func TestRuncNoNetwork(t *testing.T) {
+	r := needRunc(t)
+	// A listener on the host's loopback: inside the container 127.0.0.1 is
+	// the container's own loopback, so this must not connect.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if c, err := net.Dial("tcp", ln.Addr().String()); err != nil {
+		t.Fatalf("the host itself cannot reach its listener: %v", err)
+	} else {
+		c.Close()
+	}
+	spec := RunSpec{}
+	wantDenied(t, runProbe(t, r, spec, "dial", ln.Addr().String()))
+	// An outside address (TEST-NET-1, RFC 5737): a UDP connect only asks the
+	// kernel for a route and sends no packet; the container must have none.
+	wantDenied(t, runProbe(t, r, spec, "route", "192.0.2.1:9"))
+	wantDenied(t, runProbe(t, r, spec, "route", "[2001:db8::1]:9"))
+	o := runProbe(t, r, spec, "ifaces")
+	wantOK(t, o)
+	if strings.TrimSpace(o.stdout) != "lo" {
+		t.Fatalf("interfaces inside = %q, want only lo", o.stdout)
+	}
+}
+
+func TestRuncPrivilegesDropped(t *testing.T) {
+	r := needRunc(t)
+	for field, want := range map[string]string{"CapEff": "0000000000000000", "CapBnd": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2"} {
+		o := runProbe(t, r, RunSpec{}, "status", field)
+		wantOK(t, o)
+		if got := strings.TrimSpace(o.stdout); got != want {
+			t.Errorf("%s = %q, want %q", field, got, want)
+		}
+	}
+}
+
+func TestRuncMemoryLimit(t *testing.T) {
+	r := needRunc(t)
+	o := runProbe(t, r, RunSpec{Memory: 32 << 20}, "alloc", "256")
+	if !errors.Is(o.err, ErrOOM) || !o.res.OOMKilled {
+		t.Fatalf("expected an OOM kill, got err=%v res=%+v stdout=%q", o.err, o.res, o.stdout)
+	}
+	// The same allocation fits under a larger limit.
+	wantOK(t, runProbe(t, r, RunSpec{Memory: 512 << 20}, "alloc", "64"))
+}
+
+func TestRuncTimeoutKills(t *testing.T) {
+	r := needRunc(t)
+	start := time.Now()
+	o := runProbe(t, r, RunSpec{Timeout: time.Second}, "sleep", "60")
+	if !errors.Is(o.err, ErrTimeout) || !o.res.TimedOut {
+		t.Fatalf("expected a timeout, got %v %+v", o.err, o.res)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("the timeout took %s to kill the train", d)
+	}
+}
+
+func TestRuncCancel(t *testing.T) {
+	r := needRunc(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	_, err := r.Run(ctx, probeImage(t), RunSpec{ResultsDir: t.TempDir(), Args: []string{"/opt/pht_train/probe", "sleep", "60"}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("expected the caller's deadline, got %v", err)
+	}
+}
+
+func TestRuncExitCodeSurfaces(t *testing.T) {
+	r := needRunc(t)
+	o := runProbe(t, r, RunSpec{}, "exit", "7")
+	var ee *ExitError
+	if !errors.As(o.err, &ee) || ee.Code != 7 || o.res.ExitCode != 7 || !errors.Is(o.err, ErrExit) || errors.Is(o.err, ErrOOM) {
+		t.Fatalf("expected exit code 7, got %v %+v", o.err, o.res)
+	}
+	if !strings.Contains(o.err.Error(), "7") {
+		t.Fatalf("the error does not name the code: %v", o.err)
+	}
+	wantOK(t, runProbe(t, r, RunSpec{}, "exit", "0"))
+}
+
+func TestRuncImageConfigAndOverrides(t *testing.T) {
+	r := needRunc(t)
+	o := runProbe(t, r, RunSpec{}, "pwd")
+	wantOK(t, o)
+	if strings.TrimSpace(o.stdout) != TrainCodeDir {
+		t.Fatalf("working dir = %q, want the image's %s", o.stdout, TrainCodeDir)
+	}
+	o = runProbe(t, r, RunSpec{WorkingDir: "/opt/pht_results"}, "pwd")
+	wantOK(t, o)
+	if strings.TrimSpace(o.stdout) != ResultsPath {
+		t.Fatalf("working dir override = %q", o.stdout)
+	}
+	o = runProbe(t, r, RunSpec{Env: []string{"STATION=hospital-a"}}, "env", "STATION")
+	wantOK(t, o)
+	if strings.TrimSpace(o.stdout) != "hospital-a" {
+		t.Fatalf("env = %q", o.stdout)
+	}
+	// Without Args the image's entrypoint runs (the probe without an op exits 10).
+	var stderr bytes.Buffer
+	_, err := r.Run(context.Background(), probeImage(t), RunSpec{ResultsDir: t.TempDir(), Stderr: &stderr})
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 10 || !strings.Contains(stderr.String(), "usage") {
+		t.Fatalf("entrypoint run: %v %q", err, stderr.String())
+	}
+}
+
+func TestRuncNonRootUser(t *testing.T) {
+	r := needRunc(t)
+	results := t.TempDir()
+	spec := RunSpec{ResultsDir: results, User: "1000:1000"}
+	o := runProbe(t, r, spec, "id")
+	wantOK(t, o)
+	if strings.TrimSpace(o.stdout) != "1000:1000" {
+		t.Fatalf("id = %q", o.stdout)
+	}
+	wantOK(t, runProbe(t, r, spec, "write", "/opt/pht_results/r.txt", "x"))
+	if _, err := os.Stat(filepath.Join(results, "r.txt")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.Run(context.Background(), probeImage(t), RunSpec{ResultsDir: results, User: "nosuchuser", Args: []string{"/opt/pht_train/probe", "id"}})
+	if !errors.Is(err, ErrInvalidSpec) {
+		t.Fatalf("unknown user: %v", err)
+	}
+}
+
+func TestRuncLeavesNothingBehind(t *testing.T) {
+	state, bundles := t.TempDir(), t.TempDir()
+	r := NewRunc(WithStateDir(state), WithBundleDir(bundles))
+	if err := r.Available(); err != nil {
+		t.Skipf("runc backend not usable here (%v)", err)
+	}
+	runProbe(t, r, RunSpec{}, "exit", "3")
+	runProbe(t, r, RunSpec{Timeout: 500 * time.Millisecond}, "sleep", "30")
+	for _, d := range []string{state, bundles} {
+		entries, _ := os.ReadDir(d)
+		if len(entries) != 0 {
+			t.Errorf("%s still holds %d entries after the runs", d, len(entries))
+		}
+	}
+	out, _ := exec.Command("runc", "--root", state, "list", "-q").CombinedOutput()
+	if strings.TrimSpace(string(out)) != "" {
+		t.Errorf("runc still lists containers: %s", out)
+	}
+}
+
+func TestRuncRejectsBadSpec(t *testing.T) {
+	r := needRunc(t)
+	img := probeImage(t)
+	for name, spec := range map[string]RunSpec{
+		"no results dir":    {},
+		"missing data dir":  {ResultsDir: t.TempDir(), DataDir: "/nonexistent/trainyard"},
+		"relative datapath": {ResultsDir: t.TempDir(), DataPath: "data"},
+		"tiny memory":       {ResultsDir: t.TempDir(), Memory: 1024},
+	} {
+		if _, err := r.Run(context.Background(), img, spec); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("%s: expected ErrInvalidSpec, got %v", name, err)
+		}
+	}
+}
+
+func ExampleRunc_Run() {
+	img, err := ImageFromBinary("/path/to/static-train")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	res, err := NewRunc().Run(context.Background(), img, RunSpec{
+		ResultsDir: "/var/lib/station/results/train-1",
+		DataDir:    "/var/lib/station/data",
+		Memory:     256 << 20,
+		Timeout:    10 * time.Minute,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+	})
+	fmt.Println(res.ExitCode, err)
+}

@@ -1,0 +1,103 @@
+// Command probe is the test train of package trainrun: each run performs one
+// operation inside the container and reports it by its exit code (0 = the
+// operation succeeded, 10 = it failed, with the error on stderr).
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fail(fmt.Errorf("usage: probe OP [ARGS]"))
+	}
+	args := os.Args[2:]
+	arg := func(i int) string {
+		if i >= len(args) {
+			fail(fmt.Errorf("missing argument %d", i))
+		}
+		return args[i]
+	}
+	switch os.Args[1] {
+	case "write": // write PATH CONTENT
+		check(os.WriteFile(arg(0), []byte(arg(1)), 0o644))
+	case "mkdir": // mkdir PATH
+		check(os.Mkdir(arg(0), 0o755))
+	case "read": // read PATH: prints the file
+		b, err := os.ReadFile(arg(0))
+		check(err)
+		os.Stdout.Write(b)
+	case "dial": // dial HOST:PORT over TCP
+		c, err := net.DialTimeout("tcp", arg(0), 2*time.Second)
+		check(err)
+		c.Close()
+	case "route": // route HOST:PORT: a UDP connect only looks up a route; it sends nothing
+		c, err := net.Dial("udp", arg(0))
+		check(err)
+		c.Close()
+	case "ifaces": // prints the network interfaces
+		ifs, err := net.Interfaces()
+		check(err)
+		var names []string
+		for _, i := range ifs {
+			names = append(names, i.Name)
+		}
+		fmt.Println(strings.Join(names, ","))
+	case "status": // status FIELD: prints a line of /proc/self/status (CapEff, NoNewPrivs, Seccomp)
+		b, err := os.ReadFile("/proc/self/status")
+		check(err)
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && k == arg(0) {
+				fmt.Println(strings.TrimSpace(v))
+			}
+		}
+	case "id":
+		fmt.Printf("%d:%d\n", os.Getuid(), os.Getgid())
+	case "env": // env NAME
+		fmt.Println(os.Getenv(arg(0)))
+	case "pwd":
+		wd, err := os.Getwd()
+		check(err)
+		fmt.Println(wd)
+	case "alloc": // alloc MiB: allocates and touches that much memory
+		n, err := strconv.Atoi(arg(0))
+		check(err)
+		var keep [][]byte
+		for i := 0; i < n; i++ {
+			b := make([]byte, 1<<20)
+			for j := range b {
+				if j%4096 == 0 {
+					b[j] = 1
+				}
+			}
+			keep = append(keep, b)
+		}
+		fmt.Println("allocated", len(keep))
+	case "sleep": // sleep SECONDS
+		n, err := strconv.Atoi(arg(0))
+		check(err)
+		time.Sleep(time.Duration(n) * time.Second)
+	case "exit": // exit CODE
+		n, err := strconv.Atoi(arg(0))
+		check(err)
+		os.Exit(n)
+	default:
+		fail(fmt.Errorf("unknown op %q", os.Args[1]))
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "probe:", err)
+	os.Exit(10)
+}
