@@ -48,7 +48,9 @@ func WithBinaryName(name string) ImageOption { return func(o *imageOpts) { o.nam
 func WithCmd(args ...string) ImageOption { return func(o *imageOpts) { o.cmd = args } }
 
 // WithImageEnv adds "K=V" entries to the image's environment.
-func WithImageEnv(env ...string) ImageOption { return func(o *imageOpts) { o.env = append(o.env, env...) } }
+func WithImageEnv(env ...string) ImageOption {
+	return func(o *imageOpts) { o.env = append(o.env, env...) }
+}
 
 // WithImageUser sets the image's user ("uid[:gid]").
 func WithImageUser(user string) ImageOption { return func(o *imageOpts) { o.user = user } }
