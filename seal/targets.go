@@ -1,0 +1,277 @@
+package seal
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// RegistryTarget loads images into an OCI registry under
+// <host>/<repo>:<tag>. Blobs are uploaded as they stream (the registry checks
+// their digest again); manifests, which make images visible, are put only at
+// Commit. A failed unseal can leave unreferenced blobs, never a tag.
+type RegistryTarget struct {
+	host  string
+	nopts []name.Option
+	ropts []remote.Option
+	inv   *Inventory
+	// firstRepo remembers where a blob was uploaded so that other
+	// repositories can mount (or copy) it instead of reading the stream twice.
+	firstRepo map[v1.Hash]name.Repository
+}
+
+// NewRegistryTarget returns a target for the registry at host (e.g.
+// "127.0.0.1:5000"). Pass name.Insecure for plain HTTP beyond localhost and
+// remote options for auth and transport.
+func NewRegistryTarget(host string, nopts []name.Option, ropts ...remote.Option) *RegistryTarget {
+	return &RegistryTarget{host: host, nopts: nopts, ropts: ropts}
+}
+
+func (t *RegistryTarget) ref(n string) (name.Tag, error) {
+	return name.NewTag(t.host+"/"+n, t.nopts...)
+}
+
+// Ref returns the reference an archive image name is loaded under.
+func (t *RegistryTarget) Ref(n string) string {
+	r, err := t.ref(n)
+	if err != nil {
+		return t.host + "/" + n
+	}
+	return r.String()
+}
+
+func (t *RegistryTarget) opts(ctx context.Context) []remote.Option {
+	return append([]remote.Option{remote.WithContext(ctx)}, t.ropts...)
+}
+
+// Prepare implements Target.
+func (t *RegistryTarget) Prepare(_ context.Context, inv *Inventory) error {
+	for _, im := range inv.Images {
+		if _, err := t.ref(im.Name); err != nil {
+			return fmt.Errorf("image name %s: %w", im.Name, err)
+		}
+	}
+	t.inv, t.firstRepo = inv, map[v1.Hash]name.Repository{}
+	return nil
+}
+
+// WriteBlob implements Target.
+func (t *RegistryTarget) WriteBlob(ctx context.Context, d v1.Descriptor, r io.Reader) error {
+	for _, i := range t.inv.Users(d.Digest) {
+		tag, err := t.ref(t.inv.Images[i].Name)
+		if err != nil {
+			return err
+		}
+		repo := tag.Context()
+		first, done := t.firstRepo[d.Digest]
+		if !done {
+			if err := remote.WriteLayer(repo, &streamBlob{d: d, r: r}, t.opts(ctx)...); err != nil {
+				return fmt.Errorf("upload %s to %s: %w", d.Digest, repo, err)
+			}
+			t.firstRepo[d.Digest] = repo
+			continue
+		}
+		if first.String() == repo.String() {
+			continue
+		}
+		// Mount from the first repository (ggcr falls back to a copy).
+		l, err := remote.Layer(first.Digest(d.Digest.String()), t.opts(ctx)...)
+		if err != nil {
+			return err
+		}
+		if err := remote.WriteLayer(repo, l, t.opts(ctx)...); err != nil {
+			return fmt.Errorf("mount %s into %s: %w", d.Digest, repo, err)
+		}
+	}
+	return nil
+}
+
+// Commit implements Target: it puts every manifest under its tag.
+func (t *RegistryTarget) Commit(ctx context.Context) error {
+	for _, im := range t.inv.Images {
+		tag, err := t.ref(im.Name)
+		if err != nil {
+			return err
+		}
+		if err := remote.Put(tag, rawManifest{b: im.Manifest, mt: types.MediaType(im.MediaType)}, t.opts(ctx)...); err != nil {
+			return fmt.Errorf("put manifest %s: %w", tag, err)
+		}
+	}
+	return nil
+}
+
+// Abort implements Target. Uploaded blobs stay unreferenced until the
+// registry's garbage collection.
+func (t *RegistryTarget) Abort(context.Context) {}
+
+// Resolve implements Target.
+func (t *RegistryTarget) Resolve(ctx context.Context, n string) ([]string, error) {
+	tag, err := t.ref(n)
+	if err != nil {
+		return nil, err
+	}
+	d, err := remote.Head(tag, t.opts(ctx)...)
+	if err != nil {
+		return nil, err
+	}
+	return []string{d.Digest.String()}, nil
+}
+
+type rawManifest struct {
+	b  []byte
+	mt types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.b, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
+
+// streamBlob is a v1.Layer over a one-shot reader with a known digest.
+type streamBlob struct {
+	d    v1.Descriptor
+	r    io.Reader
+	used bool
+}
+
+func (s *streamBlob) Digest() (v1.Hash, error)            { return s.d.Digest, nil }
+func (s *streamBlob) DiffID() (v1.Hash, error)            { return s.d.Digest, nil }
+func (s *streamBlob) Size() (int64, error)                { return s.d.Size, nil }
+func (s *streamBlob) MediaType() (types.MediaType, error) { return s.d.MediaType, nil }
+func (s *streamBlob) Uncompressed() (io.ReadCloser, error) {
+	return nil, errors.New("seal: uncompressed view not available for a streamed blob")
+}
+func (s *streamBlob) Compressed() (io.ReadCloser, error) {
+	if s.used {
+		return nil, errors.New("seal: streamed blob can only be read once")
+	}
+	s.used = true
+	return io.NopCloser(s.r), nil
+}
+
+// LayoutTarget loads images into an OCI image layout directory. Each blob
+// goes to a temp file that is renamed to blobs/sha256/<hex> only when its
+// digest matched; index.json (the only thing naming images) is rewritten
+// atomically at Commit.
+type LayoutTarget struct {
+	dir string
+	inv *Inventory
+}
+
+// NewLayoutTarget returns a target for the OCI layout at dir (created if needed).
+func NewLayoutTarget(dir string) *LayoutTarget { return &LayoutTarget{dir: dir} }
+
+// Prepare implements Target.
+func (t *LayoutTarget) Prepare(_ context.Context, inv *Inventory) error {
+	t.inv = inv
+	if err := os.MkdirAll(filepath.Join(t.dir, "blobs", "sha256"), 0o755); err != nil {
+		return err
+	}
+	lp := filepath.Join(t.dir, ociLayoutFile)
+	if _, err := os.Stat(lp); errors.Is(err, os.ErrNotExist) {
+		return writeFileAtomic(lp, []byte(ociLayoutBytes), 0o644)
+	}
+	return nil
+}
+
+func (t *LayoutTarget) blobFile(h v1.Hash) string {
+	return filepath.Join(t.dir, "blobs", h.Algorithm, h.Hex)
+}
+
+// WriteBlob implements Target.
+func (t *LayoutTarget) WriteBlob(_ context.Context, d v1.Descriptor, r io.Reader) error {
+	return t.put(d, r)
+}
+
+func (t *LayoutTarget) put(d v1.Descriptor, r io.Reader) error {
+	final := t.blobFile(d.Digest)
+	if st, err := os.Stat(final); err == nil && st.Size() == d.Size {
+		return nil // content-addressed: already there (the stream is still verified by the caller)
+	}
+	f, err := os.CreateTemp(filepath.Dir(final), ".tmp-"+d.Digest.Hex[:12]+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), final)
+}
+
+// Commit implements Target.
+func (t *LayoutTarget) Commit(_ context.Context) error {
+	for _, im := range t.inv.Images {
+		h, _ := v1.NewHash(im.Digest)
+		v := newVerifier(h, int64(len(im.Manifest)))
+		if err := t.put(v1.Descriptor{Digest: h, Size: im.Size}, &verifyReader{r: bytes.NewReader(im.Manifest), v: v}); err != nil {
+			return err
+		}
+	}
+	idx, err := t.readIndex()
+	if err != nil {
+		return err
+	}
+	for _, im := range t.inv.Images {
+		h, _ := v1.NewHash(im.Digest)
+		kept := idx.Manifests[:0]
+		for _, d := range idx.Manifests {
+			if d.Annotations[AnnotationRefName] != im.Name {
+				kept = append(kept, d)
+			}
+		}
+		idx.Manifests = append(kept, v1.Descriptor{MediaType: types.MediaType(im.MediaType), Size: im.Size, Digest: h,
+			Annotations: map[string]string{AnnotationRefName: im.Name}})
+	}
+	b, err := json.Marshal(idx)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(t.dir, indexFile), b, 0o644)
+}
+
+func (t *LayoutTarget) readIndex() (*v1.IndexManifest, error) {
+	b, err := os.ReadFile(filepath.Join(t.dir, indexFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var idx v1.IndexManifest
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(t.dir, indexFile), err)
+	}
+	return &idx, nil
+}
+
+// Abort implements Target. Verified blobs already renamed stay (they are
+// content-addressed and unreferenced).
+func (t *LayoutTarget) Abort(context.Context) {}
+
+// Resolve implements Target.
+func (t *LayoutTarget) Resolve(_ context.Context, n string) ([]string, error) {
+	idx, err := t.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, d := range idx.Manifests {
+		if canonicalName(d.Annotations[AnnotationRefName]) == n {
+			out = append(out, d.Digest.String())
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,530 @@
+package seal
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Keys are the two shares that open an archive.
+type Keys struct {
+	DeviceKey []byte
+	Fragment  []byte
+}
+
+// ArchiveImage is one image of a verified archive.
+type ArchiveImage struct {
+	Image
+	Manifest []byte
+	Config   v1.Descriptor
+	Layers   []v1.Descriptor
+}
+
+// Inventory is what the first (verification) pass learned: every image and
+// blob in the archive, all digests checked and the whole stream authenticated.
+type Inventory struct {
+	Header *Header
+	Images []ArchiveImage
+	// Blobs holds every blob in the archive by digest (manifests included).
+	Blobs map[v1.Hash]v1.Descriptor
+	users map[v1.Hash][]int
+}
+
+// Users returns the indexes (into Images) of the images that reference blob h.
+func (inv *Inventory) Users(h v1.Hash) []int { return inv.users[h] }
+
+// IsManifest reports whether h is the digest of one of the image manifests.
+func (inv *Inventory) IsManifest(h v1.Hash) bool {
+	for _, im := range inv.Images {
+		if im.Digest == h.String() {
+			return true
+		}
+	}
+	return false
+}
+
+// Target receives verified images. Unseal calls Prepare once the first pass
+// has verified the whole archive, WriteBlob for each config and layer of the
+// second pass (r returns an error instead of io.EOF if the blob does not
+// match its digest: a target must not keep a blob whose read failed), and
+// Commit, which makes images visible, only after the second pass too has
+// authenticated to the last chunk. Abort is called on any failure after
+// Prepare.
+type Target interface {
+	Prepare(ctx context.Context, inv *Inventory) error
+	WriteBlob(ctx context.Context, d v1.Descriptor, r io.Reader) error
+	Commit(ctx context.Context) error
+	Abort(ctx context.Context)
+	// Resolve returns the digests the target holds under name (repo:tag):
+	// the manifest digest, or for Docker the image ID (config digest).
+	Resolve(ctx context.Context, name string) ([]string, error)
+}
+
+// Expect is one image that must be present after loading.
+type Expect struct {
+	Name   string // repo:tag, canonical (see NameFor)
+	Digest string // optional manifest digest
+}
+
+func (e Expect) String() string {
+	if e.Digest != "" {
+		return e.Name + "@" + e.Digest
+	}
+	return e.Name
+}
+
+// ParseExpect parses "repo:tag@sha256:...", "repo:tag" or, with version set,
+// a bare "repo" meaning repo:version (the seed's check_images_loaded).
+func ParseExpect(s, version string) (Expect, error) {
+	base, dg, _ := strings.Cut(s, "@")
+	if dg != "" && !digestRe.MatchString(dg) {
+		return Expect{}, fmt.Errorf("expect %q: bad digest %q", s, dg)
+	}
+	ref, err := name.NewTag(base)
+	if err != nil {
+		return Expect{}, fmt.Errorf("expect %q: %w", s, err)
+	}
+	if !hasTag(base) {
+		if version == "" {
+			return Expect{}, fmt.Errorf("expect %q: no tag and no version given", s)
+		}
+		if ref, err = name.NewTag(base + ":" + version); err != nil {
+			return Expect{}, fmt.Errorf("expect %q: %w", s, err)
+		}
+	}
+	n, _ := NameFor(ref)
+	return Expect{Name: n, Digest: dg}, nil
+}
+
+func hasTag(ref string) bool {
+	i := strings.LastIndexByte(ref, ':')
+	return i > strings.LastIndexByte(ref, '/')
+}
+
+// canonicalName normalises a header name the same way ParseExpect does.
+func canonicalName(s string) string {
+	t, err := name.NewTag(s)
+	if err != nil {
+		return s
+	}
+	n, _ := NameFor(t)
+	return n
+}
+
+type unsealConfig struct {
+	expect []Expect
+}
+
+// UnsealOption configures Unseal.
+type UnsealOption func(*unsealConfig)
+
+// WithExpect requires images (checked in the header before anything is
+// loaded, and in the target after).
+func WithExpect(e ...Expect) UnsealOption {
+	return func(c *unsealConfig) { c.expect = append(c.expect, e...) }
+}
+
+// Result describes a successful unseal.
+type Result struct {
+	Header *Header
+	Images []ArchiveImage
+	Blobs  int
+}
+
+// Inspect reads and validates the header of a sealed archive (no key needed;
+// not authenticated until unsealed).
+func Inspect(path string) (*Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h, _, err := ReadHeader(f)
+	return h, err
+}
+
+// Unseal opens a sealed archive file with keys and loads its images into t.
+//
+// It makes two streaming passes over the file. The first decrypts and
+// authenticates every chunk, walks the tar and checks every blob against its
+// digest, keeping only index.json and the manifests in memory; nothing is
+// written anywhere. Only if the whole archive verifies does the second pass
+// decrypt again and stream blobs into the target, re-verifying everything,
+// and the images become visible (tags, index.json, docker load) only after it
+// too has authenticated the final chunk. No plaintext is ever written to
+// disk except verified blobs inside an OCI layout target.
+func Unseal(ctx context.Context, path string, keys Keys, t Target, opts ...UnsealOption) (*Result, error) {
+	cfg := unsealConfig{}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h, raw, err := ReadHeader(f)
+	if err != nil {
+		return nil, err
+	}
+	dataKey, err := openKeys(h, keys.DeviceKey, keys.Fragment)
+	if err != nil {
+		return nil, err
+	}
+	if err := precheck(h, cfg.expect); err != nil {
+		return nil, err
+	}
+	cr, err := newChunkReader(f, dataKey, h.NoncePrefix, headerHash(raw), h.ChunkSize)
+	if err != nil {
+		return nil, err
+	}
+	inv, err := scanLayout(ctx, cr, h, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+
+	// Second pass: the same bytes again, from the same open file.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	_, raw2, err := ReadHeader(f)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(raw, raw2) {
+		return nil, fmt.Errorf("%w: header changed between passes", ErrTampered)
+	}
+	cr, err = newChunkReader(f, dataKey, h.NoncePrefix, headerHash(raw), h.ChunkSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Prepare(ctx, inv); err != nil {
+		return nil, fmt.Errorf("preparing target: %w", err)
+	}
+	if _, err := scanLayout(ctx, cr, h, inv, t); err != nil {
+		t.Abort(ctx)
+		return nil, err
+	}
+	if err := t.Commit(ctx); err != nil {
+		t.Abort(ctx)
+		return nil, fmt.Errorf("loading images: %w", err)
+	}
+	if err := postcheck(ctx, t, inv.Images, cfg.expect); err != nil {
+		return nil, err
+	}
+	return &Result{Header: h, Images: inv.Images, Blobs: len(inv.Blobs)}, nil
+}
+
+// precheck fails before anything is loaded if an expected image is not in
+// the (authenticated on first chunk) header.
+func precheck(h *Header, expect []Expect) error {
+	for _, e := range expect {
+		found := false
+		for _, im := range h.Images {
+			if canonicalName(im.Name) == e.Name {
+				found = true
+				if e.Digest != "" && e.Digest != im.Digest {
+					return fmt.Errorf("%w: %s: archive holds %s", ErrExpectation, e, im.Digest)
+				}
+			}
+		}
+		if !found {
+			return fmt.Errorf("%w: %s is not in archive %s", ErrExpectation, e, h.ArchiveID)
+		}
+	}
+	return nil
+}
+
+// postcheck asks the target for every expected image (all images when none
+// were named) and compares digests.
+func postcheck(ctx context.Context, t Target, images []ArchiveImage, expect []Expect) error {
+	if len(expect) == 0 {
+		for _, im := range images {
+			expect = append(expect, Expect{Name: canonicalName(im.Name), Digest: im.Digest})
+		}
+	}
+	for _, e := range expect {
+		ids, err := t.Resolve(ctx, e.Name)
+		if err != nil {
+			return fmt.Errorf("%w: %s not found after loading: %v", ErrExpectation, e, err)
+		}
+		if len(ids) == 0 {
+			return fmt.Errorf("%w: %s not found after loading", ErrExpectation, e)
+		}
+		if e.Digest == "" {
+			continue
+		}
+		if !matchDigest(ids, e.Digest, images) {
+			return fmt.Errorf("%w: %s: target holds %s", ErrExpectation, e, strings.Join(ids, ","))
+		}
+	}
+	return nil
+}
+
+// matchDigest accepts the manifest digest itself or, for a Docker engine
+// that names images by config digest, the config of that manifest.
+func matchDigest(ids []string, want string, images []ArchiveImage) bool {
+	for _, id := range ids {
+		if id == want {
+			return true
+		}
+		for _, im := range images {
+			if im.Digest == want && im.Config.Digest.String() == id {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var blobNameRe = regexp.MustCompile(`^blobs/sha256/([a-f0-9]{64})$`)
+
+const maxManifestSize = 4 << 20
+
+// scanLayout walks the decrypted layout tar. With inv == nil it is the
+// verification pass and builds the inventory; otherwise it is the load pass
+// and streams blobs to t. Either way every blob is checked against its name,
+// and the stream is read to its authenticated end.
+func scanLayout(ctx context.Context, r io.Reader, h *Header, inv *Inventory, t Target) (*Inventory, error) {
+	first := inv == nil
+	if first {
+		inv = &Inventory{Header: h, Blobs: map[v1.Hash]v1.Descriptor{}, users: map[v1.Hash][]int{}}
+	}
+	// expected: blobs that may still come, from index.json and manifests.
+	expected := map[v1.Hash]v1.Descriptor{}
+	seen := map[v1.Hash]bool{}
+	manifestIdx := map[v1.Hash][]int{}
+	tr := tar.NewReader(r)
+	step := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, wrapStreamErr("reading archive tar", err)
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			return nil, fmt.Errorf("%w: tar entry %q is not a regular file", ErrMalformed, hdr.Name)
+		}
+		switch {
+		case hdr.Name == ociLayoutFile && step == 0:
+			b, err := readSmall(tr, hdr.Size, 4096)
+			if err != nil {
+				return nil, err
+			}
+			if !strings.Contains(string(b), `"imageLayoutVersion"`) {
+				return nil, fmt.Errorf("%w: bad oci-layout file", ErrMalformed)
+			}
+			step = 1
+		case hdr.Name == indexFile && step == 1:
+			b, err := readSmall(tr, hdr.Size, maxManifestSize)
+			if err != nil {
+				return nil, err
+			}
+			idxDescs, err := checkIndex(b, h)
+			if err != nil {
+				return nil, err
+			}
+			for i, d := range idxDescs {
+				expected[d.Digest] = d
+				manifestIdx[d.Digest] = append(manifestIdx[d.Digest], i)
+			}
+			if first {
+				inv.Images = make([]ArchiveImage, len(h.Images))
+				for i := range h.Images {
+					inv.Images[i].Image = h.Images[i]
+				}
+			}
+			step = 2
+		case step == 2 && blobNameRe.MatchString(hdr.Name):
+			d, _ := v1.NewHash("sha256:" + blobNameRe.FindStringSubmatch(hdr.Name)[1])
+			desc, ok := expected[d]
+			if !ok || seen[d] {
+				return nil, fmt.Errorf("%w: unexpected, duplicate or out-of-order blob %s", ErrMalformed, d)
+			}
+			if hdr.Size != desc.Size {
+				return nil, fmt.Errorf("%w: blob %s is %d bytes, manifest says %d", ErrTampered, d, hdr.Size, desc.Size)
+			}
+			seen[d] = true
+			if idxs, isManifest := manifestIdx[d]; isManifest {
+				b, err := readSmall(tr, hdr.Size, maxManifestSize)
+				if err != nil {
+					return nil, err
+				}
+				if err := checkDigest(d, b); err != nil {
+					return nil, err
+				}
+				m, err := v1.ParseManifest(bytes.NewReader(b))
+				if err != nil {
+					return nil, fmt.Errorf("%w: manifest %s: %v", ErrMalformed, d, err)
+				}
+				for _, c := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+					if c.Size < 0 || c.Digest.Algorithm != "sha256" {
+						return nil, fmt.Errorf("%w: manifest %s references a bad descriptor", ErrMalformed, d)
+					}
+					if prev, dup := expected[c.Digest]; dup && prev.Size != c.Size {
+						return nil, fmt.Errorf("%w: blob %s listed with two sizes", ErrMalformed, c.Digest)
+					}
+					if !seen[c.Digest] {
+						expected[c.Digest] = c
+					}
+				}
+				if first {
+					for _, i := range idxs {
+						im := &inv.Images[i]
+						im.Manifest, im.Config, im.Layers = b, m.Config, m.Layers
+						for _, c := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+							if !containsInt(inv.users[c.Digest], i) {
+								inv.users[c.Digest] = append(inv.users[c.Digest], i)
+							}
+						}
+					}
+					inv.Blobs[d] = desc
+				}
+				continue
+			}
+			if first {
+				inv.Blobs[d] = desc
+				if err := verifyStream(tr, d, hdr.Size, nil); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if _, known := inv.Blobs[d]; !known {
+				return nil, fmt.Errorf("%w: blob %s not seen in the verification pass", ErrTampered, d)
+			}
+			if err := verifyStream(tr, d, hdr.Size, func(vr io.Reader) error { return t.WriteBlob(ctx, desc, vr) }); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("%w: unexpected tar entry %q", ErrMalformed, hdr.Name)
+		}
+	}
+	if step != 2 {
+		return nil, fmt.Errorf("%w: archive has no index.json", ErrMalformed)
+	}
+	for d := range expected {
+		if !seen[d] {
+			return nil, fmt.Errorf("%w: blob %s is missing from the archive", ErrMalformed, d)
+		}
+	}
+	// The tar ends before the stream does; read to the authenticated end so
+	// that a truncated or extended archive is refused.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return nil, wrapStreamErr("reading archive", err)
+	}
+	if first {
+		for i := range inv.Images {
+			if inv.Images[i].Manifest == nil {
+				return nil, fmt.Errorf("%w: manifest of %s missing", ErrMalformed, inv.Images[i].Name)
+			}
+		}
+	}
+	return inv, nil
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// wrapStreamErr keeps sentinel errors from the chunk reader and otherwise
+// reports tar damage as tampering: the plaintext was authenticated, so a
+// broken tar inside means the archive was made wrong or the key is wrong.
+func wrapStreamErr(what string, err error) error {
+	if errors.Is(err, ErrTampered) || errors.Is(err, ErrMalformed) || errors.Is(err, ErrWrongKey) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
+}
+
+func readSmall(r io.Reader, size, limit int64) ([]byte, error) {
+	if size > limit {
+		return nil, fmt.Errorf("%w: entry of %d bytes exceeds %d", ErrMalformed, size, limit)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, wrapStreamErr("reading archive entry", err)
+	}
+	return b, nil
+}
+
+// checkIndex parses index.json and checks it lists exactly the header's images.
+func checkIndex(b []byte, h *Header) ([]v1.Descriptor, error) {
+	var idx v1.IndexManifest
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("%w: index.json: %v", ErrMalformed, err)
+	}
+	if len(idx.Manifests) != len(h.Images) {
+		return nil, fmt.Errorf("%w: index.json lists %d images, header %d", ErrTampered, len(idx.Manifests), len(h.Images))
+	}
+	for i, d := range idx.Manifests {
+		im := h.Images[i]
+		if d.Digest.String() != im.Digest || d.Size != im.Size || string(d.MediaType) != im.MediaType || d.Annotations[AnnotationRefName] != im.Name {
+			return nil, fmt.Errorf("%w: index.json entry %d does not match the header (%s)", ErrTampered, i, im.Name)
+		}
+		if d.MediaType != types.OCIManifestSchema1 && d.MediaType != types.DockerManifestSchema2 {
+			return nil, fmt.Errorf("%w: unsupported manifest type %s", ErrMalformed, d.MediaType)
+		}
+	}
+	return idx.Manifests, nil
+}
+
+// verifyReader passes bytes through and, at the end, returns ErrTampered
+// instead of io.EOF when the content does not match the digest.
+type verifyReader struct {
+	r io.Reader
+	v *verifier
+}
+
+func (v *verifyReader) Read(b []byte) (int, error) {
+	n, err := v.r.Read(b)
+	_, _ = v.v.Write(b[:n])
+	if err == io.EOF {
+		if cerr := v.v.check(); cerr != nil {
+			return n, cerr
+		}
+	}
+	return n, err
+}
+
+// verifyStream feeds a tar entry through a verifier (and to use, if given),
+// then drains what use left unread and checks the digest.
+func verifyStream(r io.Reader, d v1.Hash, size int64, use func(io.Reader) error) error {
+	vr := &verifyReader{r: r, v: newVerifier(d, size)}
+	if use != nil {
+		if err := use(vr); err != nil {
+			return wrapUseErr(err)
+		}
+	}
+	if _, err := io.Copy(io.Discard, vr); err != nil {
+		return wrapStreamErr("reading blob", err)
+	}
+	return vr.v.check()
+}
+
+func wrapUseErr(err error) error {
+	if errors.Is(err, ErrTampered) || errors.Is(err, ErrMalformed) {
+		return err
+	}
+	return fmt.Errorf("loading blob: %w", err)
+}
