@@ -1,0 +1,41 @@
+// Package hardened implements trainyard's own train protocol, "trainyard/v1".
+//
+// It replaces the trust model of the legacy PHT protocol (research/pht.md §5):
+// every verification and encryption key comes from a TrustStore (backed by
+// TUF in production), never from the train itself; the creator signs the
+// route, the code manifest (every path, mode and content) and the image's
+// exec config; each stop is a record signed by its station and chained to
+// the previous one; code and results are sealed with a chunked AES-256-GCM
+// stream whose key is wrapped with HPKE (X25519) only to route participants.
+//
+// The package works on plain Go values, readers and directories. Packing the
+// envelope and the sealed blobs into image layers is the station glue's job.
+// See docs/protocol.md for the wire format and the threat model.
+package hardened
+
+import "errors"
+
+// Sentinel errors. Every error returned by this package that describes a
+// refused train wraps exactly one of these, so callers branch with errors.Is.
+var (
+	// ErrMalformed: the input cannot be parsed (bad JSON, bad base64, bad header).
+	ErrMalformed = errors.New("malformed train")
+	// ErrSignature: a signature does not verify with the trusted key.
+	ErrSignature = errors.New("bad signature")
+	// ErrTampered: content does not match what was signed (digest, manifest, AEAD tag).
+	ErrTampered = errors.New("train content tampered")
+	// ErrUntrusted: a participant is unknown to the trust store, or a key named
+	// in the train disagrees with the trust store.
+	ErrUntrusted = errors.New("untrusted key")
+	// ErrUnapproved: the trust store holds no approval for the train's code.
+	ErrUnapproved = errors.New("train not approved")
+	// ErrRoute: the train is not at this station, the stops disagree with the
+	// signed route, or results are wrapped to someone outside the route.
+	ErrRoute = errors.New("route violation")
+	// ErrReplay: a stop record belongs to another train or position, or this
+	// station already processed this stop.
+	ErrReplay = errors.New("replayed train")
+	// ErrUnsupported: input the protocol refuses by design (a symlink or
+	// device in a tree, an oversized tree, an unknown algorithm).
+	ErrUnsupported = errors.New("unsupported input")
+)

@@ -1,0 +1,45 @@
+package hardened
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestRoundTripThreeStations(t *testing.T) {
+	n := newTestNet(t)
+	env, _, res := n.roundTrip(t, 3)
+	// The envelope survives a marshal/parse cycle unchanged in meaning.
+	b, err := env.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err = ParseEnvelope(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "out")
+	v, err := OpenResults(context.Background(), n.trust, "alice", n.creator, env, bytes.NewReader(res), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Complete() || len(v.Stops) != 3 {
+		t.Fatalf("complete=%v stops=%d", v.Complete(), len(v.Stops))
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "sum.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "st-a,10\nst-b,10\nst-c,10\n"; string(got) != want {
+		t.Fatalf("aggregated results %q, want %q", got, want)
+	}
+	seen := map[string]bool{}
+	for _, s := range v.Stops {
+		if seen[s.Session] {
+			t.Fatal("session id reused across hops")
+		}
+		seen[s.Session] = true
+	}
+}
