@@ -1,0 +1,320 @@
+// Package phtv2 is the legacy PHT train protocol ("pht-v2"), compatible byte
+// for byte with pht-train-container-library 2.x: pre-run (decrypt, verify
+// the immutable-file hash, the user and build signatures, the station chain
+// and the previous results) and post-run (hash and sign the results, extend
+// the digest chain, re-encrypt everything under a fresh key wrapped for every
+// participant), plus the PHT train build and the creator's result download.
+//
+// Compatibility is the point of this package, so it inherits the format's
+// weaknesses (research/pht.md §5): every key comes from the unsigned config.
+// It closes what it can without breaking real trains (see docs/pht-v2.md);
+// the hardened protocol is where trust is fixed.
+package phtv2
+
+import (
+	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/trainyard/trainyard/train"
+)
+
+// Sentinel errors callers branch on. Every error of this package wraps one.
+var (
+	// ErrKey: a key is missing, malformed, of the wrong type or does not fit.
+	ErrKey = errors.New("bad key")
+	// ErrDecrypt: a ciphertext is truncated, mis-padded or under another key.
+	ErrDecrypt = errors.New("decryption failed")
+	// ErrTampered: a hash over train files or results does not match.
+	ErrTampered = errors.New("train tampered")
+	// ErrSignature: a signature does not verify.
+	ErrSignature = errors.New("invalid signature")
+	// ErrStation: the station is not on the route or has no key for it.
+	ErrStation = errors.New("station not on route")
+)
+
+// KeySize is the AES-256 key size; shorter keys (which Python silently
+// accepts as AES-128/192) are refused.
+const KeySize = 32
+
+// HashSize is the SHA-512 digest size used by every hash of the protocol.
+const HashSize = sha512.Size
+
+// ParsePublicKey reads a public key stored as hex of PEM, SPKI ("PUBLIC
+// KEY", stations and builder) or PKCS#1 ("RSA PUBLIC KEY", desktop app).
+func ParsePublicKey(h train.HexString) (*rsa.PublicKey, error) {
+	b, err := h.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("%w: public key: %v", ErrKey, err)
+	}
+	return ParsePublicKeyPEM(b)
+}
+
+// ParsePublicKeyPEM reads an RSA public key from PEM (SPKI or PKCS#1).
+func ParsePublicKeyPEM(b []byte) (*rsa.PublicKey, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%w: public key is not PEM", ErrKey)
+	}
+	if k, err := x509.ParsePKIXPublicKey(blk.Bytes); err == nil {
+		rk, ok := k.(*rsa.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("%w: public key is %T, PHT v2 needs RSA", ErrKey, k)
+		}
+		return rk, nil
+	}
+	k, err := x509.ParsePKCS1PublicKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: public key is neither SPKI nor PKCS#1 RSA", ErrKey)
+	}
+	return k, nil
+}
+
+// PublicKeyHex stores pub as hex of an SPKI PEM, like stations and the builder.
+func PublicKeyHex(pub *rsa.PublicKey) train.HexString {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		panic(err) // cannot fail for a valid *rsa.PublicKey
+	}
+	return train.Hex(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// ParsePrivateKey reads an RSA private key from PEM: PKCS#1 or PKCS#8,
+// either one optionally encrypted (legacy "Proc-Type: 4,ENCRYPTED" or
+// PKCS#8 PBES2 "ENCRYPTED PRIVATE KEY", as the desktop app writes).
+func ParsePrivateKey(pemBytes, password []byte) (*rsa.PrivateKey, error) {
+	blk, _ := pem.Decode(pemBytes)
+	if blk == nil {
+		return nil, fmt.Errorf("%w: private key is not PEM", ErrKey)
+	}
+	der := blk.Bytes
+	switch {
+	case blk.Type == "ENCRYPTED PRIVATE KEY":
+		if len(password) == 0 {
+			return nil, fmt.Errorf("%w: private key is encrypted and no password was given (PRIVATE_KEY_PASSWORD)", ErrKey)
+		}
+		var err error
+		if der, err = decryptPKCS8(der, password); err != nil {
+			return nil, err
+		}
+	case x509.IsEncryptedPEMBlock(blk): //nolint:staticcheck // legacy PEM encryption is what OpenSSL-era keys use
+		if len(password) == 0 {
+			return nil, fmt.Errorf("%w: private key is encrypted and no password was given (PRIVATE_KEY_PASSWORD)", ErrKey)
+		}
+		var err error
+		if der, err = x509.DecryptPEMBlock(blk, password); err != nil { //nolint:staticcheck
+			return nil, fmt.Errorf("%w: decrypt private key: %v", ErrKey, err)
+		}
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(der); err == nil {
+		return k, nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		if _, ecErr := x509.ParseECPrivateKey(der); ecErr == nil {
+			return nil, fmt.Errorf("%w: private key is ECDSA, PHT v2 needs RSA", ErrKey)
+		}
+		return nil, fmt.Errorf("%w: private key is neither PKCS#1 nor PKCS#8", ErrKey)
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: private key is %T, PHT v2 needs RSA", ErrKey, k)
+	}
+	return rk, nil
+}
+
+// WrapKey encrypts a symmetric key for pub with RSA-OAEP (SHA-512, MGF1-SHA-512).
+func WrapKey(pub *rsa.PublicKey, key []byte) ([]byte, error) {
+	ct, err := rsa.EncryptOAEP(sha512.New(), rand.Reader, pub, key, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: wrap key for a %d-bit RSA key: %v", ErrKey, pub.N.BitLen(), err)
+	}
+	return ct, nil
+}
+
+// UnwrapKey decrypts a wrapped symmetric key and insists on 32 bytes.
+func UnwrapKey(sk *rsa.PrivateKey, ct []byte) ([]byte, error) {
+	k, err := rsa.DecryptOAEP(sha512.New(), nil, sk, ct, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the symmetric key is not wrapped for this private key", ErrDecrypt)
+	}
+	if len(k) != KeySize {
+		return nil, fmt.Errorf("%w: symmetric key is %d bytes, want %d", ErrKey, len(k), KeySize)
+	}
+	return k, nil
+}
+
+// SignPKCS1 is the user and build signature: RSASSA-PKCS1-v1_5 with SHA-512
+// over msg (for the user signature, msg is the 64 raw hash bytes).
+func SignPKCS1(sk *rsa.PrivateKey, msg []byte) ([]byte, error) {
+	d := sha512.Sum512(msg)
+	return rsa.SignPKCS1v15(rand.Reader, sk, crypto.SHA512, d[:])
+}
+
+// VerifyPKCS1 checks a SignPKCS1 signature.
+func VerifyPKCS1(pub *rsa.PublicKey, msg, sig []byte) error {
+	d := sha512.Sum512(msg)
+	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA512, d[:], sig); err != nil {
+		return ErrSignature
+	}
+	return nil
+}
+
+// SignPSS is the station signature: RSA-PSS, MGF1-SHA-512, maximum salt
+// length (what cryptography 39 demands when verifying), over a 64-byte
+// digest used directly as mHash (Prehashed).
+func SignPSS(sk *rsa.PrivateKey, digest []byte) ([]byte, error) {
+	return rsa.SignPSS(rand.Reader, sk, crypto.SHA512, digest, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+}
+
+// VerifyPSS checks a SignPSS signature (any salt length).
+func VerifyPSS(pub *rsa.PublicKey, digest, sig []byte) error {
+	if len(digest) != HashSize {
+		return fmt.Errorf("%w: digest is %d bytes, want %d", ErrSignature, len(digest), HashSize)
+	}
+	if err := rsa.VerifyPSS(pub, crypto.SHA512, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto}); err != nil {
+		return ErrSignature
+	}
+	return nil
+}
+
+// EncryptedSize is the size of IV || AES-CBC(PKCS#7(n bytes)).
+func EncryptedSize(n int64) int64 { return aes.BlockSize + (n/aes.BlockSize+1)*aes.BlockSize }
+
+// Encrypt streams IV || AES-256-CBC(key, iv, PKCS#7(src)) to dst. A nil iv
+// draws a fresh random one (the Python library shares one IV between all
+// files of an encryptor; a fresh IV per file is compatible and safer).
+func Encrypt(dst io.Writer, src io.Reader, key, iv []byte) error {
+	if len(key) != KeySize {
+		return fmt.Errorf("%w: AES key is %d bytes, want %d", ErrKey, len(key), KeySize)
+	}
+	if iv == nil {
+		iv = make([]byte, aes.BlockSize)
+		if _, err := rand.Read(iv); err != nil {
+			return err
+		}
+	}
+	if len(iv) != aes.BlockSize {
+		return fmt.Errorf("%w: IV is %d bytes", ErrKey, len(iv))
+	}
+	blk, err := aes.NewCipher(key)
+	if err != nil {
+		return err
+	}
+	if _, err := dst.Write(iv); err != nil {
+		return err
+	}
+	mode := cipher.NewCBCEncrypter(blk, iv)
+	buf := make([]byte, 64<<10)
+	fill := 0
+	for {
+		n, err := io.ReadFull(src, buf[fill:])
+		fill += n
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		mode.CryptBlocks(buf, buf)
+		if _, err := dst.Write(buf); err != nil {
+			return err
+		}
+		fill = 0
+	}
+	// Last partial chunk plus PKCS#7 padding (a whole block when aligned).
+	pad := aes.BlockSize - fill%aes.BlockSize
+	tail := make([]byte, fill+pad)
+	copy(tail, buf[:fill])
+	for i := fill; i < len(tail); i++ {
+		tail[i] = byte(pad)
+	}
+	mode.CryptBlocks(tail, tail)
+	_, err = dst.Write(tail)
+	return err
+}
+
+// Decrypt streams the plaintext of IV || AES-256-CBC(...) from src to dst.
+// It holds back the last block until EOF to strip the padding, so a wrong
+// key or a truncated file is an error (wrapping ErrDecrypt) and never a
+// silent short plaintext. Bytes already written to dst are then garbage.
+func Decrypt(dst io.Writer, src io.Reader, key []byte) error {
+	if len(key) != KeySize {
+		return fmt.Errorf("%w: AES key is %d bytes, want %d", ErrKey, len(key), KeySize)
+	}
+	iv := make([]byte, aes.BlockSize)
+	if _, err := io.ReadFull(src, iv); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return fmt.Errorf("%w: ciphertext truncated (no IV)", ErrDecrypt)
+		}
+		return err
+	}
+	blk, err := aes.NewCipher(key)
+	if err != nil {
+		return err
+	}
+	mode := cipher.NewCBCDecrypter(blk, iv)
+	const chunk = 64 << 10
+	buf := make([]byte, chunk+aes.BlockSize)
+	held := 0 // plaintext bytes of the last block kept at buf[0:held]
+	total := 0
+	for {
+		n, err := io.ReadFull(src, buf[held:held+chunk])
+		eof := err == io.EOF || err == io.ErrUnexpectedEOF
+		if err != nil && !eof {
+			return err
+		}
+		total += n
+		if n%aes.BlockSize != 0 {
+			return fmt.Errorf("%w: ciphertext truncated (not a multiple of %d bytes)", ErrDecrypt, aes.BlockSize)
+		}
+		mode.CryptBlocks(buf[held:held+n], buf[held:held+n])
+		end := held + n
+		if eof {
+			if total == 0 {
+				return fmt.Errorf("%w: ciphertext truncated (no data after the IV)", ErrDecrypt)
+			}
+			last := buf[:end]
+			pad := int(last[len(last)-1])
+			if pad == 0 || pad > aes.BlockSize || pad > len(last) {
+				return fmt.Errorf("%w: bad padding (wrong key or corrupted file)", ErrDecrypt)
+			}
+			for _, b := range last[len(last)-pad:] {
+				if int(b) != pad {
+					return fmt.Errorf("%w: bad padding (wrong key or corrupted file)", ErrDecrypt)
+				}
+			}
+			_, err := dst.Write(last[:len(last)-pad])
+			return err
+		}
+		// Keep the last block back: it may be the padded one.
+		if _, err := dst.Write(buf[:end-aes.BlockSize]); err != nil {
+			return err
+		}
+		copy(buf, buf[end-aes.BlockSize:end])
+		held = aes.BlockSize
+	}
+}
+
+// NewKey draws a fresh 32-byte symmetric key.
+func NewKey() []byte {
+	k := make([]byte, KeySize)
+	if _, err := rand.Read(k); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return k
+}
+
+// encryptor is a train.Transform that encrypts with key.
+type encryptor struct{ key []byte }
+
+func (e encryptor) Size(n int64) int64                     { return EncryptedSize(n) }
+func (e encryptor) Apply(dst io.Writer, src io.Reader) error { return Encrypt(dst, src, e.key, nil) }

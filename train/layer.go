@@ -1,0 +1,381 @@
+package train
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// LayerWriter streams a gzip-compressed layer tarball into a temporary file
+// while hashing it, so that a layer of any size costs constant memory and a
+// single pass. Close returns the finished v1.Layer backed by that file.
+type LayerWriter struct {
+	f        *os.File
+	gz       *gzip.Writer
+	tw       *tar.Writer
+	compSum  hash.Hash
+	diffSum  hash.Hash
+	compSize *countWriter
+	dirs     map[string]bool
+	names    map[string]bool
+	mt       types.MediaType
+	closed   bool
+}
+
+// NewLayerWriter starts a layer in a new file under dir ("" for the system
+// temp directory). mt is the layer media type (Docker or OCI gzip).
+func NewLayerWriter(dir string, mt types.MediaType) (*LayerWriter, error) {
+	f, err := os.CreateTemp(dir, "trainyard-layer-*.tar.gz")
+	if err != nil {
+		return nil, err
+	}
+	w := &LayerWriter{f: f, compSum: sha256.New(), diffSum: sha256.New(), dirs: map[string]bool{}, names: map[string]bool{}, mt: mt}
+	w.compSize = &countWriter{w: io.MultiWriter(f, w.compSum)}
+	// Results are ciphertext between stations; heavy compression buys nothing.
+	w.gz, _ = gzip.NewWriterLevel(w.compSize, gzip.BestSpeed)
+	w.tw = tar.NewWriter(io.MultiWriter(w.gz, w.diffSum))
+	return w, nil
+}
+
+// Dir adds a directory entry, with its missing parents.
+func (w *LayerWriter) Dir(name string, mode int64) error {
+	name = cleanName(name)
+	if name == "" || w.dirs[name] {
+		return nil
+	}
+	if err := w.Dir(parent(name), 0o755); err != nil {
+		return err
+	}
+	w.dirs[name] = true
+	return w.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, ModTime: time.Now(), Format: tar.FormatPAX})
+}
+
+// Whiteout hides name of lower layers; Opaque hides a directory's lower content.
+func (w *LayerWriter) Whiteout(name string) error {
+	name = cleanName(name)
+	return w.file(path.Join(parent(name), whiteoutPrefix+path.Base(name)), 0, 0, nil)
+}
+
+// Opaque marks dir opaque: lower layers' content under it is hidden.
+func (w *LayerWriter) Opaque(dir string) error {
+	if err := w.Dir(dir, 0o755); err != nil {
+		return err
+	}
+	return w.file(path.Join(cleanName(dir), whiteoutOpaque), 0, 0, nil)
+}
+
+// File adds a regular file of exactly size bytes read from r.
+func (w *LayerWriter) File(name string, mode, size int64, r io.Reader) error {
+	return w.file(name, mode, size, r)
+}
+
+func (w *LayerWriter) file(name string, mode, size int64, r io.Reader) error {
+	name = cleanName(name)
+	if w.names[name] {
+		return fmt.Errorf("layer: duplicate entry %s", name)
+	}
+	if err := w.Dir(parent(name), 0o755); err != nil {
+		return err
+	}
+	w.names[name] = true
+	if mode == 0 {
+		mode = 0o644
+	}
+	if err := w.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: size, ModTime: time.Now(), Format: tar.FormatPAX}); err != nil {
+		return err
+	}
+	if r == nil {
+		return nil
+	}
+	n, err := io.Copy(w.tw, io.LimitReader(r, size))
+	if err != nil {
+		return err
+	}
+	if n != size {
+		return fmt.Errorf("layer: %s: wrote %d of %d bytes", name, n, size)
+	}
+	return nil
+}
+
+// Header adds a non-regular entry (symlink, hard link) as it was.
+func (w *LayerWriter) Header(hdr *tar.Header) error {
+	if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeDir {
+		return errors.New("layer: use File or Dir")
+	}
+	h := *hdr
+	h.Name = cleanName(h.Name)
+	h.Size = 0
+	if err := w.Dir(parent(h.Name), 0o755); err != nil {
+		return err
+	}
+	w.names[h.Name] = true
+	return w.tw.WriteHeader(&h)
+}
+
+// Abort discards the layer.
+func (w *LayerWriter) Abort() {
+	if !w.closed {
+		w.closed = true
+		w.f.Close()
+	}
+	os.Remove(w.f.Name())
+}
+
+// Close finishes the layer. The returned layer reads the temporary file,
+// which the caller removes with Remove once the image has been written.
+func (w *LayerWriter) Close() (*FileLayer, error) {
+	if w.closed {
+		return nil, errors.New("layer: already closed")
+	}
+	w.closed = true
+	err := w.tw.Close()
+	if err == nil {
+		err = w.gz.Close()
+	}
+	if err == nil {
+		err = w.f.Sync()
+	}
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(w.f.Name())
+		return nil, err
+	}
+	digest := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(w.compSum.Sum(nil))}
+	diffID := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(w.diffSum.Sum(nil))}
+	return &FileLayer{path: w.f.Name(), digest: digest, diffID: diffID, size: w.compSize.n, mt: w.mt}, nil
+}
+
+// FileLayer is a gzip layer in a local file with precomputed digests.
+type FileLayer struct {
+	path           string
+	digest, diffID v1.Hash
+	size           int64
+	mt             types.MediaType
+}
+
+var _ v1.Layer = (*FileLayer)(nil)
+
+// Digest is the sha256 of the compressed layer.
+func (l *FileLayer) Digest() (v1.Hash, error) { return l.digest, nil }
+
+// DiffID is the sha256 of the uncompressed tar.
+func (l *FileLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
+
+// Compressed opens the compressed layer.
+func (l *FileLayer) Compressed() (io.ReadCloser, error) { return os.Open(l.path) }
+
+// Uncompressed opens the tar stream.
+func (l *FileLayer) Uncompressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, err
+	}
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &gzipFile{Reader: gz, f: f}, nil
+}
+
+// Size is the compressed size.
+func (l *FileLayer) Size() (int64, error) { return l.size, nil }
+
+// MediaType is the layer's media type.
+func (l *FileLayer) MediaType() (types.MediaType, error) { return l.mt, nil }
+
+// Remove deletes the backing file.
+func (l *FileLayer) Remove() error { return os.Remove(l.path) }
+
+type gzipFile struct {
+	*gzip.Reader
+	f *os.File
+}
+
+func (g *gzipFile) Close() error {
+	err := g.Reader.Close()
+	if ferr := g.f.Close(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// LayerMediaType picks the gzip layer media type that matches img's manifest.
+func LayerMediaType(img v1.Image) types.MediaType {
+	if mt, err := img.MediaType(); err == nil && mt == types.DockerManifestSchema2 {
+		return types.DockerLayer
+	}
+	return types.OCILayer
+}
+
+// IsStateLayer reports whether a history entry marks the train state layer.
+func IsStateLayer(h v1.History) bool { return strings.HasPrefix(h.Comment, StateComment) }
+
+// WithState returns img with every previous state layer removed and layer
+// appended as the new one (marked by StateComment in its history). Base
+// layers, config, CMD and everything else are kept as they were. If img has
+// no usable history (layers and non-empty history entries disagree), no layer
+// can be identified and the state layer is simply appended.
+func WithState(img v1.Image, layer v1.Layer) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("read image config: %w", err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("list layers: %w", err)
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	cfg := cf.DeepCopy()
+	nonEmpty := 0
+	for _, h := range cf.History {
+		if !h.EmptyLayer {
+			nonEmpty++
+		}
+	}
+	var keptLayers []v1.Layer
+	var keptDiffs []v1.Hash
+	var keptHistory []v1.History
+	if nonEmpty == len(layers) && len(cf.RootFS.DiffIDs) == len(layers) {
+		li := 0
+		for _, h := range cf.History {
+			if h.EmptyLayer {
+				keptHistory = append(keptHistory, h)
+				continue
+			}
+			if !IsStateLayer(h) {
+				keptHistory = append(keptHistory, h)
+				keptLayers = append(keptLayers, layers[li])
+				keptDiffs = append(keptDiffs, cf.RootFS.DiffIDs[li])
+			}
+			li++
+		}
+	} else {
+		keptLayers, keptDiffs, keptHistory = layers, cf.RootFS.DiffIDs, cf.History
+	}
+	diffID, err := layer.DiffID()
+	if err != nil {
+		return nil, err
+	}
+	now := v1.Time{Time: time.Now().UTC().Truncate(time.Second)}
+	keptHistory = append(keptHistory, v1.History{Created: now, CreatedBy: "trainyard", Comment: StateComment})
+	cfg.History = keptHistory
+	cfg.RootFS.Type = "layers"
+	cfg.RootFS.DiffIDs = append(append([]v1.Hash{}, keptDiffs...), diffID)
+	cfg.Created = now
+
+	base := mutate.MediaType(empty.Image, mt)
+	if cmt, err := configMediaType(img); err == nil {
+		base = mutate.ConfigMediaType(base, cmt)
+	}
+	adds := make([]mutate.Addendum, 0, len(keptLayers)+1)
+	for _, l := range keptLayers {
+		adds = append(adds, mutate.Addendum{Layer: l})
+	}
+	adds = append(adds, mutate.Addendum{Layer: layer})
+	out, err := mutate.Append(base, adds...)
+	if err != nil {
+		return nil, err
+	}
+	// Replace the config wholesale: Append invents history entries we do not want.
+	return mutate.ConfigFile(out, cfg)
+}
+
+func configMediaType(img v1.Image) (types.MediaType, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return "", err
+	}
+	return m.Config.MediaType, nil
+}
+
+// Transform rewrites file contents while a tree is written into a layer,
+// for example an encryption. Size must give the exact output size for an
+// input of n bytes (tar headers precede the data).
+type Transform interface {
+	Size(n int64) int64
+	Apply(dst io.Writer, src io.Reader) error
+}
+
+// NewStateWriter starts a train state layer for img: TrainDir and ResultsDir
+// are marked opaque so the layer alone defines their content.
+func NewStateWriter(dir string, img v1.Image) (*LayerWriter, error) {
+	w, err := NewLayerWriter(dir, LayerMediaType(img))
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{TrainDir, ResultsDir} {
+		if err := w.Opaque(d); err != nil {
+			w.Abort()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// Tree writes every entry of t under t.Root, regular files through tf (nil
+// copies them), other entries as they were.
+func (w *LayerWriter) Tree(t *Tree, tf Transform) error {
+	for _, e := range t.Entries {
+		full := path.Join(t.Root, e.Name)
+		switch {
+		case e.Type == tar.TypeDir:
+			if err := w.Dir(full, e.Mode); err != nil {
+				return err
+			}
+		case e.IsRegular():
+			if err := w.treeFile(t, e, full, tf); err != nil {
+				return fmt.Errorf("/%s: %w", full, err)
+			}
+		default:
+			if err := w.Header(&tar.Header{Typeflag: e.Type, Name: full, Linkname: e.Linkname, Mode: e.Mode, ModTime: e.ModTime, Uid: e.Uid, Gid: e.Gid, Format: tar.FormatPAX}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *LayerWriter) treeFile(t *Tree, e *Entry, full string, tf Transform) error {
+	src, err := t.Open(e)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if tf == nil {
+		return w.File(full, e.Mode, e.Size, src)
+	}
+	size := tf.Size(e.Size)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := tf.Apply(pw, src)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	err = w.File(full, e.Mode, size, pr)
+	pr.CloseWithError(errors.New("transform wrote more than its announced size"))
+	if aerr := <-done; err == nil {
+		err = aerr
+	}
+	return err
+}

@@ -1,0 +1,251 @@
+package train
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Entry is one file, directory or link of a Tree.
+type Entry struct {
+	Name     string // relative to the tree's root, slash separated; "" is the root itself
+	Type     byte   // tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, ...
+	Mode     int64
+	Size     int64
+	Linkname string
+	ModTime  time.Time
+	Uid, Gid int
+	spool    string // content file for regular files
+}
+
+// IsRegular reports whether the entry is a regular file (the only kind the
+// PHT hashes, encrypts and decrypts).
+func (e *Entry) IsRegular() bool { return e.Type == tar.TypeReg || e.Type == tar.TypeRegA } //nolint:staticcheck
+
+// Tree is a directory of a train image (TrainDir, ResultsDir) as the merged
+// filesystem shows it, with regular file contents spooled to disk so that
+// they can be read in any order without holding them in memory. Entries are
+// in filepath.Walk order, which is the order moby's archive (and so the PHT
+// results hash) uses.
+type Tree struct {
+	Root    string // the prefix it was read from, e.g. ResultsDir
+	Entries []*Entry
+	spool   *Spool
+}
+
+// Spool is a private temporary directory for file contents.
+type Spool struct {
+	dir string
+	n   int
+}
+
+// NewSpool creates a spool under dir ("" for the system temp directory).
+func NewSpool(dir string) (*Spool, error) {
+	d, err := os.MkdirTemp(dir, "trainyard-spool-")
+	if err != nil {
+		return nil, err
+	}
+	return &Spool{dir: d}, nil
+}
+
+// Close removes the spool and every file in it.
+func (s *Spool) Close() error { return os.RemoveAll(s.dir) }
+
+// Dir is the spool's directory (for temporary files of callers).
+func (s *Spool) Dir() string { return s.dir }
+
+func (s *Spool) create() (*os.File, error) {
+	s.n++
+	return os.OpenFile(filepath.Join(s.dir, "f"+strconv.Itoa(s.n)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+}
+
+// ReadTrees reads the given directories of img in one pass over its layers
+// and spools their regular files into sp. A prefix that is absent yields an
+// empty tree.
+func ReadTrees(ctx context.Context, img v1.Image, sp *Spool, prefixes ...string) (map[string]*Tree, error) {
+	trees := make(map[string]*Tree, len(prefixes))
+	for i, p := range prefixes {
+		prefixes[i] = cleanName(p)
+		trees[prefixes[i]] = &Tree{Root: prefixes[i], spool: sp}
+	}
+	err := Walk(ctx, img, func(prefix, rel string, hdr *tar.Header, r io.Reader) error {
+		t := trees[prefix]
+		e := &Entry{
+			Name: rel, Type: hdr.Typeflag, Mode: hdr.Mode, Size: hdr.Size, Linkname: hdr.Linkname,
+			ModTime: hdr.ModTime, Uid: hdr.Uid, Gid: hdr.Gid,
+		}
+		if rel == "" && hdr.Typeflag != tar.TypeDir {
+			return fmt.Errorf("%w: /%s is not a directory", ErrLayout, prefix)
+		}
+		if r != nil {
+			f, err := sp.create()
+			if err != nil {
+				return err
+			}
+			n, err := io.Copy(f, r)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("spool /%s/%s: %w", prefix, rel, err)
+			}
+			e.Size, e.spool = n, f.Name()
+		}
+		t.Entries = append(t.Entries, e)
+		return nil
+	}, prefixes...)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range trees {
+		SortWalkOrder(t.Entries)
+	}
+	return trees, nil
+}
+
+// Open returns the content of a regular entry.
+func (t *Tree) Open(e *Entry) (io.ReadCloser, error) {
+	if e.spool == "" {
+		return nil, fmt.Errorf("/%s/%s is not a regular file", t.Root, e.Name)
+	}
+	return os.Open(e.spool)
+}
+
+// Lookup returns the entry with the given relative name, or nil.
+func (t *Tree) Lookup(name string) *Entry {
+	name = cleanName(name)
+	for _, e := range t.Entries {
+		if e.Name == name {
+			return e
+		}
+	}
+	return nil
+}
+
+// Files returns the regular entries in walk order.
+func (t *Tree) Files() []*Entry {
+	var out []*Entry
+	for _, e := range t.Entries {
+		if e.IsRegular() {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Rewrite replaces the content of a regular entry with what fn writes while
+// reading the old content (for example its decryption), streaming through
+// disk. On error the entry keeps its old content.
+func (t *Tree) Rewrite(e *Entry, fn func(dst io.Writer, src io.Reader) error) error {
+	src, err := t.Open(e)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := t.spool.create()
+	if err != nil {
+		return err
+	}
+	cw := &countWriter{w: dst}
+	err = fn(cw, src)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(dst.Name())
+		return err
+	}
+	os.Remove(e.spool)
+	e.spool, e.Size = dst.Name(), cw.n
+	return nil
+}
+
+// AddFile adds (or replaces) a regular file with the content of r.
+func (t *Tree) AddFile(name string, mode int64, r io.Reader) (*Entry, error) {
+	name = cleanName(name)
+	if name == "" {
+		return nil, fmt.Errorf("empty file name")
+	}
+	f, err := t.spool.create()
+	if err != nil {
+		return nil, err
+	}
+	n, err := io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	e := &Entry{Name: name, Type: tar.TypeReg, Mode: mode, Size: n, ModTime: time.Now(), spool: f.Name()}
+	kept := t.Entries[:0]
+	for _, old := range t.Entries {
+		if old.Name != name {
+			kept = append(kept, old)
+		}
+	}
+	t.Entries = append(kept, e)
+	SortWalkOrder(t.Entries)
+	return e, nil
+}
+
+// Remove drops an entry (not its children).
+func (t *Tree) Remove(name string) {
+	kept := t.Entries[:0]
+	for _, e := range t.Entries {
+		if e.Name != name {
+			kept = append(kept, e)
+		}
+	}
+	t.Entries = kept
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// SortWalkOrder sorts entries like filepath.Walk visits them: depth first,
+// names sorted inside each directory, so "a/x" comes before "a.txt".
+func SortWalkOrder(es []*Entry) {
+	sort.SliceStable(es, func(i, j int) bool { return WalkLess(es[i].Name, es[j].Name) })
+}
+
+// WalkLess compares two slash paths in filepath.Walk order.
+func WalkLess(a, b string) bool {
+	if a == "" || b == "" {
+		return a == "" && b != ""
+	}
+	for {
+		ai, bi := strings.IndexByte(a, '/'), strings.IndexByte(b, '/')
+		ac, bc := a, b
+		if ai >= 0 {
+			ac = a[:ai]
+		}
+		if bi >= 0 {
+			bc = b[:bi]
+		}
+		if ac != bc {
+			return ac < bc
+		}
+		if ai < 0 || bi < 0 {
+			return ai < 0 && bi >= 0 // the directory itself before its children
+		}
+		a, b = a[ai+1:], b[bi+1:]
+	}
+}
