@@ -316,5 +316,5 @@ func NewKey() []byte {
 // encryptor is a train.Transform that encrypts with key.
 type encryptor struct{ key []byte }
 
-func (e encryptor) Size(n int64) int64                     { return EncryptedSize(n) }
+func (e encryptor) Size(n int64) int64                       { return EncryptedSize(n) }
 func (e encryptor) Apply(dst io.Writer, src io.Reader) error { return Encrypt(dst, src, e.key, nil) }
