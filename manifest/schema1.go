@@ -137,7 +137,9 @@ func parseSchema1(raw []byte) (*Schema1, error) {
 
 type payloadSyntaxError struct{ err error }
 
-func (e *payloadSyntaxError) Error() string { return "signed payload is not valid JSON: " + e.err.Error() }
+func (e *payloadSyntaxError) Error() string {
+	return "signed payload is not valid JSON: " + e.err.Error()
+}
 func (e *payloadSyntaxError) Unwrap() error { return ErrSignature }
 
 func isPayloadSyntax(err error) bool { _, ok := err.(*payloadSyntaxError); return ok }
