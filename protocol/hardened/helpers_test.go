@@ -1,6 +1,8 @@
 package hardened
 
 import (
+	"crypto/sha256"
+	"hash"
 	"bytes"
 	"context"
 	"errors"
@@ -147,3 +149,5 @@ func wantErr(t testing.TB, err, target error, contains string) {
 	}
 	t.Logf("refused as expected: %v", err)
 }
+
+func newSHA256() hash.Hash { return sha256.New() }

@@ -103,20 +103,20 @@ func checkKeys(what string, keys []WrappedKey, want map[string]string) error {
 		for _, k := range keys {
 			names = append(names, k.To)
 		}
-		return fmt.Errorf("%w: %s is wrapped to %q; only the route participants %v may read it", ErrRoute, what, names, mapKeys(want))
+		return fmt.Errorf("%w: keys for %s go to %q; only %v may read it", ErrRoute, what, names, mapKeys(want))
 	}
 	got := map[string]bool{}
 	for _, k := range keys {
 		id, ok := want[k.To]
 		if !ok {
-			return fmt.Errorf("%w: %s is wrapped to %q, who is not a participant allowed to read it", ErrRoute, what, k.To)
+			return fmt.Errorf("%w: a key for %s goes to %q, who may not read it", ErrRoute, what, k.To)
 		}
 		if got[k.To] {
-			return fmt.Errorf("%w: %s is wrapped twice to %q", ErrRoute, what, k.To)
+			return fmt.Errorf("%w: two keys for %s go to %q", ErrRoute, what, k.To)
 		}
 		got[k.To] = true
 		if k.KeyID != id {
-			return fmt.Errorf("%w: %s is wrapped to %q under key %s, but the trust store has %s", ErrUntrusted, what, k.To, k.KeyID, id)
+			return fmt.Errorf("%w: the key for %s to %q is wrapped to key %s, but the trust store has %s", ErrUntrusted, what, k.To, k.KeyID, id)
 		}
 	}
 	return nil
