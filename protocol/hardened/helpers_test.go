@@ -1,11 +1,11 @@
 package hardened
 
 import (
-	"crypto/sha256"
-	"hash"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"hash"
 	"os"
 	"path/filepath"
 	"strings"
