@@ -1,0 +1,406 @@
+// Package keyserver holds the key-server half of sealed archives: fragments
+// per archive and per device in an embedded bbolt database, bearer tokens
+// stored only as SHA-256 hashes, revocation, an audit log, and an HTTP API
+// (the azaion seed's GET /binary-split/key-fragment plus a versioned /v1/)
+// with per-IP and per-token rate limits; and the client unseal uses.
+package keyserver
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Errors callers branch on.
+var (
+	ErrUnauthorized = errors.New("unauthorized: missing, unknown or revoked token")
+	ErrForbidden    = errors.New("forbidden: token not valid for this archive")
+	ErrNotFound     = errors.New("no active fragment for this archive and device")
+	ErrAmbiguous    = errors.New("several archives have fragments for this device: name the archive")
+	ErrExists       = errors.New("already exists")
+	ErrRateLimited  = errors.New("rate limited")
+	ErrLocked       = errors.New("key-server database is locked (is a server running on this data dir?)")
+)
+
+var (
+	bTokens    = []byte("tokens")    // sha256(secret) hex -> Token
+	bTokenIDs  = []byte("token_ids") // token id -> sha256 hex
+	bFragments = []byte("fragments") // archive \x00 device -> Fragment
+	bAudit     = []byte("audit")     // uint64 seq -> Event
+	allBuckets = [][]byte{bTokens, bTokenIDs, bFragments, bAudit}
+)
+
+// DBFile is the database file name inside the data dir.
+const DBFile = "keyserver.db"
+
+// TokenPrefix starts every token secret, so leaked tokens are recognisable.
+const TokenPrefix = "tyks_"
+
+// MaxFragmentSize bounds stored fragments (trainyard's are 32 bytes; legacy
+// azaion fragments are opaque bytes).
+const MaxFragmentSize = 4096
+
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ValidName reports whether s is acceptable as an archive or device name.
+func ValidName(s string) bool { return nameRe.MatchString(s) }
+
+// Token is a stored token; the secret itself is never stored.
+type Token struct {
+	ID      string     `json:"id"`
+	Hash    string     `json:"hash"`
+	Device  string     `json:"device"`
+	Archive string     `json:"archive,omitempty"` // empty: any archive of the device
+	Name    string     `json:"name,omitempty"`
+	Created time.Time  `json:"created"`
+	Revoked *time.Time `json:"revoked,omitempty"`
+}
+
+// Fragment is one archive's key fragment for one device.
+type Fragment struct {
+	Archive string     `json:"archive"`
+	Device  string     `json:"device"`
+	Data    []byte     `json:"data,omitempty"`
+	Created time.Time  `json:"created"`
+	Revoked *time.Time `json:"revoked,omitempty"`
+}
+
+// Event is one audit record.
+type Event struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Action  string    `json:"action"`
+	Result  string    `json:"result"`
+	TokenID string    `json:"token_id,omitempty"`
+	Device  string    `json:"device,omitempty"`
+	Archive string    `json:"archive,omitempty"`
+	Remote  string    `json:"remote,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// Store is the key server's database.
+type Store struct {
+	db  *bolt.DB
+	now func() time.Time
+}
+
+// Open opens (creating if needed) the store in dataDir. bbolt takes an
+// exclusive lock: while a server runs on dataDir, the CLI cannot open it.
+func Open(dataDir string) (*Store, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(filepath.Join(dataDir, DBFile), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, dataDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open key-server store: %w", err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db, now: time.Now}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func hashToken(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// CreateToken makes a token for device (optionally limited to one archive)
+// and returns its secret, which is shown once and stored only as a hash.
+func (s *Store) CreateToken(device, archive, label string) (string, *Token, error) {
+	if !ValidName(device) || (archive != "" && !ValidName(archive)) {
+		return "", nil, fmt.Errorf("invalid device %q or archive %q", device, archive)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", nil, err
+	}
+	secret := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	t := &Token{ID: "tok_" + randHex(6), Hash: hashToken(secret), Device: device, Archive: archive, Name: label, Created: s.now().UTC()}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, _ := json.Marshal(t)
+		if err := tx.Bucket(bTokens).Put([]byte(t.Hash), b); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bTokenIDs).Put([]byte(t.ID), []byte(t.Hash)); err != nil {
+			return err
+		}
+		return s.audit(tx, Event{Action: "token.create", Result: "ok", TokenID: t.ID, Device: device, Archive: archive})
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return secret, t, nil
+}
+
+// RevokeToken revokes a token by id.
+func (s *Store) RevokeToken(id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		h := tx.Bucket(bTokenIDs).Get([]byte(id))
+		if h == nil {
+			return fmt.Errorf("token %s: %w", id, ErrNotFoundToken)
+		}
+		var t Token
+		if err := json.Unmarshal(tx.Bucket(bTokens).Get(h), &t); err != nil {
+			return err
+		}
+		if t.Revoked == nil {
+			now := s.now().UTC()
+			t.Revoked = &now
+		}
+		b, _ := json.Marshal(t)
+		if err := tx.Bucket(bTokens).Put(h, b); err != nil {
+			return err
+		}
+		return s.audit(tx, Event{Action: "token.revoke", Result: "ok", TokenID: id, Device: t.Device})
+	})
+}
+
+// ErrNotFoundToken: no token with that id.
+var ErrNotFoundToken = errors.New("no such token")
+
+// ListTokens returns every token (hashes included, secrets never).
+func (s *Store) ListTokens() ([]Token, error) {
+	var out []Token
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bTokens).ForEach(func(_, v []byte) error {
+			var t Token
+			if err := json.Unmarshal(v, &t); err != nil {
+				return err
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, err
+}
+
+// Authenticate returns the active token whose secret this is.
+func (s *Store) Authenticate(secret string) (*Token, error) {
+	if !strings.HasPrefix(secret, TokenPrefix) || len(secret) > 200 {
+		return nil, ErrUnauthorized
+	}
+	var t *Token
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bTokens).Get([]byte(hashToken(secret)))
+		if v == nil {
+			return ErrUnauthorized
+		}
+		t = new(Token)
+		return json.Unmarshal(v, t)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if t.Revoked != nil {
+		return t, fmt.Errorf("%w (token %s revoked)", ErrUnauthorized, t.ID)
+	}
+	return t, nil
+}
+
+func fragKey(archive, device string) []byte { return []byte(archive + "\x00" + device) }
+
+// AddFragment stores an archive's fragment for a device. An active fragment
+// is never overwritten; revoke it first.
+func (s *Store) AddFragment(archive, device string, data []byte) error {
+	if !ValidName(archive) || !ValidName(device) {
+		return fmt.Errorf("invalid archive %q or device %q", archive, device)
+	}
+	if len(data) == 0 || len(data) > MaxFragmentSize {
+		return fmt.Errorf("fragment must be 1 to %d bytes, got %d", MaxFragmentSize, len(data))
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bFragments)
+		if v := b.Get(fragKey(archive, device)); v != nil {
+			var f Fragment
+			if err := json.Unmarshal(v, &f); err == nil && f.Revoked == nil {
+				return fmt.Errorf("fragment %s/%s: %w (revoke it first)", archive, device, ErrExists)
+			}
+		}
+		v, _ := json.Marshal(Fragment{Archive: archive, Device: device, Data: data, Created: s.now().UTC()})
+		if err := b.Put(fragKey(archive, device), v); err != nil {
+			return err
+		}
+		return s.audit(tx, Event{Action: "fragment.add", Result: "ok", Device: device, Archive: archive})
+	})
+}
+
+// RevokeFragment revokes the fragment of archive for device, or for every
+// device when device is empty. It returns how many were revoked.
+func (s *Store) RevokeFragment(archive, device string) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bFragments)
+		var keys [][]byte
+		c := b.Cursor()
+		prefix := []byte(archive + "\x00")
+		for k, _ := c.Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)); k, _ = c.Next() {
+			if device == "" || string(k) == string(fragKey(archive, device)) {
+				keys = append(keys, append([]byte(nil), k...))
+			}
+		}
+		for _, k := range keys {
+			var f Fragment
+			if err := json.Unmarshal(b.Get(k), &f); err != nil {
+				return err
+			}
+			if f.Revoked != nil {
+				continue
+			}
+			now := s.now().UTC()
+			f.Revoked = &now
+			f.Data = nil // a revoked fragment is erased, not only flagged
+			v, _ := json.Marshal(f)
+			if err := b.Put(k, v); err != nil {
+				return err
+			}
+			n++
+			if err := s.audit(tx, Event{Action: "fragment.revoke", Result: "ok", Device: f.Device, Archive: archive}); err != nil {
+				return err
+			}
+		}
+		if n == 0 {
+			return fmt.Errorf("fragment %s/%s: %w", archive, device, ErrNotFound)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ListFragments lists fragments (without their bytes), optionally of one archive.
+func (s *Store) ListFragments(archive string) ([]Fragment, error) {
+	var out []Fragment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bFragments).ForEach(func(_, v []byte) error {
+			var f Fragment
+			if err := json.Unmarshal(v, &f); err != nil {
+				return err
+			}
+			if archive == "" || f.Archive == archive {
+				f.Data = nil
+				out = append(out, f)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Fragment returns the active fragment of archive for device. With archive
+// empty, the device must have exactly one active fragment (the seed's API
+// names no archive).
+func (s *Store) Fragment(archive, device string) (*Fragment, error) {
+	var out *Fragment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bFragments)
+		if archive != "" {
+			v := b.Get(fragKey(archive, device))
+			if v == nil {
+				return ErrNotFound
+			}
+			out = new(Fragment)
+			if err := json.Unmarshal(v, out); err != nil {
+				return err
+			}
+			if out.Revoked != nil {
+				return ErrNotFound
+			}
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var f Fragment
+			if err := json.Unmarshal(v, &f); err != nil {
+				return err
+			}
+			if f.Device != device || f.Revoked != nil {
+				return nil
+			}
+			if out != nil {
+				return ErrAmbiguous
+			}
+			out = &f
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, ErrNotFound
+	}
+	return out, nil
+}
+
+// Audit appends an event to the audit log.
+func (s *Store) Audit(e Event) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return s.audit(tx, e) })
+}
+
+func (s *Store) audit(tx *bolt.Tx, e Event) error {
+	b := tx.Bucket(bAudit)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	e.Seq = seq
+	if e.Time.IsZero() {
+		e.Time = s.now().UTC()
+	}
+	v, _ := json.Marshal(e)
+	return b.Put(binary.BigEndian.AppendUint64(nil, seq), v)
+}
+
+// AuditLog returns the last n events (all when n <= 0), oldest first.
+func (s *Store) AuditLog(n int) ([]Event, error) {
+	var out []Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bAudit).Cursor()
+		for k, v := c.Last(); k != nil && (n <= 0 || len(out) < n); k, v = c.Prev() {
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, err
+}
