@@ -233,7 +233,7 @@ func TestVerifyRejects(t *testing.T) {
 		t.Fatalf("alg none: %v", err)
 	}
 	for name, doc := range map[string][]byte{
-		"empty signatures": append(append([]byte{}, unsigned[:len(unsigned)-2]...), []byte(",\n   \"signatures\": []\n}")...),
+		"empty signatures":  append(append([]byte{}, unsigned[:len(unsigned)-2]...), []byte(",\n   \"signatures\": []\n}")...),
 		"object signatures": append(append([]byte{}, unsigned[:len(unsigned)-2]...), []byte(",\n   \"signatures\": {}\n}")...),
 		"schemaVersion 2":   bytes.Replace(unsigned, []byte(`"schemaVersion": 1`), []byte(`"schemaVersion": 2`), 1),
 		"schemaVersion 1.0": bytes.Replace(unsigned, []byte(`"schemaVersion": 1`), []byte(`"schemaVersion": 1.0`), 1),
