@@ -272,6 +272,10 @@ func TestAttackReplayedSignature(t *testing.T) {
 	// An old image re-pushed before the station signed: the replay guard.
 	g := &MemoryReplayGuard{}
 	env3, code3 := n.create(t)
+	bad := bytes.Clone(code3)
+	bad[len(bad)-1] ^= 1
+	_, err = n.preRun(t, n.trust, "st-a", n.stations["st-a"], env3, bad, nil, WithReplayGuard(g))
+	wantErr(t, err, ErrTampered, "") // and it must not burn the stop:
 	if _, err := n.preRun(t, n.trust, "st-a", n.stations["st-a"], env3, code3, nil, WithReplayGuard(g)); err != nil {
 		t.Fatal(err)
 	}

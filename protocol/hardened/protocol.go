@@ -261,15 +261,6 @@ func PreRun(ctx context.Context, trust TrustStore, stationID string, key *Privat
 	if !v.routeKeys[pos].Equal(key.Public()) {
 		return nil, fmt.Errorf("%w: this station's private key does not match the trust store entry for %q", ErrUntrusted, stationID)
 	}
-	if o.guard != nil {
-		fresh, err := o.guard.Mark(ctx, v.TrainDigest, pos)
-		if err != nil {
-			return nil, err
-		}
-		if !fresh {
-			return nil, fmt.Errorf("%w: station %q already started stop %d of train %s", ErrReplay, stationID, pos, st.ID)
-		}
-	}
 	for _, d := range []string{codeDir, resultsDir} {
 		if err := prepareDir(d); err != nil {
 			return nil, err
@@ -318,6 +309,16 @@ func PreRun(ctx context.Context, trust TrustStore, stationID string, key *Privat
 		}
 		if got != last.Output.Manifest {
 			return nil, fmt.Errorf("%w: results tree %s does not match the manifest %s signed by stop %d", ErrTampered, got, last.Output.Manifest, pos-1)
+		}
+	}
+	// Marked last, so a tampered copy cannot burn the stop of a good one.
+	if o.guard != nil {
+		fresh, err := o.guard.Mark(ctx, v.TrainDigest, pos)
+		if err != nil {
+			return nil, err
+		}
+		if !fresh {
+			return nil, fmt.Errorf("%w: station %q already started stop %d of train %s", ErrReplay, stationID, pos, st.ID)
 		}
 	}
 	sid, err := randomHex(32)
