@@ -78,30 +78,7 @@ func ReadTrees(ctx context.Context, img v1.Image, sp *Spool, prefixes ...string)
 		trees[prefixes[i]] = &Tree{Root: prefixes[i], spool: sp}
 	}
 	err := Walk(ctx, img, func(prefix, rel string, hdr *tar.Header, r io.Reader) error {
-		t := trees[prefix]
-		e := &Entry{
-			Name: rel, Type: hdr.Typeflag, Mode: hdr.Mode, Size: hdr.Size, Linkname: hdr.Linkname,
-			ModTime: hdr.ModTime, Uid: hdr.Uid, Gid: hdr.Gid,
-		}
-		if rel == "" && hdr.Typeflag != tar.TypeDir {
-			return fmt.Errorf("%w: /%s is not a directory", ErrLayout, prefix)
-		}
-		if r != nil {
-			f, err := sp.create()
-			if err != nil {
-				return err
-			}
-			n, err := io.Copy(f, r)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("spool /%s/%s: %w", prefix, rel, err)
-			}
-			e.Size, e.spool = n, f.Name()
-		}
-		t.Entries = append(t.Entries, e)
-		return nil
+		return trees[prefix].add(rel, hdr, r)
 	}, prefixes...)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,209 @@
+package train
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// State is the mutable part of a train image: the raw config, the train
+// files and the results, read in one pass over the layers.
+type State struct {
+	Config  []byte // raw train_config.json, nil when absent
+	Train   *Tree  // TrainDir
+	Results *Tree  // ResultsDir
+	UserKey []byte // UserKeyPath, nil when absent
+	Spool   *Spool
+}
+
+// Close removes the spooled contents.
+func (s *State) Close() error { return s.Spool.Close() }
+
+// ReadState reads the train state of img, spooling file contents under
+// tmpDir ("" for the system temp directory). Close the State when done.
+func ReadState(ctx context.Context, img v1.Image, tmpDir string) (*State, error) {
+	sp, err := NewSpool(tmpDir)
+	if err != nil {
+		return nil, err
+	}
+	st := &State{Spool: sp, Train: &Tree{Root: TrainDir, spool: sp}, Results: &Tree{Root: ResultsDir, spool: sp}}
+	err = Walk(ctx, img, func(prefix, rel string, hdr *tar.Header, r io.Reader) error {
+		switch prefix {
+		case ConfigPath, UserKeyPath:
+			if r == nil {
+				return fmt.Errorf("%w: /%s is not a regular file", ErrLayout, prefix)
+			}
+			data, err := readLimited(r, MaxConfigSize)
+			if err != nil {
+				return fmt.Errorf("/%s: %w", prefix, err)
+			}
+			if prefix == ConfigPath {
+				st.Config = data
+			} else {
+				st.UserKey = data
+			}
+			return nil
+		}
+		t := st.Train
+		if prefix == ResultsDir {
+			t = st.Results
+		}
+		return t.add(rel, hdr, r)
+	}, ConfigPath, UserKeyPath, TrainDir, ResultsDir)
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
+	SortWalkOrder(st.Train.Entries)
+	SortWalkOrder(st.Results.Entries)
+	return st, nil
+}
+
+// add records one walked entry, spooling regular file content.
+func (t *Tree) add(rel string, hdr *tar.Header, r io.Reader) error {
+	if rel == "" && hdr.Typeflag != tar.TypeDir {
+		return fmt.Errorf("%w: /%s is not a directory", ErrLayout, t.Root)
+	}
+	e := &Entry{
+		Name: rel, Type: hdr.Typeflag, Mode: hdr.Mode, Size: hdr.Size, Linkname: hdr.Linkname,
+		ModTime: hdr.ModTime, Uid: hdr.Uid, Gid: hdr.Gid,
+	}
+	if r != nil {
+		f, err := t.spool.create()
+		if err != nil {
+			return err
+		}
+		n, err := io.Copy(f, r)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("spool /%s/%s: %w", t.Root, rel, err)
+		}
+		e.Size, e.spool = n, f.Name()
+	}
+	t.Entries = append(t.Entries, e)
+	return nil
+}
+
+// WriteState writes a complete state layer for img from cfg, the train and
+// results trees (through their transforms, nil to copy) and the user key
+// file (nil writes a whiteout for it), and returns img with that layer
+// replacing the previous state layer. The returned layer's file backs the
+// image: Remove it after the image has been saved.
+func WriteState(img v1.Image, tmpDir string, cfg []byte, trainTree *Tree, trainTF Transform, results *Tree, resultsTF Transform, userKey []byte) (v1.Image, *FileLayer, error) {
+	w, err := NewStateWriter(tmpDir, img)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := writeStateBody(w, cfg, trainTree, trainTF, results, resultsTF, userKey); err != nil {
+		w.Abort()
+		return nil, nil, err
+	}
+	l, err := w.Close()
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := WithState(img, l)
+	if err != nil {
+		l.Remove()
+		return nil, nil, err
+	}
+	return out, l, nil
+}
+
+func writeStateBody(w *LayerWriter, cfg []byte, trainTree *Tree, trainTF Transform, results *Tree, resultsTF Transform, userKey []byte) error {
+	if trainTree != nil {
+		if err := w.Tree(trainTree, trainTF); err != nil {
+			return err
+		}
+	}
+	if results != nil {
+		if err := w.Tree(results, resultsTF); err != nil {
+			return err
+		}
+	}
+	if cfg != nil {
+		if err := w.File(ConfigPath, 0o644, int64(len(cfg)), bytes.NewReader(cfg)); err != nil {
+			return err
+		}
+	}
+	if userKey != nil {
+		return w.File(UserKeyPath, 0o644, int64(len(userKey)), bytes.NewReader(userKey))
+	}
+	return w.Whiteout(UserKeyPath)
+}
+
+// ReplaceResults returns img with its results replaced by the content of
+// the host directory dir (what a run wrote to /opt/pht_results), keeping
+// config and train files. Regular files, directories and symlinks are taken
+// (symlinks as links, never followed); anything else is refused.
+func ReplaceResults(ctx context.Context, img v1.Image, dir, tmpDir string) (v1.Image, *FileLayer, error) {
+	st, err := ReadState(ctx, img, tmpDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer st.Close()
+	res, err := TreeFromDir(dir, st.Spool, ResultsDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return WriteState(img, tmpDir, st.Config, st.Train, nil, res, nil, st.UserKey)
+}
+
+// TreeFromDir spools a host directory into a Tree rooted at root.
+func TreeFromDir(dir string, sp *Spool, root string) (*Tree, error) {
+	t := &Tree{Root: cleanName(root), spool: sp}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if rel == "." {
+			rel = ""
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		hdr := &tar.Header{Name: path.Join(t.Root, rel), Mode: int64(info.Mode().Perm()), ModTime: info.ModTime()}
+		switch {
+		case d.IsDir():
+			hdr.Typeflag = tar.TypeDir
+			return t.add(rel, hdr, nil)
+		case info.Mode().IsRegular():
+			hdr.Typeflag = tar.TypeReg
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return t.add(rel, hdr, f)
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
+			return t.add(rel, hdr, nil)
+		}
+		return fmt.Errorf("%s: unsupported file type %s", p, info.Mode().Type())
+	})
+	if err != nil {
+		return nil, err
+	}
+	SortWalkOrder(t.Entries)
+	return t, nil
+}
