@@ -1,0 +1,507 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/tuf"
+	"github.com/trainyard/trainyard/tuf/client"
+	"github.com/trainyard/trainyard/tuf/keys"
+	"github.com/trainyard/trainyard/tuf/ocistore"
+	"github.com/trainyard/trainyard/tuf/repo"
+)
+
+func init() { keys.ScryptN = 1 << 10 } // fast KDF in tests only
+
+type env struct {
+	t      *testing.T
+	srv    *httptest.Server
+	rc     *registry.Client
+	repo   string
+	store  *ocistore.Store
+	pub    *repo.Publisher
+	master string
+	ctx    context.Context
+}
+
+func newEnv(t *testing.T, opts ...repo.Option) *env {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	rc := registry.NewClient(registry.WithInsecure(true))
+	name := strings.TrimPrefix(srv.URL, "http://") + "/tuf/demo"
+	store, err := ocistore.New(rc, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := t.TempDir()
+	opts = append([]repo.Option{repo.WithPasswords(func(role string) ([]byte, error) { return []byte("pw-" + role), nil })}, opts...)
+	e := &env{t: t, srv: srv, rc: rc, repo: name, store: store, master: master, ctx: context.Background(),
+		pub: repo.New(store, master, opts...)}
+	return e
+}
+
+func (e *env) must(err error) {
+	e.t.Helper()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// setup creates keys and metadata and publishes one target.
+func (e *env) setup(th repo.Thresholds, keysPerRole map[string]int) {
+	e.t.Helper()
+	for _, role := range []string{repo.Root, repo.Targets, repo.Snapshot, repo.Timestamp} {
+		n := keysPerRole[role]
+		if n == 0 {
+			n = 1
+		}
+		for i := 0; i < n; i++ {
+			_, _, err := e.pub.CreateKey(role, i > 0)
+			e.must(err)
+		}
+	}
+	e.must(e.pub.CreateMetadata(e.ctx, th))
+	e.pushFile("hello.txt", "hello, world\n")
+	e.must(e.pub.PushMetadata(e.ctx))
+}
+
+func (e *env) pushFile(name, content string) {
+	e.t.Helper()
+	p := filepath.Join(e.t.TempDir(), "f")
+	e.must(os.WriteFile(p, []byte(content), 0o644))
+	e.must(e.pub.PushTarget(e.ctx, name, p, ""))
+}
+
+func (e *env) rootJSON() []byte {
+	data, err := os.ReadFile(e.pub.RootPath())
+	e.must(err)
+	return data
+}
+
+func (e *env) newClient(opts ...client.Option) *client.Client {
+	return client.New(e.store, e.t.TempDir(), opts...)
+}
+
+func (e *env) bootstrapped(opts ...client.Option) *client.Client {
+	e.t.Helper()
+	c := e.newClient(opts...)
+	if _, err := c.Bootstrap(e.ctx, e.rootJSON()); err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// snapshotDir returns every file of the client's trusted metadata.
+func snapshotDir(t *testing.T, c *client.Client, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	ents, _ := os.ReadDir(filepath.Join(dir, "metadata"))
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, "metadata", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = string(b)
+	}
+	return out
+}
+
+func TestPublishPullUpdate(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	dir := t.TempDir()
+	c := client.New(e.store, dir)
+	changed, err := c.Bootstrap(e.ctx, e.rootJSON())
+	e.must(err)
+	if fmt.Sprint(changed) != "[hello.txt]" {
+		t.Fatalf("changed = %v", changed)
+	}
+	out := filepath.Join(t.TempDir(), "out.txt")
+	_, err = c.Download(e.ctx, "hello.txt", out)
+	e.must(err)
+	if b, _ := os.ReadFile(out); string(b) != "hello, world\n" {
+		t.Fatalf("content %q", b)
+	}
+	// update: a new target, a changed one, reuse with @
+	e.pushFile("hello.txt", "hello again\n")
+	e.pushFile("b.bin", "bbbb")
+	e.must(e.pub.PushTarget(e.ctx, "c.bin", "@b.bin", ""))
+	e.must(e.pub.PushMetadata(e.ctx))
+	changed, err = c.PullMetadata(e.ctx)
+	e.must(err)
+	if fmt.Sprint(changed) != "[b.bin c.bin hello.txt]" {
+		t.Fatalf("changed = %v", changed)
+	}
+	changed, err = c.PullMetadata(e.ctx)
+	e.must(err)
+	if len(changed) != 0 {
+		t.Fatalf("nothing changed, got %v", changed)
+	}
+	var buf bytes.Buffer
+	e.must(c.WriteTo(e.ctx, &buf, nil, "hello.txt", "c.bin"))
+	if buf.String() != "hello again\nbbbb" {
+		t.Fatalf("stdout %q", buf.String())
+	}
+	// delete a target sharing a blob: the other keeps its blob referenced
+	e.must(e.pub.DelTarget(e.ctx, "b.bin"))
+	e.must(e.pub.PushMetadata(e.ctx))
+	names, err := c.PullMetadata(e.ctx)
+	e.must(err)
+	_ = names
+	list, err := c.TargetNames()
+	e.must(err)
+	if fmt.Sprint(list) != "[c.bin hello.txt]" {
+		t.Fatalf("targets = %v", list)
+	}
+	kept, err := e.store.Keeper(e.ctx)
+	e.must(err)
+	if len(kept) != 2 {
+		t.Fatalf("keeper = %+v", kept)
+	}
+	data, err := c.Fetch(e.ctx, "c.bin", 100)
+	e.must(err)
+	if string(data) != "bbbb" {
+		t.Fatalf("fetch %q", data)
+	}
+	if _, err := c.Fetch(e.ctx, "c.bin", 3); !errors.Is(err, tuf.ErrTooLarge) {
+		t.Fatalf("want ErrTooLarge, got %v", err)
+	}
+	if _, err := c.Fetch(e.ctx, "nope", 3); !errors.Is(err, tuf.ErrNotFound) {
+		t.Fatalf("want ErrNotFound, got %v", err)
+	}
+	exps, err := c.Expirations()
+	e.must(err)
+	if len(exps) != 4 {
+		t.Fatalf("expirations %v", exps)
+	}
+	good := filepath.Join(t.TempDir(), "c")
+	e.must(os.WriteFile(good, []byte("bbbb"), 0o644))
+	e.must(c.CheckTarget(e.ctx, "c.bin", good))
+	e.must(os.WriteFile(good, []byte("bbbc"), 0o644))
+	if err := c.CheckTarget(e.ctx, "c.bin", good); !errors.Is(err, tuf.ErrTampered) {
+		t.Fatalf("want ErrTampered, got %v", err)
+	}
+}
+
+// refused runs op and checks it fails with want and leaves the trusted
+// metadata byte-identical.
+func refused(t *testing.T, dir string, c *client.Client, want error, op func() error) {
+	t.Helper()
+	before := snapshotDir(t, c, dir)
+	err := op()
+	if !errors.Is(err, want) {
+		t.Fatalf("want %v, got %v", want, err)
+	}
+	t.Logf("refused: %v", err)
+	after := snapshotDir(t, c, dir)
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("trusted metadata changed on refusal")
+	}
+}
+
+func TestRollbackRefused(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	e.pushFile("x", "x2")
+	e.must(e.pub.PushMetadata(e.ctx)) // timestamp v2
+	dir := t.TempDir()
+	c := client.New(e.store, dir)
+	_, err := c.Bootstrap(e.ctx, e.rootJSON())
+	e.must(err)
+	// attacker points timestamp.json back at version 1
+	e.must(e.rc.Tag(e.ctx, e.repo+":1.timestamp.json", ocistore.TimestampTag))
+	refused(t, dir, c, tuf.ErrRollback, func() error { _, err := c.PullMetadata(e.ctx); return err })
+}
+
+func TestFreezeRefused(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	dir := t.TempDir()
+	c := client.New(e.store, dir)
+	_, err := c.Bootstrap(e.ctx, e.rootJSON())
+	e.must(err)
+	later := client.New(e.store, dir, client.WithClock(func() time.Time { return time.Now().Add(48 * time.Hour) }))
+	refused(t, dir, later, tuf.ErrExpired, func() error { _, err := later.PullMetadata(e.ctx); return err })
+	// refresh-timestamp alone is not enough for a 9-day freeze: snapshot expires too
+	e.must(e.pub.RefreshTimestamp(e.ctx))
+	frozen := client.New(e.store, dir, client.WithClock(func() time.Time { return time.Now().Add(9 * 24 * time.Hour) }))
+	refused(t, dir, frozen, tuf.ErrExpired, func() error { _, err := frozen.PullMetadata(e.ctx); return err })
+}
+
+func TestRefreshTimestamp(t *testing.T) {
+	e := newEnv(t, repo.WithLifetime(repo.Timestamp, time.Hour))
+	e.setup(nil, nil)
+	c := e.bootstrapped()
+	e.must(e.pub.RefreshTimestamp(e.ctx))
+	_, err := c.PullMetadata(e.ctx)
+	e.must(err)
+	exps, err := c.Expirations()
+	e.must(err)
+	for _, x := range exps {
+		if x.Role == repo.Timestamp && time.Until(x.Expires) > time.Hour {
+			t.Fatalf("timestamp lifetime not applied: %v", x.Expires)
+		}
+	}
+	// the new timestamp is version 2
+	data, err := e.store.GetMetadata(e.ctx, "timestamp.json", 0)
+	e.must(err)
+	ts, err := metadata.Timestamp().FromBytes(data)
+	e.must(err)
+	if ts.Signed.Version != 2 {
+		t.Fatalf("timestamp version %d", ts.Signed.Version)
+	}
+}
+
+// tamperTransport rewrites the body of blob responses with the given digest.
+type tamperTransport struct {
+	digest string
+	next   http.RoundTripper
+}
+
+func (tt tamperTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := tt.next.RoundTrip(r)
+	if err != nil || r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/"+tt.digest) {
+		return resp, err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if len(body) > 0 {
+		body[0] ^= 0xff
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
+}
+
+func TestTamperedTargetRefused(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	tfs, err := e.bootstrapped().TargetInfo(e.ctx, "hello.txt")
+	e.must(err)
+	digest := "sha256:" + hex.EncodeToString(tfs[0].Hashes["sha256"])
+	rc := registry.NewClient(registry.WithInsecure(true), registry.WithTransport(tamperTransport{digest, http.DefaultTransport}))
+	store, err := ocistore.New(rc, e.repo)
+	e.must(err)
+	dir := t.TempDir()
+	c := client.New(store, dir)
+	_, err = c.Bootstrap(e.ctx, e.rootJSON())
+	e.must(err)
+	out := filepath.Join(t.TempDir(), "out")
+	e.must(os.WriteFile(out, []byte("previous"), 0o644))
+	if _, err := c.Download(e.ctx, "hello.txt", out); !errors.Is(err, tuf.ErrTampered) {
+		t.Fatalf("want ErrTampered, got %v", err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "previous" {
+		t.Fatalf("destination changed: %q", b)
+	}
+	var buf bytes.Buffer
+	if err := c.WriteTo(e.ctx, &buf, nil, "hello.txt"); !errors.Is(err, tuf.ErrTampered) || buf.Len() != 0 {
+		t.Fatalf("want ErrTampered and nothing written, got %v, %d bytes", err, buf.Len())
+	}
+	ents, _ := os.ReadDir(filepath.Dir(out))
+	if len(ents) != 1 {
+		t.Fatalf("temp files left: %v", ents)
+	}
+}
+
+func TestTamperedMetadataRefused(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	dir := t.TempDir()
+	c := client.New(e.store, dir)
+	_, err := c.Bootstrap(e.ctx, e.rootJSON())
+	e.must(err)
+	e.pushFile("new", "new")
+	e.must(e.pub.PushMetadata(e.ctx)) // targets v2
+	// attacker adds a target to the signed targets v2 and re-tags it
+	data, err := e.store.GetMetadata(e.ctx, "2.targets.json", 0)
+	e.must(err)
+	md, err := metadata.Targets().FromBytes(data)
+	e.must(err)
+	md.Signed.Targets["evil"] = &metadata.TargetFiles{Length: 1, Hashes: metadata.Hashes{"sha256": make([]byte, 32)}, Path: "evil"}
+	bad, err := md.ToBytes(true)
+	e.must(err)
+	e.must(e.store.PutMetadata(e.ctx, "2.targets.json", bad))
+	refused(t, dir, c, tuf.ErrSignature, func() error { _, err := c.PullMetadata(e.ctx); return err })
+}
+
+func TestMixAndMatchRefused(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	dir := t.TempDir()
+	c := client.New(e.store, dir)
+	_, err := c.Bootstrap(e.ctx, e.rootJSON())
+	e.must(err)
+	e.pushFile("new", "new")
+	e.must(e.pub.PushMetadata(e.ctx))
+	// serve the old (validly signed) targets v1 where snapshot v2 expects v2
+	e.must(e.rc.Tag(e.ctx, e.repo+":1.targets.json", "2.targets.json"))
+	refused(t, dir, c, tuf.ErrRollback, func() error { _, err := c.PullMetadata(e.ctx); return err })
+}
+
+func TestEndlessDataRefused(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	dir := t.TempDir()
+	c := client.New(e.store, dir)
+	_, err := c.Bootstrap(e.ctx, e.rootJSON())
+	e.must(err)
+	e.must(e.store.PutMetadata(e.ctx, "timestamp.json", bytes.Repeat([]byte(" "), 1<<20)))
+	refused(t, dir, c, tuf.ErrTooLarge, func() error { _, err := c.PullMetadata(e.ctx); return err })
+}
+
+func TestWrongRootKeyRefused(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	other, err := keys.Generate("")
+	e.must(err)
+	pub, err := keys.MarshalPublic(other.Public())
+	e.must(err)
+	dir := t.TempDir()
+	c := client.New(e.store, dir)
+	if _, err := c.Bootstrap(e.ctx, pub); !errors.Is(err, tuf.ErrSignature) {
+		t.Fatalf("want ErrSignature, got %v", err)
+	}
+	if c.Initialized() {
+		t.Fatal("client trusted a root after a refused bootstrap")
+	}
+	// the right key file works
+	ids, _ := filepath.Glob(filepath.Join(e.master, "keys", "root", "*.pub"))
+	good, err := os.ReadFile(ids[0])
+	e.must(err)
+	_, err = c.Bootstrap(e.ctx, good)
+	e.must(err)
+	// a root.json from another repository is refused too
+	e2 := newEnv(t)
+	e2.setup(nil, nil)
+	c2 := client.New(e.store, t.TempDir())
+	if _, err := c2.Bootstrap(e.ctx, e2.rootJSON()); !errors.Is(err, tuf.ErrSignature) {
+		t.Fatalf("want ErrSignature, got %v", err)
+	}
+}
+
+func TestThresholdNotMetRefused(t *testing.T) {
+	e := newEnv(t)
+	e.setup(repo.Thresholds{repo.Timestamp: 2, repo.Root: 2}, map[string]int{repo.Timestamp: 2, repo.Root: 2})
+	dir := t.TempDir()
+	c := client.New(e.store, dir)
+	_, err := c.Bootstrap(e.ctx, e.rootJSON())
+	e.must(err)
+	// an attacker holding one timestamp key signs a fresh timestamp alone
+	data, err := e.store.GetMetadata(e.ctx, "timestamp.json", 0)
+	e.must(err)
+	ts, err := metadata.Timestamp().FromBytes(data)
+	e.must(err)
+	ts.Signed.Version++
+	ts.ClearSignatures()
+	files, _ := filepath.Glob(filepath.Join(e.master, "keys", "timestamp", "*.key"))
+	kf, err := os.ReadFile(files[0])
+	e.must(err)
+	k, err := keys.Decrypt(kf, []byte("pw-timestamp"))
+	e.must(err)
+	e.must(keys.SignMetadata(ts, k))
+	bad, err := ts.ToBytes(true)
+	e.must(err)
+	e.must(e.store.PutMetadata(e.ctx, "timestamp.json", bad))
+	refused(t, dir, c, tuf.ErrSignature, func() error { _, err := c.PullMetadata(e.ctx); return err })
+}
+
+func TestRootRotationFollowed(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	dir := t.TempDir()
+	c := client.New(e.store, dir)
+	_, err := c.Bootstrap(e.ctx, e.rootJSON())
+	e.must(err)
+	oldRoot := e.rootJSON()
+	// rotate every key: new root signed by old and new root keys
+	for _, role := range []string{repo.Root, repo.Targets, repo.Snapshot, repo.Timestamp} {
+		_, _, err := e.pub.CreateKey(role, false)
+		e.must(err)
+	}
+	e.must(e.pub.ResetKeys(e.ctx, nil))
+	e.pushFile("after-rotation", "v2")
+	e.must(e.pub.PushMetadata(e.ctx))
+	// existing client follows without being given the new key
+	changed, err := c.PullMetadata(e.ctx)
+	e.must(err)
+	if fmt.Sprint(changed) != "[after-rotation]" {
+		t.Fatalf("changed %v", changed)
+	}
+	root, err := metadata.Root().FromFile(filepath.Join(dir, "metadata", "root.json"))
+	e.must(err)
+	if root.Signed.Version != 2 {
+		t.Fatalf("trusted root version %d", root.Signed.Version)
+	}
+	// a fresh client bootstrapped with the old root walks the chain too
+	c2 := e.newClient()
+	_, err = c2.Bootstrap(e.ctx, oldRoot)
+	e.must(err)
+	// and a second rotation
+	_, _, err = e.pub.CreateKey(repo.Root, false)
+	e.must(err)
+	e.must(e.pub.ResetKeys(e.ctx, nil))
+	e.must(e.pub.PushMetadata(e.ctx))
+	_, err = c.PullMetadata(e.ctx)
+	e.must(err)
+	_, err = c2.PullMetadata(e.ctx)
+	e.must(err)
+}
+
+func TestDelegation(t *testing.T) {
+	e := newEnv(t, repo.WithKeyType(keys.ECDSA))
+	e.setup(nil, nil)
+	_, _, err := e.pub.CreateKey("releases", false)
+	e.must(err)
+	e.must(e.pub.AddDelegation(e.ctx, "releases", []string{"releases/*"}, 1, true))
+	p := filepath.Join(t.TempDir(), "r")
+	e.must(os.WriteFile(p, []byte("release 1"), 0o644))
+	if err := e.pub.PushTarget(e.ctx, "other/x", p, "releases"); err == nil {
+		t.Fatal("target outside the delegated paths accepted")
+	}
+	e.must(e.pub.PushTarget(e.ctx, "releases/v1", p, "releases"))
+	e.must(e.pub.PushMetadata(e.ctx))
+	c := e.bootstrapped()
+	names, err := c.TargetNames()
+	e.must(err)
+	if fmt.Sprint(names) != "[hello.txt releases/v1]" {
+		t.Fatalf("names %v", names)
+	}
+	data, err := c.Fetch(e.ctx, "releases/v1", 100)
+	e.must(err)
+	if string(data) != "release 1" {
+		t.Fatalf("got %q", data)
+	}
+	list, err := e.pub.ListTargets()
+	e.must(err)
+	if fmt.Sprint(list) != "[hello.txt releases/v1]" {
+		t.Fatalf("master list %v", list)
+	}
+}
+
+func TestRSAKeysAndThresholds(t *testing.T) {
+	e := newEnv(t, repo.WithKeyType(keys.RSA))
+	e.setup(repo.Thresholds{repo.Targets: 2}, map[string]int{repo.Targets: 2})
+	c := e.bootstrapped()
+	data, err := c.Fetch(e.ctx, "hello.txt", 100)
+	e.must(err)
+	if string(data) != "hello, world\n" {
+		t.Fatalf("got %q", data)
+	}
+}
