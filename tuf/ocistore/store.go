@@ -348,7 +348,7 @@ type rawManifest struct {
 	mt  types.MediaType
 }
 
-func (r rawManifest) RawManifest() ([]byte, error)       { return r.raw, nil }
+func (r rawManifest) RawManifest() ([]byte, error)        { return r.raw, nil }
 func (r rawManifest) MediaType() (types.MediaType, error) { return r.mt, nil }
 
 // bytesLayer is a small blob held in memory (metadata, config, trust docs).
@@ -361,8 +361,10 @@ func (b bytesLayer) Digest() (v1.Hash, error) {
 	h, _, err := v1.SHA256(bytes.NewReader(b.data))
 	return h, err
 }
-func (b bytesLayer) DiffID() (v1.Hash, error)             { return b.Digest() }
-func (b bytesLayer) Compressed() (io.ReadCloser, error)   { return io.NopCloser(bytes.NewReader(b.data)), nil }
+func (b bytesLayer) DiffID() (v1.Hash, error) { return b.Digest() }
+func (b bytesLayer) Compressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(b.data)), nil
+}
 func (b bytesLayer) Uncompressed() (io.ReadCloser, error) { return b.Compressed() }
 func (b bytesLayer) Size() (int64, error)                 { return int64(len(b.data)), nil }
 func (b bytesLayer) MediaType() (types.MediaType, error)  { return b.mt, nil }
