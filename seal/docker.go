@@ -160,8 +160,3 @@ func (t *DockerTarget) Resolve(ctx context.Context, n string) ([]string, error) 
 
 // dockerName drops the "library/" prefix Docker adds itself.
 func dockerName(n string) string { return strings.TrimPrefix(n, "library/") }
-
-// LoadDockerArchive streams a docker-save tar to the engine (legacy path).
-func (t *DockerTarget) LoadDockerArchive(ctx context.Context, r io.Reader) error {
-	return dockerLoad(ctx, t.api, r)
-}
