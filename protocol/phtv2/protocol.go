@@ -119,11 +119,12 @@ func PreRun(ctx context.Context, img v1.Image, st Station, opts ...Option) (*Out
 	sid, _ := cfg.SessionID.Bytes() // validated by ParseConfig
 
 	// Train files: decrypt in place, then hash in file_list order.
-	query, err := decryptTrain(state.Train, key)
-	if err != nil {
+	qe := state.Train.Lookup(train.QueryName)
+	if err := checkTrainFiles(cfg, state.Train, qe != nil && qe.IsRegular()); err != nil {
 		return nil, err
 	}
-	if err := checkTrainFiles(cfg, state.Train, query != nil); err != nil {
+	query, err := decryptTrain(state.Train, key)
+	if err != nil {
 		return nil, err
 	}
 	if err := verifyImmutable(cfg, state.Train, sid, query); err != nil {
