@@ -151,3 +151,5 @@ func wantErr(t testing.TB, err, target error, contains string) {
 }
 
 func newSHA256() hash.Hash { return sha256.New() }
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

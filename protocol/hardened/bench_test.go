@@ -1,0 +1,107 @@
+package hardened
+
+import (
+	"context"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// peakHeap samples the live heap until stop is called and returns the peak.
+func peakHeap() (stop func() uint64) {
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			if v := s[0].Value.Uint64(); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 { close(done); <-finished; return peak.Load() }
+}
+
+// BenchmarkPostRunPreRun seals a large results tree at one station (post-run)
+// and verifies and decrypts it at the next (pre-run), through files, and
+// reports the peak heap. Size: TRAINYARD_BENCH_MB (default 64).
+//
+//	TRAINYARD_BENCH_MB=1024 go test -run '^$' -bench PostRunPreRun ./protocol/hardened/
+func BenchmarkPostRunPreRun(b *testing.B) {
+	mb := 64
+	if v, err := strconv.Atoi(os.Getenv("TRAINYARD_BENCH_MB")); err == nil && v > 0 {
+		mb = v
+	}
+	ctx := context.Background()
+	n := newTestNet(b)
+	env, code := n.create(b)
+	work := b.TempDir()
+	big := filepath.Join(work, "results")
+	// One big file plus a few small ones; content from a random block.
+	block := make([]byte, 1<<20)
+	rand.Read(block)
+	if err := os.MkdirAll(big, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(big, "model.bin"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < mb; i++ {
+		block[0] = byte(i)
+		f.Write(block)
+	}
+	f.Close()
+	for i := 0; i < 10; i++ {
+		writeFile(b, filepath.Join(big, "stats", strconv.Itoa(i)+".csv"), "n,mean\n10,3.5\n", 0o644)
+	}
+	runtime.GC()
+	b.SetBytes(int64(mb) << 20)
+	stop := peakHeap()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		it := filepath.Join(work, strconv.Itoa(i))
+		s, err := PreRun(ctx, n.trust, "st-a", n.stations["st-a"], Train{Envelope: env, Code: bytesReader(code)},
+			filepath.Join(it, "a-code"), filepath.Join(it, "a-res"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		blob, err := os.Create(filepath.Join(it, "blob"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		env2, err := s.PostRun(ctx, big, blob)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := blob.Seek(0, 0); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := PreRun(ctx, n.trust, "st-b", n.stations["st-b"], Train{Envelope: env2, Code: bytesReader(code), Results: blob},
+			filepath.Join(it, "b-code"), filepath.Join(it, "b-res")); err != nil {
+			b.Fatal(err)
+		}
+		blob.Close()
+		b.StopTimer()
+		os.RemoveAll(it)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(stop())/(1<<20), "peak-heap-MiB")
+}
