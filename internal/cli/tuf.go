@@ -1,0 +1,482 @@
+package cli
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/tuf/client"
+	"github.com/trainyard/trainyard/tuf/keys"
+	"github.com/trainyard/trainyard/tuf/ocistore"
+	"github.com/trainyard/trainyard/tuf/repo"
+)
+
+func init() { register(newTUFCmd) }
+
+// tufEnv is what every tuf command reads from flags and TRAINYARD_TUF_*.
+type tufEnv struct {
+	insecure bool
+	root     string
+}
+
+func newTUFCmd() *cobra.Command {
+	te := &tufEnv{}
+	cmd := &cobra.Command{
+		Use:   "tuf",
+		Short: "TUF repositories stored in OCI registries (publisher and client; dtuf's commands)",
+		Long: "Publish files with The Update Framework into any OCI registry and download them verified.\n" +
+			"REPO is host/path, or a path with TRAINYARD_TUF_HOST set. State lives under TRAINYARD_TUF_REPOSITORIES_ROOT.\n" +
+			"See docs/tuf.md for the registry layout and every TRAINYARD_TUF_* variable.",
+	}
+	cmd.PersistentFlags().BoolVar(&te.insecure, "insecure", envOr("TRAINYARD_TUF_INSECURE", envOr("TRAINYARD_INSECURE", "")) != "",
+		"allow plain HTTP and unverified TLS (TRAINYARD_TUF_INSECURE=1)")
+	cmd.PersistentFlags().StringVar(&te.root, "repositories-root", envOr("TRAINYARD_TUF_REPOSITORIES_ROOT", "trainyard_tuf_repos"),
+		"local state directory (TRAINYARD_TUF_REPOSITORIES_ROOT)")
+	master := func(use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, p *repo.Publisher, args []string) error) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Args: args, RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := te.publisher(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			return tufExit(run(cmd, p, args[1:]))
+		}}
+	}
+	copyCmd := func(use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, c *client.Client, args []string) error) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Args: args, RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := te.client(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			return tufExit(run(cmd, c, args[1:]))
+		}}
+	}
+	var add bool
+	crk := master("create-root-key REPO", "Create a root key (the previous ones are retired unless --add)", cobra.ExactArgs(1),
+		func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
+			id, pub, err := p.CreateKey(repo.Root, add)
+			if err == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", id, pub)
+			}
+			return err
+		})
+	crk.Flags().BoolVar(&add, "add", false, "add a key to the role instead of replacing its keys (thresholds)")
+	var addM bool
+	cmk := master("create-metadata-keys REPO [ROLE...]", "Create keys for targets, snapshot, timestamp (or the given roles, e.g. a delegated role)", cobra.MinimumNArgs(1),
+		func(cmd *cobra.Command, p *repo.Publisher, roles []string) error {
+			if len(roles) == 0 {
+				roles = []string{repo.Targets, repo.Snapshot, repo.Timestamp}
+			}
+			for _, r := range roles {
+				id, pub, err := p.CreateKey(r, addM)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s\n", r, id, pub)
+			}
+			return nil
+		})
+	cmk.Flags().BoolVar(&addM, "add", false, "add keys instead of replacing the roles' keys")
+	var thresholds []string
+	cm := master("create-metadata REPO", "Create version 1 of the metadata from the key files (publish with push-metadata)", cobra.ExactArgs(1),
+		func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
+			th, err := parseThresholds(thresholds)
+			if err != nil {
+				return err
+			}
+			if err := p.CreateMetadata(cmd.Context(), th); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "trusted root for clients: %s\n", p.RootPath())
+			return nil
+		})
+	cm.Flags().StringArrayVar(&thresholds, "threshold", nil, "ROLE=K signatures required (repeatable)")
+	var rthresholds []string
+	rk := master("reset-keys REPO", "Write a new root from the current key files, cross-signed by the old root keys", cobra.ExactArgs(1),
+		func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
+			th, err := parseThresholds(rthresholds)
+			if err != nil {
+				return err
+			}
+			return p.ResetKeys(cmd.Context(), th)
+		})
+	rk.Flags().StringArrayVar(&rthresholds, "threshold", nil, "ROLE=K signatures required (repeatable)")
+	var role string
+	pt := master("push-target REPO TARGET FILE|@TARGET", "Upload a file (or reuse an existing target's content) as TARGET", cobra.ExactArgs(3),
+		func(cmd *cobra.Command, p *repo.Publisher, args []string) error {
+			return p.PushTarget(cmd.Context(), args[0], args[1], role)
+		})
+	pt.Flags().StringVar(&role, "role", "", "delegated role that signs the target (default: targets)")
+	var paths []string
+	var dthreshold int
+	var terminating bool
+	ad := master("add-delegation REPO ROLE", "Delegate --path patterns to ROLE (keys from create-metadata-keys REPO ROLE)", cobra.ExactArgs(2),
+		func(cmd *cobra.Command, p *repo.Publisher, args []string) error {
+			return p.AddDelegation(cmd.Context(), args[0], paths, dthreshold, terminating)
+		})
+	ad.Flags().StringArrayVar(&paths, "path", nil, "target path pattern (repeatable), e.g. 'releases/*'")
+	ad.Flags().IntVar(&dthreshold, "threshold", 1, "signatures required")
+	ad.Flags().BoolVar(&terminating, "terminating", false, "do not search other roles for these paths")
+	cmd.AddCommand(crk, cmk, cm, rk, pt, ad,
+		master("del-target REPO TARGET...", "Remove targets (blobs other targets use stay referenced)", cobra.MinimumNArgs(2),
+			func(cmd *cobra.Command, p *repo.Publisher, args []string) error {
+				return p.DelTarget(cmd.Context(), args...)
+			}),
+		master("push-metadata REPO", "Sign and publish targets, snapshot, then timestamp", cobra.ExactArgs(1),
+			func(cmd *cobra.Command, p *repo.Publisher, _ []string) error { return p.PushMetadata(cmd.Context()) }),
+		master("refresh-timestamp REPO", "Re-sign and publish only the timestamp (cron job; needs the timestamp key only)", cobra.ExactArgs(1),
+			func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
+				return p.RefreshTimestamp(cmd.Context())
+			}),
+		master("list-master-targets REPO", "List the publisher's targets", cobra.ExactArgs(1),
+			func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
+				names, err := p.ListTargets()
+				for _, n := range names {
+					fmt.Fprintln(cmd.OutOrStdout(), n)
+				}
+				return err
+			}),
+		master("get-master-expirations REPO", "Print each role's expiry", cobra.ExactArgs(1),
+			func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
+				exps, err := p.Expirations()
+				for _, e := range exps {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", e.Role, e.Expires.Format(time.RFC3339))
+				}
+				return err
+			}),
+	)
+	// client side
+	var out string
+	ptg := copyCmd("pull-target REPO TARGET...", "Download verified targets to stdout (or -o FILE); nothing unverified is written", cobra.MinimumNArgs(2),
+		func(cmd *cobra.Command, c *client.Client, names []string) error {
+			if out != "" {
+				if len(names) != 1 {
+					return &ExitError{Code: 2, Err: errors.New("-o takes exactly one target")}
+				}
+				_, err := c.Download(cmd.Context(), names[0], out)
+				return err
+			}
+			var info io.Writer
+			if envOr("TRAINYARD_TUF_BLOB_INFO", "") == "1" {
+				info = cmd.OutOrStdout()
+			}
+			return c.WriteTo(cmd.Context(), cmd.OutOrStdout(), info, names...)
+		})
+	ptg.Flags().StringVarP(&out, "output", "o", "", "write the target to FILE (temp file, verify, rename)")
+	cmd.AddCommand(ptg,
+		copyCmd("pull-metadata REPO [ROOT.json|ROOT-KEY.pub|-]", "Update trusted metadata (first time: give the root.json or root public key, - for stdin); prints changed targets", cobra.RangeArgs(1, 2),
+			func(cmd *cobra.Command, c *client.Client, args []string) error {
+				var changed []string
+				var err error
+				if len(args) == 1 {
+					var trust []byte
+					if args[0] == "-" {
+						trust, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 1<<20))
+					} else {
+						trust, err = os.ReadFile(args[0])
+					}
+					if err != nil {
+						return err
+					}
+					changed, err = c.Bootstrap(cmd.Context(), trust)
+				} else {
+					changed, err = c.PullMetadata(cmd.Context())
+				}
+				for _, n := range changed {
+					fmt.Fprintln(cmd.OutOrStdout(), n)
+				}
+				return err
+			}),
+		copyCmd("blob-sizes REPO TARGET...", "Print each target's signed size", cobra.MinimumNArgs(2),
+			func(cmd *cobra.Command, c *client.Client, names []string) error {
+				tfs, err := c.TargetInfo(cmd.Context(), names...)
+				for _, tf := range tfs {
+					fmt.Fprintln(cmd.OutOrStdout(), tf.Length)
+				}
+				return err
+			}),
+		copyCmd("check-target REPO TARGET FILE...", "Exit 0 if every FILE is the target's content", cobra.MinimumNArgs(3),
+			func(cmd *cobra.Command, c *client.Client, args []string) error {
+				for _, f := range args[1:] {
+					if err := c.CheckTarget(cmd.Context(), args[0], f); err != nil {
+						return err
+					}
+				}
+				return nil
+			}),
+		copyCmd("list-copy-targets REPO", "List targets of the trusted local copy", cobra.ExactArgs(1),
+			func(cmd *cobra.Command, c *client.Client, _ []string) error {
+				names, err := c.TargetNames()
+				for _, n := range names {
+					fmt.Fprintln(cmd.OutOrStdout(), n)
+				}
+				return err
+			}),
+		copyCmd("get-copy-expirations REPO", "Print each trusted role's expiry", cobra.ExactArgs(1),
+			func(cmd *cobra.Command, c *client.Client, _ []string) error {
+				exps, err := c.Expirations()
+				for _, e := range exps {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", e.Role, e.Expires.Format(time.RFC3339))
+				}
+				return err
+			}),
+		&cobra.Command{Use: "list-repos [HOST]", Short: "List the registry's repositories (_catalog)", Args: cobra.MaximumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				host := envOr("TRAINYARD_TUF_HOST", "")
+				if len(args) == 1 {
+					host = args[0]
+				}
+				if host == "" {
+					return &ExitError{Code: 2, Err: errors.New("give HOST or set TRAINYARD_TUF_HOST")}
+				}
+				repos, err := ocistore.ListRepos(cmd.Context(), te.registryClient(cmd), host)
+				for _, r := range repos {
+					fmt.Fprintln(cmd.OutOrStdout(), r)
+				}
+				return tufExit(err)
+			}},
+		&cobra.Command{Use: "auth REPO ACTION...", Short: "Authenticate (pull, push, *) and print the bearer token, if any", Args: cobra.MinimumNArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				s, err := ocistore.New(te.registryClient(cmd), te.repoName(args[0]))
+				if err != nil {
+					return err
+				}
+				hc := http.DefaultClient
+				if te.insecure {
+					hc = &http.Client{Transport: insecureTransport()}
+				}
+				tok, err := s.Token(cmd.Context(), tufKeychain(), hc, args[1:]...)
+				if tok != "" {
+					fmt.Fprintln(cmd.OutOrStdout(), tok)
+				}
+				return tufExit(err)
+			}},
+		newTUFConformanceCmd(),
+	)
+	return cmd
+}
+
+func (te *tufEnv) repoName(r string) string {
+	if host := envOr("TRAINYARD_TUF_HOST", ""); host != "" && !strings.HasPrefix(r, host+"/") {
+		return host + "/" + r
+	}
+	return r
+}
+
+func (te *tufEnv) stateDir(r, side string) string {
+	return filepath.Join(te.root, url.PathEscape(te.repoName(r)), side)
+}
+
+func tufKeychain() authn.Keychain {
+	return ocistore.Keychain(os.Getenv("TRAINYARD_TUF_USERNAME"), os.Getenv("TRAINYARD_TUF_PASSWORD"), os.Getenv("TRAINYARD_TUF_TOKEN"))
+}
+
+func insecureTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // only with --insecure
+	return t
+}
+
+func (te *tufEnv) registryClient(cmd *cobra.Command) *registry.Client {
+	opts := []registry.Option{registry.WithInsecure(te.insecure),
+		registry.WithKeychain(tufKeychain())}
+	if progressOn() {
+		opts = append(opts, registry.WithProgress(cmd.ErrOrStderr()))
+	}
+	return registry.NewClient(opts...)
+}
+
+// progressOn follows TRAINYARD_TUF_PROGRESS: 1 on, 0 off, unset = on a terminal.
+func progressOn() bool { return envOr("TRAINYARD_TUF_PROGRESS", "1") != "0" }
+
+func (te *tufEnv) publisher(cmd *cobra.Command, r string) (*repo.Publisher, error) {
+	s, err := ocistore.New(te.registryClient(cmd), te.repoName(r))
+	if err != nil {
+		return nil, err
+	}
+	opts := []repo.Option{repo.WithPasswords(passwordFromEnvOrPrompt(cmd)), repo.WithKeyType(envOr("TRAINYARD_TUF_KEY_TYPE", keys.Ed25519))}
+	if progressOn() {
+		opts = append(opts, repo.WithProgress(cmd.ErrOrStderr()))
+	}
+	for _, role := range []string{repo.Root, repo.Targets, repo.Snapshot, repo.Timestamp} {
+		if v := os.Getenv("TRAINYARD_TUF_" + strings.ToUpper(role) + "_LIFETIME"); v != "" {
+			d, err := parseLifetime(v)
+			if err != nil {
+				return nil, &ExitError{Code: 2, Err: fmt.Errorf("TRAINYARD_TUF_%s_LIFETIME: %w", strings.ToUpper(role), err)}
+			}
+			opts = append(opts, repo.WithLifetime(role, d))
+		}
+	}
+	return repo.New(s, te.stateDir(r, "master"), opts...), nil
+}
+
+func (te *tufEnv) client(cmd *cobra.Command, r string) (*client.Client, error) {
+	s, err := ocistore.New(te.registryClient(cmd), te.repoName(r))
+	if err != nil {
+		return nil, err
+	}
+	opts := []client.Option{}
+	if progressOn() {
+		opts = append(opts, client.WithProgress(cmd.ErrOrStderr()))
+	}
+	if v := os.Getenv("TRAINYARD_TUF_TIME"); v != "" {
+		t, err := parseTime(v)
+		if err != nil {
+			return nil, &ExitError{Code: 2, Err: fmt.Errorf("TRAINYARD_TUF_TIME: %w", err)}
+		}
+		opts = append(opts, client.WithClock(func() time.Time { return t }))
+	}
+	return client.New(s, te.stateDir(r, "copy"), opts...), nil
+}
+
+// passwordFromEnvOrPrompt reads TRAINYARD_TUF_<ROLE>_KEY_PASSWORD, else
+// asks on the terminal.
+func passwordFromEnvOrPrompt(cmd *cobra.Command) repo.PasswordFunc {
+	return func(role string) ([]byte, error) {
+		env := "TRAINYARD_TUF_" + envName(role) + "_KEY_PASSWORD"
+		if v, ok := os.LookupEnv(env); ok {
+			return []byte(v), nil
+		}
+		fd := int(os.Stdin.Fd())
+		if !term.IsTerminal(fd) {
+			return nil, fmt.Errorf("set %s (no terminal to prompt on)", env)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "Password for %s keys: ", role)
+		pw, err := term.ReadPassword(fd)
+		fmt.Fprintln(cmd.ErrOrStderr())
+		return pw, err
+	}
+}
+
+// envName turns a role name into the part of an env var name.
+func envName(role string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' {
+			return r - 'a' + 'A'
+		}
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			return r
+		}
+		return '_'
+	}, role)
+}
+
+func parseThresholds(ss []string) (repo.Thresholds, error) {
+	th := repo.Thresholds{}
+	for _, s := range ss {
+		k, v, ok := strings.Cut(s, "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil || n < 1 {
+			return nil, &ExitError{Code: 2, Err: fmt.Errorf("bad --threshold %q (want ROLE=K)", s)}
+		}
+		th[k] = n
+	}
+	return th, nil
+}
+
+// parseLifetime accepts Go durations plus d (days) and w (weeks): 1s, 12h, 3d, 2w.
+func parseLifetime(s string) (time.Duration, error) {
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			f, err := strconv.ParseFloat(n, 64)
+			if err != nil || f <= 0 {
+				return 0, fmt.Errorf("bad lifetime %q", s)
+			}
+			return time.Duration(f * float64(unit)), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("bad lifetime %q", s)
+	}
+	return d, nil
+}
+
+// parseTime accepts RFC 3339 or Unix seconds.
+func parseTime(s string) (time.Time, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(n, 0).UTC(), nil
+	}
+	return time.Parse(time.RFC3339, s)
+}
+
+// tufExit maps an unauthorized registry answer to exit code 13 (EACCES), as dtuf did.
+func tufExit(err error) error {
+	var te *transport.Error
+	if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
+		return &ExitError{Code: 13, Err: err}
+	}
+	return err
+}
+
+// newTUFConformanceCmd is the tuf-conformance client CLI contract over
+// plain HTTP: init, refresh, download.
+func newTUFConformanceCmd() *cobra.Command {
+	var h client.HTTPConfig
+	var names []string
+	var at string
+	cmd := &cobra.Command{
+		Use:   "client",
+		Short: "TUF client over plain HTTP with the tuf-conformance CLI contract (init, refresh, download)",
+	}
+	cmd.PersistentFlags().StringVar(&h.MetadataDir, "metadata-dir", "", "trusted metadata directory")
+	cmd.PersistentFlags().StringVar(&h.MetadataURL, "metadata-url", "", "repository metadata base URL")
+	cmd.PersistentFlags().StringVar(&h.TargetBaseURL, "target-base-url", "", "targets base URL")
+	cmd.PersistentFlags().StringVar(&h.TargetDir, "target-dir", "", "where downloaded targets go")
+	cmd.PersistentFlags().StringArrayVar(&names, "target-name", nil, "target to download (repeatable)")
+	cmd.PersistentFlags().StringVar(&at, "time", envOr("TRAINYARD_TUF_TIME", ""), "reference time, RFC 3339 or Unix seconds (TRAINYARD_TUF_TIME; default now)")
+	prep := func() error {
+		if h.MetadataDir == "" {
+			return &ExitError{Code: 2, Err: errors.New("--metadata-dir is required")}
+		}
+		if at != "" {
+			t, err := parseTime(at)
+			if err != nil {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--time: %w", err)}
+			}
+			h.Now = t
+		}
+		return nil
+	}
+	cmd.AddCommand(
+		&cobra.Command{Use: "init ROOT.json", Short: "Trust ROOT.json (no network)", Args: cobra.ExactArgs(1),
+			RunE: func(_ *cobra.Command, args []string) error {
+				if err := prep(); err != nil {
+					return err
+				}
+				data, err := os.ReadFile(args[0])
+				if err != nil {
+					return err
+				}
+				return client.HTTPInit(h.MetadataDir, data)
+			}},
+		&cobra.Command{Use: "refresh", Short: "Update the top-level metadata", Args: cobra.NoArgs,
+			RunE: func(_ *cobra.Command, _ []string) error {
+				if err := prep(); err != nil {
+					return err
+				}
+				return client.HTTPRefresh(h)
+			}},
+		&cobra.Command{Use: "download", Short: "Refresh, then download each --target-name into --target-dir", Args: cobra.NoArgs,
+			RunE: func(_ *cobra.Command, _ []string) error {
+				if err := prep(); err != nil {
+					return err
+				}
+				return client.HTTPDownload(h, names...)
+			}},
+	)
+	return cmd
+}

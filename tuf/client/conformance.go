@@ -1,0 +1,102 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/tuf"
+)
+
+// HTTPConfig drives the plain-HTTP client of the tuf-conformance CLI
+// contract: trusted metadata stored unversioned in MetadataDir as
+// <role>.json, updated in place as the TUF spec says (not transactional:
+// the suite checks what a spec client persists).
+type HTTPConfig struct {
+	MetadataDir   string
+	MetadataURL   string
+	TargetDir     string
+	TargetBaseURL string
+	Now           time.Time // zero: the real clock
+}
+
+// HTTPInit stores rootJSON as the trusted root (no network).
+func HTTPInit(metadataDir string, rootJSON []byte) error {
+	if _, err := metadata.Root().FromBytes(rootJSON); err != nil {
+		return fmt.Errorf("trusted root: %w", err)
+	}
+	if err := os.MkdirAll(metadataDir, 0o755); err != nil {
+		return err
+	}
+	return registry.WriteFileAtomic(filepath.Join(metadataDir, "root.json"), rootJSON, 0o644)
+}
+
+func (h HTTPConfig) updater() (*updater.Updater, error) {
+	root, err := os.ReadFile(filepath.Join(h.MetadataDir, "root.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, tuf.ErrNotInitialized
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.New(h.MetadataURL, root)
+	if err != nil {
+		return nil, err
+	}
+	cfg.LocalMetadataDir = h.MetadataDir
+	cfg.LocalTargetsDir = h.TargetDir
+	cfg.RemoteTargetsURL = h.TargetBaseURL
+	u, err := updater.New(cfg)
+	if err != nil {
+		return nil, tuf.Classify(err)
+	}
+	if !h.Now.IsZero() {
+		u.UnsafeSetRefTime(h.Now)
+	}
+	return u, nil
+}
+
+// HTTPRefresh runs a full top-level metadata update.
+func HTTPRefresh(h HTTPConfig) error {
+	u, err := h.updater()
+	if err != nil {
+		return err
+	}
+	return tuf.Classify(u.Refresh())
+}
+
+// HTTPDownload refreshes, then downloads each target into TargetDir (file
+// name: the url-escaped target path), reusing a cached file whose length
+// and hashes still match; it stops at the first failure.
+func HTTPDownload(h HTTPConfig, names ...string) error {
+	u, err := h.updater()
+	if err != nil {
+		return err
+	}
+	if err := u.Refresh(); err != nil {
+		return tuf.Classify(err)
+	}
+	if err := os.MkdirAll(h.TargetDir, 0o755); err != nil {
+		return err
+	}
+	for _, n := range names {
+		tf, err := u.GetTargetInfo(n)
+		if err != nil {
+			return fmt.Errorf("target %q: %w", n, tuf.Classify(err))
+		}
+		if path, _, err := u.FindCachedTarget(tf, ""); err == nil && path != "" {
+			continue
+		}
+		if _, _, err := u.DownloadTarget(tf, "", h.TargetBaseURL); err != nil {
+			return fmt.Errorf("target %q: %w", n, tuf.Classify(err))
+		}
+	}
+	return nil
+}
