@@ -2,6 +2,7 @@ package hardened
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -39,5 +40,28 @@ func TestKeyPEMRoundTrip(t *testing.T) {
 	}
 	if _, err := ParsePrivateKeyPEM(pub); !errors.Is(err, ErrMalformed) {
 		t.Errorf("public as private: %v", err)
+	}
+}
+
+func TestKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	priv, pub := dir+"/st.key", dir+"/st.pub"
+	k, err := GenerateKeyFiles(priv, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(priv); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("private key file mode: %v %v", fi, err)
+	}
+	k2, err := LoadPrivateKey(priv)
+	if err != nil || !k2.Public().Equal(k.Public()) {
+		t.Fatal(err)
+	}
+	p, err := LoadPublicKey(pub)
+	if err != nil || !p.Equal(k.Public()) {
+		t.Fatal(err)
+	}
+	if _, err := GenerateKeyFiles(priv, pub); err == nil {
+		t.Fatal("overwrote an existing key")
 	}
 }
