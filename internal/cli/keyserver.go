@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trainyard/trainyard/keyserver"
+)
+
+func init() { register(newKeyserverCmd) }
+
+func newKeyserverCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "keyserver", Short: "The key server that holds sealed archives' key fragments"}
+	var data string
+	cmd.PersistentFlags().StringVar(&data, "data", envOr("TRAINYARD_KEYSERVER_DATA", "trainyard-keyserver"), "data directory holding keyserver.db (TRAINYARD_KEYSERVER_DATA)")
+	withStore := func(fn func(cmd *cobra.Command, args []string, st *keyserver.Store) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			st, err := keyserver.Open(data)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			return fn(cmd, args, st)
+		}
+	}
+
+	var addr, cert, key string
+	var ipRate, tokRate float64
+	var ipBurst, tokBurst int
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve fragments over HTTP(S) until SIGINT/SIGTERM (GET /binary-split/key-fragment, GET /v1/fragments/{archive})",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Audit events go to stderr at info level whatever --verbose says.
+			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			return keyserver.Serve(cmd.Context(), addr, data, cert, key, func(a net.Addr) {
+				scheme := "http"
+				if cert != "" {
+					scheme = "https"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "key server listening on %s://%s, data in %s\n", scheme, a, data)
+			}, keyserver.WithLogger(logger), keyserver.WithIPRateLimit(ipRate, ipBurst), keyserver.WithTokenRateLimit(tokRate, tokBurst))
+		},
+	}
+	serve.Flags().StringVar(&addr, "addr", envOr("TRAINYARD_KEYSERVER_ADDR", "127.0.0.1:8443"), "listen address (TRAINYARD_KEYSERVER_ADDR)")
+	serve.Flags().StringVar(&cert, "tls-cert", envOr("TRAINYARD_KEYSERVER_TLS_CERT", ""), "TLS certificate PEM (TRAINYARD_KEYSERVER_TLS_CERT)")
+	serve.Flags().StringVar(&key, "tls-key", envOr("TRAINYARD_KEYSERVER_TLS_KEY", ""), "TLS private key PEM (TRAINYARD_KEYSERVER_TLS_KEY)")
+	serve.Flags().Float64Var(&ipRate, "rate-ip", 5, "requests per second per client IP")
+	serve.Flags().IntVar(&ipBurst, "burst-ip", 20, "burst per client IP")
+	serve.Flags().Float64Var(&tokRate, "rate-token", 1, "requests per second per token")
+	serve.Flags().IntVar(&tokBurst, "burst-token", 10, "burst per token")
+
+	token := &cobra.Command{Use: "token", Short: "Bearer tokens (stored as SHA-256 hashes; the secret is shown once)"}
+	var device, archive, label string
+	create := &cobra.Command{
+		Use:   "create --device NAME [--archive ID]",
+		Short: "Create a token for a device (optionally only for one archive); prints the secret once",
+		Args:  cobra.NoArgs,
+		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+			secret, t, err := st.CreateToken(device, archive, label)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "token %s for device %s created; the secret below is not stored and cannot be shown again\n", t.ID, t.Device)
+			fmt.Fprintln(cmd.OutOrStdout(), secret)
+			return nil
+		}),
+	}
+	create.Flags().StringVar(&device, "device", "", "device the token belongs to (required)")
+	create.Flags().StringVar(&archive, "archive", "", "limit the token to one archive")
+	create.Flags().StringVar(&label, "name", "", "free-form label")
+	_ = create.MarkFlagRequired("device")
+	revoke := &cobra.Command{
+		Use:   "revoke TOKEN-ID",
+		Short: "Revoke a token",
+		Args:  cobra.ExactArgs(1),
+		RunE: withStore(func(cmd *cobra.Command, args []string, st *keyserver.Store) error {
+			if err := st.RevokeToken(args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "token %s revoked\n", args[0])
+			return nil
+		}),
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List tokens",
+		Args:  cobra.NoArgs,
+		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+			ts, err := st.ListTokens()
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tDEVICE\tARCHIVE\tCREATED\tREVOKED\tNAME")
+			for _, t := range ts {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Device, dash(t.Archive), t.Created.Format(time.RFC3339), when(t.Revoked), t.Name)
+			}
+			return tw.Flush()
+		}),
+	}
+	token.AddCommand(create, revoke, list)
+
+	fragment := &cobra.Command{Use: "fragment", Short: "Key fragments per archive and device"}
+	var file string
+	add := &cobra.Command{
+		Use:   "add --archive ID --device NAME --file FRAGMENT",
+		Short: "Store a fragment written by 'trainyard seal' (or a legacy azaion fragment)",
+		Args:  cobra.NoArgs,
+		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			if err := st.AddFragment(archive, device, b); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "fragment for archive %s, device %s stored; delete %s now\n", archive, device, file)
+			return nil
+		}),
+	}
+	add.Flags().StringVar(&archive, "archive", "", "archive id (required)")
+	add.Flags().StringVar(&device, "device", "", "device name (required)")
+	add.Flags().StringVar(&file, "file", "", "fragment file (required)")
+	for _, n := range []string{"archive", "device", "file"} {
+		_ = add.MarkFlagRequired(n)
+	}
+	flist := &cobra.Command{
+		Use:   "list [--archive ID]",
+		Short: "List fragments (never their bytes)",
+		Args:  cobra.NoArgs,
+		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+			fs, err := st.ListFragments(archive)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ARCHIVE\tDEVICE\tCREATED\tREVOKED")
+			for _, f := range fs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Archive, f.Device, f.Created.Format(time.RFC3339), when(f.Revoked))
+			}
+			return tw.Flush()
+		}),
+	}
+	flist.Flags().StringVar(&archive, "archive", "", "only this archive")
+	frevoke := &cobra.Command{
+		Use:   "revoke --archive ID [--device NAME]",
+		Short: "Revoke (and erase) an archive's fragment for one device, or for all devices",
+		Args:  cobra.NoArgs,
+		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+			if archive == "" {
+				return &ExitError{Code: 2, Err: errors.New("fragment revoke: --archive is required")}
+			}
+			n, err := st.RevokeFragment(archive, device)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d fragment(s) of archive %s revoked\n", n, archive)
+			return nil
+		}),
+	}
+	frevoke.Flags().StringVar(&archive, "archive", "", "archive id (required)")
+	frevoke.Flags().StringVar(&device, "device", "", "only this device")
+	fragment.AddCommand(add, flist, frevoke)
+
+	var last int
+	audit := &cobra.Command{
+		Use:   "audit [-n N]",
+		Short: "Print the audit log (JSON lines, oldest first)",
+		Args:  cobra.NoArgs,
+		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+			evs, err := st.AuditLog(last)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			for _, e := range evs {
+				if err := enc.Encode(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		}),
+	}
+	audit.Flags().IntVarP(&last, "last", "n", 100, "number of most recent events (0: all)")
+
+	cmd.AddCommand(serve, token, fragment, audit)
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func when(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
+}

@@ -1,0 +1,249 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trainyard/trainyard/keyserver"
+	"github.com/trainyard/trainyard/seal"
+)
+
+func init() {
+	register(newSealCmd)
+	register(newUnsealCmd)
+}
+
+func newSealCmd() *cobra.Command {
+	var (
+		images    []string
+		out       string
+		devices   []string
+		keysDir   string
+		archiveID string
+		chunkSize int
+		insecure  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "seal --images REF... --out FILE.sealed",
+		Short: "Seal images into an encrypted archive for an offline site (key split: device key + key-server fragment)",
+		Long: `Seal pulls the images and writes FILE.sealed: an OCI image layout in a tar, encrypted as a
+chunked AES-256-GCM stream (docs/sealed-format.md). For every device it writes, into --keys-dir,
+<device>.device-key.json (ship it with the archive to that site) and <device>.fragment (give it to
+the key server with 'trainyard keyserver fragment add', then delete it). Neither alone opens the archive.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(images) == 0 || out == "" {
+				return &ExitError{Code: 2, Err: errors.New("seal: --images and --out are required")}
+			}
+			ctx := cmd.Context()
+			client := newClient(cmd, insecure)
+			var srcs []seal.Source
+			for _, ref := range images {
+				r, err := client.ParseReference(ref)
+				if err != nil {
+					return err
+				}
+				n, err := seal.NameFor(r)
+				if err != nil {
+					return err
+				}
+				img, err := client.Pull(ctx, ref)
+				if err != nil {
+					return err
+				}
+				srcs = append(srcs, seal.Source{Name: n, Image: img, Source: r.String()})
+			}
+			if keysDir == "" {
+				keysDir = filepath.Dir(out)
+			}
+			if err := os.MkdirAll(keysDir, 0o700); err != nil {
+				return err
+			}
+			opts := []seal.SealOption{seal.WithDevices(devices...), seal.WithArchiveID(archiveID)}
+			if chunkSize > 0 {
+				opts = append(opts, seal.WithChunkSize(chunkSize))
+			}
+			res, err := seal.SealFile(ctx, out, srcs, opts...)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "sealed %s: archive %s, %d bytes\n", out, res.Header.ArchiveID, res.Bytes)
+			for _, im := range res.Header.Images {
+				fmt.Fprintf(w, "  %s@%s\n", im.Name, im.Digest)
+			}
+			for _, s := range res.Shares {
+				dk := filepath.Join(keysDir, s.Device+".device-key.json")
+				fr := filepath.Join(keysDir, s.Device+".fragment")
+				if err := seal.WriteDeviceKeyFile(dk, res.Header.ArchiveID, s); err != nil {
+					return err
+				}
+				if err := writeSecretFile(fr, s.Fragment); err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "device %s: device key %s (ship with the archive), fragment %s:\n  trainyard keyserver fragment add --archive %s --device %s --file %s && rm %s\n",
+					s.Device, dk, fr, res.Header.ArchiveID, s.Device, fr, fr)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&images, "images", nil, "images to seal (repo:tag or repo:tag@digest; repeat or comma-separate)")
+	f.StringVarP(&out, "out", "o", "", "archive file to write")
+	f.StringSliceVar(&devices, "devices", nil, "devices to make key shares for (default: one device named \"default\")")
+	f.StringVar(&keysDir, "keys-dir", "", "directory for the device keys and fragments (default: next to --out)")
+	f.StringVar(&archiveID, "archive-id", "", "archive id (default: random)")
+	f.IntVar(&chunkSize, "chunk-size", 0, "plaintext chunk size in bytes (default 1 MiB)")
+	registryFlags(cmd, &insecure)
+
+	inspect := &cobra.Command{
+		Use:   "inspect FILE.sealed",
+		Short: "Print the header of a sealed archive (archive id, images and digests) as JSON; needs no key",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := seal.Inspect(args[0])
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(h)
+		},
+	}
+	cmd.AddCommand(inspect)
+	return cmd
+}
+
+func writeSecretFile(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func newUnsealCmd() *cobra.Command {
+	var (
+		ksURL, token, caFile, deviceKey, fragmentFile string
+		to, format, version                           string
+		expects                                       []string
+		insecure                                      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "unseal FILE.sealed",
+		Short: "Decrypt a sealed archive with the device key and the key server's fragment, verify and load its images",
+		Long: `Unseal fetches this device's fragment from the key server, verifies the whole archive in a first
+streaming pass (every chunk authenticated, every blob digest checked), then loads the images in a
+second pass into --to: registry://HOST (default: the embedded registry), oci:DIR, or docker
+(Engine API, DOCKER_HOST). No plaintext tar is written to disk. --expect fails the command if an
+image is missing or has another digest. --format azaion-v1 reads the azaion seed's archives.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			path := args[0]
+			var es []seal.Expect
+			for _, s := range expects {
+				e, err := seal.ParseExpect(s, version)
+				if err != nil {
+					return &ExitError{Code: 2, Err: err}
+				}
+				es = append(es, e)
+			}
+			client := newClient(cmd, insecure)
+			t, err := seal.OpenTarget(to, insecure, client.RemoteOptions(ctx)...)
+			if err != nil {
+				return err
+			}
+			fetch := func(archive string, legacy bool) ([]byte, error) {
+				if fragmentFile != "" {
+					return os.ReadFile(fragmentFile)
+				}
+				if ksURL == "" {
+					return nil, errors.New("unseal: give --keyserver URL (TRAINYARD_KEYSERVER) or --fragment-file")
+				}
+				var opts []keyserver.ClientOption
+				if caFile != "" {
+					o, err := keyserver.WithCAFile(caFile)
+					if err != nil {
+						return nil, err
+					}
+					opts = append(opts, o)
+				}
+				kc, err := keyserver.NewClient(ksURL, token, opts...)
+				if err != nil {
+					return nil, err
+				}
+				if legacy {
+					return kc.LegacyFragment(ctx, archive)
+				}
+				return kc.Fragment(ctx, archive)
+			}
+			w := cmd.OutOrStdout()
+			switch format {
+			case seal.FormatAzaionV1:
+				frag, err := fetch("", true)
+				if err != nil {
+					return err
+				}
+				res, err := seal.UnsealLegacy(ctx, path, frag, t, seal.WithExpect(es...))
+				if err != nil {
+					return err
+				}
+				for _, n := range res.Images {
+					fmt.Fprintf(w, "loaded %s (image id %s)\n", seal.LoadedRef(t, n), res.IDs[n])
+				}
+				return nil
+			case seal.FormatV1, "":
+			default:
+				return &ExitError{Code: 2, Err: fmt.Errorf("unseal: unknown --format %q (want %s or %s)", format, seal.FormatV1, seal.FormatAzaionV1)}
+			}
+			if deviceKey == "" {
+				return errors.New("unseal: give --device-key FILE (TRAINYARD_DEVICE_KEY)")
+			}
+			dk, err := seal.ReadDeviceKeyFile(deviceKey)
+			if err != nil {
+				return err
+			}
+			h, err := seal.Inspect(path)
+			if err != nil {
+				return err
+			}
+			if dk.ArchiveID != h.ArchiveID {
+				return fmt.Errorf("unseal: device key is for archive %s, the archive is %s: %w", dk.ArchiveID, h.ArchiveID, seal.ErrWrongKey)
+			}
+			frag, err := fetch(h.ArchiveID, false)
+			if err != nil {
+				return err
+			}
+			res, err := seal.Unseal(ctx, path, seal.Keys{DeviceKey: dk.Key, Fragment: frag}, t, seal.WithExpect(es...))
+			if err != nil {
+				return err
+			}
+			for _, im := range res.Images {
+				fmt.Fprintf(w, "loaded %s@%s\n", seal.LoadedRef(t, im.Name), im.Digest)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&ksURL, "keyserver", envOr("TRAINYARD_KEYSERVER", ""), "key server URL (TRAINYARD_KEYSERVER)")
+	f.StringVar(&token, "token", envOr("TRAINYARD_KEYSERVER_TOKEN", ""), "key server bearer token (TRAINYARD_KEYSERVER_TOKEN; prefer the env var)")
+	f.StringVar(&caFile, "keyserver-ca", envOr("TRAINYARD_KEYSERVER_CA", ""), "PEM CA to trust for the key server's TLS (TRAINYARD_KEYSERVER_CA)")
+	f.StringVar(&deviceKey, "device-key", envOr("TRAINYARD_DEVICE_KEY", ""), "this device's key file from seal (TRAINYARD_DEVICE_KEY)")
+	f.StringVar(&fragmentFile, "fragment-file", "", "read the fragment from a file instead of the key server")
+	f.StringVar(&to, "to", envOr("TRAINYARD_UNSEAL_TO", "registry://"+envOr("TRAINYARD_REGISTRY_ADDR", "127.0.0.1:5000")), "where to load: registry://HOST, oci:DIR or docker (TRAINYARD_UNSEAL_TO)")
+	f.StringVar(&format, "format", seal.FormatV1, "archive format: "+seal.FormatV1+" or "+seal.FormatAzaionV1)
+	f.StringSliceVar(&expects, "expect", nil, "image that must be loaded: repo:tag[@sha256:...], or repo with --expect-version (repeatable)")
+	f.StringVar(&version, "expect-version", envOr("TRAINYARD_EXPECT_VERSION", ""), "tag for --expect names given without one, like the seed's API_VERSION (TRAINYARD_EXPECT_VERSION)")
+	registryFlags(cmd, &insecure)
+	return cmd
+}

@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/trainyard/trainyard/keyserver"
+)
+
+func sealCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, strings.NewReader(""), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// TestSealUnsealCLI drives the commands an operator types: seal from a
+// registry, keyserver fragment add / token create on the data dir, serve,
+// then unseal into another registry with --expect.
+func TestSealUnsealCLI(t *testing.T) {
+	newReg := func() string {
+		s := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+		t.Cleanup(s.Close)
+		return strings.TrimPrefix(s.URL, "http://")
+	}
+	src, dst := newReg(), newReg()
+	img, err := random.Image(4000, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(src + "/azaion/annotations:3.1")
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	dg, _ := img.Digest()
+
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "images.sealed")
+	keys := filepath.Join(dir, "keys")
+	data := filepath.Join(dir, "ks")
+	out, stderr, code := sealCLI(t, "seal", "--images", ref.String(), "--out", archive, "--keys-dir", keys, "--devices", "site-a", "--archive-id", "ar-cli")
+	if code != 0 {
+		t.Fatalf("seal: %d %s", code, stderr)
+	}
+	if !strings.Contains(out, "azaion/annotations:3.1@"+dg.String()) {
+		t.Fatalf("seal output: %s", out)
+	}
+	if out, stderr, code = sealCLI(t, "seal", "inspect", archive); code != 0 || !strings.Contains(out, `"archive_id": "ar-cli"`) {
+		t.Fatalf("inspect: %d %s %s", code, out, stderr)
+	}
+	if _, stderr, code = sealCLI(t, "keyserver", "fragment", "add", "--data", data, "--archive", "ar-cli", "--device", "site-a", "--file", filepath.Join(keys, "site-a.fragment")); code != 0 {
+		t.Fatalf("fragment add: %s", stderr)
+	}
+	tok, stderr, code := sealCLI(t, "keyserver", "token", "create", "--data", data, "--device", "site-a")
+	if code != 0 {
+		t.Fatalf("token create: %s", stderr)
+	}
+	tok = strings.TrimSpace(tok)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- keyserver.Serve(ctx, "127.0.0.1:0", data, "", "", func(a net.Addr) { addrc <- a },
+			keyserver.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	}()
+	ks := "http://" + (<-addrc).String()
+
+	// A wrong token and an expectation the archive cannot meet both fail.
+	if _, stderr, code = sealCLI(t, "unseal", archive, "--keyserver", ks, "--token", "tyks_nope", "--device-key", filepath.Join(keys, "site-a.device-key.json"), "--to", "registry://"+dst); code == 0 || !strings.Contains(stderr, "401") {
+		t.Fatalf("bad token: %d %s", code, stderr)
+	}
+	if _, stderr, code = sealCLI(t, "unseal", archive, "--keyserver", ks, "--token", tok, "--device-key", filepath.Join(keys, "site-a.device-key.json"), "--to", "registry://"+dst, "--expect", "azaion/flights", "--expect-version", "3.1"); code == 0 || !strings.Contains(stderr, "expected image missing") {
+		t.Fatalf("missing expect: %d %s", code, stderr)
+	}
+	os.Setenv("TRAINYARD_KEYSERVER_TOKEN", tok)
+	defer os.Unsetenv("TRAINYARD_KEYSERVER_TOKEN")
+	out, stderr, code = sealCLI(t, "unseal", archive, "--keyserver", ks, "--device-key", filepath.Join(keys, "site-a.device-key.json"), "--to", "registry://"+dst, "--expect", "azaion/annotations:3.1@"+dg.String())
+	if code != 0 {
+		t.Fatalf("unseal: %d %s", code, stderr)
+	}
+	got, err := remote.Head(sealMust(name.ParseReference(dst + "/azaion/annotations:3.1")))
+	if err != nil || got.Digest != dg {
+		t.Fatalf("loaded: %v %v (%s)", got, err, out)
+	}
+	cancel()
+	<-done
+	if out, _, code = sealCLI(t, "keyserver", "audit", "--data", data); code != 0 || !strings.Contains(out, `"result":"ok"`) {
+		t.Fatalf("audit: %s", out)
+	}
+}
+
+func sealMust[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
