@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/trainyard/trainyard/train"
 )
@@ -318,3 +319,46 @@ type encryptor struct{ key []byte }
 
 func (e encryptor) Size(n int64) int64                       { return EncryptedSize(n) }
 func (e encryptor) Apply(dst io.Writer, src io.Reader) error { return Encrypt(dst, src, e.key, nil) }
+
+// LoadPrivateKeyFile reads a station or creator key file (PRIVATE_KEY_PATH).
+func LoadPrivateKeyFile(path string, password []byte) (*rsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+	}
+	k, err := ParsePrivateKey(b, password)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// LoadPublicKeyFile reads an RSA public key PEM (SPKI or PKCS#1) or, for
+// convenience, takes the public half of a private key PEM.
+func LoadPublicKeyFile(path string) (*rsa.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+	}
+	if k, err := ParsePublicKeyPEM(b); err == nil {
+		return k, nil
+	}
+	if k, err := ParsePrivateKey(b, nil); err == nil {
+		return &k.PublicKey, nil
+	}
+	return nil, fmt.Errorf("%w: %s holds no RSA public key", ErrKey, path)
+}
+
+// GenerateKeyPEM makes an RSA key pair (PKCS#8 private PEM, SPKI public PEM).
+func GenerateKeyPEM(bits int) (private, public []byte, err error) {
+	k, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, _ := PublicKeyHex(&k.PublicKey).Bytes()
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), pub, nil
+}

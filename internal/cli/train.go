@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trainyard/trainyard/protocol/phtv2"
+	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/train"
+)
+
+func init() { register(newTrainCmd) }
+
+func newTrainCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "train", Short: "Build PHT-format trains, inspect them and decrypt their results"}
+	cmd.AddCommand(newTrainBuildCmd(), newTrainKeygenCmd(), newTrainShowCmd(), newTrainResultsCmd())
+	return cmd
+}
+
+func newTrainBuildCmd() *cobra.Command {
+	var dir, base, creatorKey, creatorID, trainID, proposalID, entry, command, queryPath, out, tmpDir string
+	var routes []string
+	var insecure bool
+	c := &cobra.Command{
+		Use:   "build --dir CODE --base IMAGE --route ID=PUBKEY.pem,... --creator-key KEY.pem --out IMAGE",
+		Short: "Build a PHT-format train (pht-train-container-library compatible)",
+		Long: `Build a PHT-format train like the PHT central builder: the code under --dir is
+encrypted into /opt/pht_train, train_config.json carries the route, the
+creator's signature over the immutable hash and a one-off builder signature;
+the symmetric key is wrapped for the first station. --base is a registry
+reference, oci:DIR, a docker tarball or "scratch".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" || creatorKey == "" || out == "" || len(routes) == 0 {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--dir, --route, --creator-key and --out are required")}
+			}
+			key, err := phtv2.LoadPrivateKeyFile(creatorKey, []byte(os.Getenv("PRIVATE_KEY_PASSWORD")))
+			if err != nil {
+				return err
+			}
+			spec := phtv2.BuildSpec{Dir: dir, Entrypoint: entry, CreatorID: creatorID, CreatorKey: key, ProposalID: proposalID, TrainID: trainID}
+			if command != "" {
+				spec.Command = strings.Fields(command)
+			}
+			if queryPath != "" {
+				if spec.Query, err = os.ReadFile(queryPath); err != nil {
+					return err
+				}
+			}
+			for _, r := range routes {
+				id, p, ok := strings.Cut(r, "=")
+				if !ok || id == "" || p == "" {
+					return &ExitError{Code: 2, Err: fmt.Errorf("--route %q: want STATION_ID=PUBLIC_KEY.pem", r)}
+				}
+				pub, err := phtv2.LoadPublicKeyFile(p)
+				if err != nil {
+					return err
+				}
+				spec.Route = append(spec.Route, phtv2.RouteStop{Station: id, PublicKey: pub})
+			}
+			client := newClient(cmd, insecure)
+			baseImg, err := train.Load(cmd.Context(), base, client)
+			if err != nil {
+				return err
+			}
+			res, err := phtv2.Build(cmd.Context(), baseImg, spec, phtv2.WithTempDir(tmpDir))
+			if err != nil {
+				return fmt.Errorf("build: %w", err)
+			}
+			defer res.Close()
+			if err := train.Save(cmd.Context(), res.Image, out, client); err != nil {
+				return err
+			}
+			d, _ := res.Image.Digest()
+			fmt.Fprintf(cmd.OutOrStdout(), "built train %s (%d files, %d stops) -> %s@%s\n", res.Config.ID, len(res.Config.FileList), len(res.Config.Route), out, d)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&dir, "dir", "", "directory with the train code")
+	f.StringVar(&base, "base", "scratch", "base image: registry ref, oci:DIR, docker tarball or scratch")
+	f.StringSliceVar(&routes, "route", nil, "route in order, STATION_ID=PUBLIC_KEY.pem (repeat or comma-separate)")
+	f.StringVar(&creatorKey, "creator-key", "", "creator RSA private key PEM (signs the hash, receives the results)")
+	f.StringVar(&creatorID, "creator-id", "creator", "creator.id")
+	f.StringVar(&trainID, "train-id", "train", "train id (@id)")
+	f.StringVar(&proposalID, "proposal-id", "1", "proposal id")
+	f.StringVar(&entry, "entrypoint", "", "file under --dir that CMD runs (default entrypoint.py or main.py)")
+	f.StringVar(&command, "cmd", "python", "command (and args) that runs the entrypoint")
+	f.StringVar(&queryPath, "query", "", "query.json to ship encrypted with the train")
+	f.StringVar(&out, "out", "", "where the train goes: registry ref, oci:DIR or docker tarball")
+	f.StringVar(&tmpDir, "tmp-dir", envOr("TRAINYARD_TMPDIR", ""), "directory for temporary files")
+	registryFlags(c, &insecure)
+	return c
+}
+
+func newTrainKeygenCmd() *cobra.Command {
+	var bits int
+	c := &cobra.Command{
+		Use:   "keygen PREFIX",
+		Short: "Make an RSA key pair for a station or creator: PREFIX.pem (PKCS#8) and PREFIX.pub.pem (SPKI)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			priv, pub, err := phtv2.GenerateKeyPEM(bits)
+			if err != nil {
+				return err
+			}
+			if err := registry.WriteFileAtomic(args[0]+".pem", priv, 0o600); err != nil {
+				return err
+			}
+			if err := registry.WriteFileAtomic(args[0]+".pub.pem", pub, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s.pem and %s.pub.pem\n", args[0], args[0])
+			return nil
+		},
+	}
+	c.Flags().IntVar(&bits, "bits", 2048, "RSA key size")
+	return c
+}
+
+func newTrainShowCmd() *cobra.Command {
+	var insecure bool
+	c := &cobra.Command{
+		Use:   "show IMAGE",
+		Short: "Print a train's train_config.json",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			img, err := train.Load(cmd.Context(), args[0], newClient(cmd, insecure))
+			if err != nil {
+				return err
+			}
+			raw, err := train.ReadFile(cmd.Context(), img, train.ConfigPath, train.MaxConfigSize)
+			if err != nil {
+				return err
+			}
+			cfg, err := train.ParseConfig(raw)
+			if err != nil {
+				return err
+			}
+			out, err := cfg.Marshal()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			return nil
+		},
+	}
+	registryFlags(c, &insecure)
+	return c
+}
+
+func newTrainResultsCmd() *cobra.Command {
+	var keyPath, keyPassword, dir, tmpDir string
+	var insecure bool
+	c := &cobra.Command{
+		Use:   "results IMAGE --key CREATOR.pem --dir OUT",
+		Short: "Decrypt a finished train's results with the creator's key and check them",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if keyPath == "" || dir == "" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--key and --dir are required")}
+			}
+			key, err := phtv2.LoadPrivateKeyFile(keyPath, []byte(keyPassword))
+			if err != nil {
+				return err
+			}
+			img, err := train.Load(cmd.Context(), args[0], newClient(cmd, insecure))
+			if err != nil {
+				return err
+			}
+			cfg, err := phtv2.DecryptResults(cmd.Context(), img, key, dir, phtv2.WithTempDir(tmpDir))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "results of train %s decrypted into %s (result hash verified)\n", cfg.ID, dir)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&keyPath, "key", envOr("PRIVATE_KEY_PATH", ""), "creator RSA private key PEM (PRIVATE_KEY_PATH)")
+	f.StringVar(&keyPassword, "key-password", envOr("PRIVATE_KEY_PASSWORD", ""), "password of an encrypted key (PRIVATE_KEY_PASSWORD)")
+	f.StringVar(&dir, "dir", "", "directory to write the decrypted results to")
+	f.StringVar(&tmpDir, "tmp-dir", envOr("TRAINYARD_TMPDIR", ""), "directory for temporary files")
+	registryFlags(c, &insecure)
+	return c
+}

@@ -1,0 +1,38 @@
+package phtv2
+
+import (
+	"context"
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/train"
+)
+
+// Step is one protocol step on a stored image.
+type Step func(ctx context.Context, img v1.Image, st Station, opts ...Option) (*Output, error)
+
+// Run loads the image at in (registry ref, oci:DIR, docker tarball), runs
+// step and saves the result to out (in when empty). On refusal nothing is
+// written, so the stored image stays exactly as it was. It returns the
+// output config and the new image's digest.
+func Run(ctx context.Context, step Step, in, out string, st Station, c *registry.Client, opts ...Option) (*train.Config, v1.Hash, error) {
+	if out == "" {
+		out = in
+	}
+	img, err := train.Load(ctx, in, c)
+	if err != nil {
+		return nil, v1.Hash{}, err
+	}
+	res, err := step(ctx, img, st, opts...)
+	if err != nil {
+		return nil, v1.Hash{}, err
+	}
+	defer res.Close()
+	if err := train.Save(ctx, res.Image, out, c); err != nil {
+		return nil, v1.Hash{}, fmt.Errorf("save %s: %w", out, err)
+	}
+	d, err := res.Image.Digest()
+	return res.Config, d, err
+}
