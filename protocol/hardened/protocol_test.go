@@ -43,3 +43,16 @@ func TestRoundTripThreeStations(t *testing.T) {
 		seen[s.Session] = true
 	}
 }
+
+func TestIsEnvelope(t *testing.T) {
+	n := newTestNet(t)
+	env, _ := n.create(t)
+	b, _ := env.Marshal()
+	if !IsEnvelope(b) {
+		t.Fatal("v1 envelope not recognised")
+	}
+	legacy := `{"source":{"type":"docker_repository"},"@id":"t","route":[],"hash":"00"}`
+	if IsEnvelope([]byte(legacy)) || IsEnvelope([]byte("junk")) {
+		t.Fatal("legacy config taken for v1")
+	}
+}
