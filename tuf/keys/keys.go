@@ -141,7 +141,7 @@ var ScryptN = 1 << 15
 const (
 	scryptR    = 8
 	scryptP    = 1
-	maxScryptN = 1 << 20
+	maxScryptN = 1 << 17
 )
 
 type encryptedFile struct {
@@ -201,7 +201,7 @@ func (f *encryptedFile) ad() []byte {
 }
 
 func (f *encryptedFile) aead(password []byte) (cipher.AEAD, error) {
-	if f.KDF.Name != "scrypt" || f.KDF.N < 2 || f.KDF.N > maxScryptN || f.KDF.R < 1 || f.KDF.R > 32 || f.KDF.P < 1 || f.KDF.P > 16 || len(f.KDF.Salt) < 16 {
+	if f.KDF.Name != "scrypt" || f.KDF.N < 2 || f.KDF.N > maxScryptN || f.KDF.R < 1 || f.KDF.R > 8 || f.KDF.P < 1 || f.KDF.P > 16 || len(f.KDF.Salt) < 16 {
 		return nil, fmt.Errorf("key file: unsupported kdf parameters")
 	}
 	dk, err := scrypt.Key(password, f.KDF.Salt, f.KDF.N, f.KDF.R, f.KDF.P, 32)

@@ -1,0 +1,70 @@
+package keys
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+func TestKeysRoundTrip(t *testing.T) {
+	ScryptN = 1 << 10
+	for _, kt := range []string{Ed25519, ECDSA, RSA} {
+		k, err := Generate(kt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := k.Encrypt([]byte("secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Decrypt(enc, []byte("wrong")); !errors.Is(err, ErrPassword) {
+			t.Fatalf("%s: wrong password: %v", kt, err)
+		}
+		k2, err := Decrypt(enc, []byte("secret"))
+		if err != nil || k2.KeyID() != k.KeyID() {
+			t.Fatalf("%s: %v", kt, err)
+		}
+		// signatures verify with go-tuf
+		root := metadata.Root()
+		if err := root.Signed.AddKey(k.Public(), metadata.ROOT); err != nil {
+			t.Fatal(err)
+		}
+		if err := SignMetadata(root, k2); err != nil {
+			t.Fatal(err)
+		}
+		if err := root.VerifyDelegate(metadata.ROOT, root); err != nil {
+			t.Fatalf("%s: %v", kt, err)
+		}
+		pub, err := ParsePublic(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, _ := pub.ID(); id != k.KeyID() {
+			t.Fatalf("%s: public key id %s", kt, id)
+		}
+		// tampering with the readable public part is detected
+		tampered := []byte(string(enc))
+		for i := range tampered {
+			if tampered[i] == '"' && string(tampered[i:i+8]) == `"keyid":` {
+				tampered[i+11] ^= 1
+				break
+			}
+		}
+		if _, err := Decrypt(tampered, []byte("secret")); err == nil {
+			t.Fatalf("%s: tampered key file accepted", kt)
+		}
+	}
+}
+
+func FuzzDecrypt(f *testing.F) {
+	ScryptN = 1 << 4
+	k, _ := Generate(Ed25519)
+	enc, _ := k.Encrypt([]byte("pw"))
+	f.Add(enc)
+	f.Add([]byte(`{"format":"trainyard-tuf-key/v1","kdf":{"name":"scrypt","n":1048576}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = Decrypt(data, []byte("pw"))
+		_, _ = ParsePublic(data)
+	})
+}
