@@ -56,3 +56,23 @@ func TestIsEnvelope(t *testing.T) {
 		t.Fatal("legacy config taken for v1")
 	}
 }
+
+// Sealed blobs carry no plaintext: neither file names nor contents.
+func TestSealedBlobsHideNamesAndContent(t *testing.T) {
+	n := newTestNet(t)
+	env, code, res := n.roundTrip(t, 1)
+	for _, leak := range []string{"util.py", "X = 42", "run.sh", "lib/"} {
+		if bytes.Contains(code, []byte(leak)) {
+			t.Errorf("code blob contains %q", leak)
+		}
+	}
+	for _, leak := range []string{"sum.csv", "st-a,10"} {
+		if bytes.Contains(res, []byte(leak)) {
+			t.Errorf("results blob contains %q", leak)
+		}
+	}
+	b, _ := env.Marshal()
+	if bytes.Contains(b, []byte("sum.csv")) || bytes.Contains(b, []byte("util.py")) {
+		t.Error("envelope names a file")
+	}
+}
