@@ -147,6 +147,9 @@ func openTree(ctx context.Context, blob io.Reader, ref BlobRef, key []byte, dir,
 // no stops. Keys come from the trust store; creator must match its entry.
 func Create(ctx context.Context, trust TrustStore, spec Spec, creator *PrivateKey, code fs.FS, codeOut io.Writer, opts ...Option) (*Envelope, error) {
 	o := collect(opts)
+	if creator == nil || code == nil || codeOut == nil {
+		return nil, errors.New("hardened: Create needs a creator key, a code tree and an output")
+	}
 	if spec.Creator == "" || len(spec.Route) == 0 || len(spec.Route) > maxRoute {
 		return nil, fmt.Errorf("%w: a train needs a creator and 1..%d route stations", ErrRoute, maxRoute)
 	}
@@ -236,6 +239,9 @@ func (s *Session) Exec() ExecConfig { return s.v.Statement.Exec }
 // (both must be empty or absent). On error both directories are emptied.
 func PreRun(ctx context.Context, trust TrustStore, stationID string, key *PrivateKey, t Train, codeDir, resultsDir string, opts ...Option) (_ *Session, err error) {
 	o := collect(opts)
+	if key == nil {
+		return nil, errors.New("hardened: PreRun needs the station's private key")
+	}
 	v, err := Verify(ctx, trust, t.Envelope)
 	if err != nil {
 		return nil, err
@@ -391,6 +397,9 @@ func (s *Session) PostRun(ctx context.Context, resultsDir string, out io.Writer)
 // OpenResults is the creator's last step: it verifies the whole train, insists
 // the route is complete, and decrypts the final results into dir.
 func OpenResults(ctx context.Context, trust TrustStore, userID string, key *PrivateKey, env *Envelope, results io.Reader, dir string) (_ *Verified, err error) {
+	if key == nil {
+		return nil, errors.New("hardened: OpenResults needs the creator's private key")
+	}
 	v, err := Verify(ctx, trust, env)
 	if err != nil {
 		return nil, err

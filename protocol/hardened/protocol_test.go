@@ -76,3 +76,26 @@ func TestSealedBlobsHideNamesAndContent(t *testing.T) {
 		t.Error("envelope names a file")
 	}
 }
+
+// Small chunks push code and results through many stream chunks.
+func TestRoundTripSmallChunks(t *testing.T) {
+	n := newTestNet(t)
+	env, code := n.create(t, WithChunkSize(512))
+	var res []byte
+	for _, st := range n.route {
+		var err error
+		if env, res, err = n.hop(t, st, env, code, res, WithChunkSize(512)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, err := ParseStreamHeader(res[:streamHeaderSize]); err != nil || h.ChunkSize != 512 {
+		t.Fatalf("results header %+v %v", h, err)
+	}
+	dir := filepath.Join(t.TempDir(), "out")
+	if _, err := OpenResults(context.Background(), n.trust, "alice", n.creator, env, bytes.NewReader(res), dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PreRun(context.Background(), n.trust, "st-a", nil, Train{Envelope: env}, dir, dir); err == nil {
+		t.Fatal("nil key accepted")
+	}
+}
