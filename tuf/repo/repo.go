@@ -1063,3 +1063,74 @@ func (p *Publisher) RefreshTimestamp(ctx context.Context) error {
 // RootPath is the local file of the latest root metadata: what clients
 // should be given to bootstrap (pull-metadata <root.json>).
 func (p *Publisher) RootPath() string { return p.metaPath(Root) }
+
+// AddTargets signs targets whose content is already in the registry,
+// given only their length and hashes (e.g. a blob pushed by another tool,
+// or many names for one blob). Each distinct blob must exist with that size.
+func (p *Publisher) AddTargets(ctx context.Context, role string, targets map[string]*metadata.TargetFiles) error {
+	checked := map[string]bool{}
+	for name, tf := range targets {
+		if err := ValidTargetName(name); err != nil {
+			return err
+		}
+		h, ok := tf.Hashes["sha256"]
+		if !ok {
+			return fmt.Errorf("target %q: a sha256 hash is required", name)
+		}
+		d := hex.EncodeToString(h)
+		if checked[d] {
+			continue
+		}
+		n, err := p.store.BlobSize(ctx, d)
+		if err != nil {
+			return fmt.Errorf("target %q: blob sha256:%s: %w", name, d, err)
+		}
+		if n != tf.Length {
+			return fmt.Errorf("%w: target %q: blob is %d bytes, not %d", tuf.ErrTampered, name, n, tf.Length)
+		}
+		checked[d] = true
+	}
+	top, err := p.targets(Targets)
+	if err != nil {
+		return err
+	}
+	byRole := map[string]*metadata.Metadata[metadata.TargetsType]{}
+	for name, tf := range targets {
+		r, err := p.roleFor(top, role, name)
+		if err != nil {
+			return err
+		}
+		md := byRole[r]
+		if md == nil {
+			if md, err = p.targets(r); err != nil {
+				return err
+			}
+			byRole[r] = md
+		}
+		cp := *tf
+		cp.Path = name
+		md.Signed.Targets[name] = &cp
+	}
+	st, err := p.loadState()
+	if err != nil {
+		return err
+	}
+	for r, md := range byRole {
+		if err := writeMeta(p.metaPath(r), md); err != nil {
+			return err
+		}
+		st.Dirty[r] = true
+	}
+	if err := p.saveState(st); err != nil {
+		return err
+	}
+	blobs, err := p.keeperBlobs()
+	if err != nil {
+		return err
+	}
+	old, err := p.store.Keeper(ctx)
+	if err != nil && !errors.Is(err, tuf.ErrNotFound) {
+		return err
+	}
+	return p.store.PutKeeper(ctx, append(blobs, old...))
+}

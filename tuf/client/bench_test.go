@@ -1,0 +1,183 @@
+package client_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/tuf/client"
+	"github.com/trainyard/trainyard/tuf/keys"
+	"github.com/trainyard/trainyard/tuf/ocistore"
+	"github.com/trainyard/trainyard/tuf/repo"
+)
+
+// benchRepo publishes on the embedded distribution registry (filesystem
+// storage) so that big blobs live on disk, not in this process's heap.
+func benchRepo(b *testing.B) (*ocistore.Store, *repo.Publisher) {
+	b.Helper()
+	keys.ScryptN = 1 << 10
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	h, stop, err := registry.NewHandler(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(stop)
+	srv := httptest.NewServer(h)
+	b.Cleanup(srv.Close)
+	store, err := ocistore.New(registry.NewClient(registry.WithInsecure(true)), strings.TrimPrefix(srv.URL, "http://")+"/bench/tuf")
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := repo.New(store, b.TempDir(), repo.WithPasswords(func(string) ([]byte, error) { return []byte("pw"), nil }))
+	for _, role := range []string{repo.Root, repo.Targets, repo.Snapshot, repo.Timestamp} {
+		if _, _, err := p.CreateKey(role, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := p.CreateMetadata(ctx, nil); err != nil {
+		b.Fatal(err)
+	}
+	return store, p
+}
+
+// peakHeap samples the heap while f runs and returns the peak in bytes.
+func peakHeap(f func()) uint64 {
+	runtime.GC()
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	f()
+	close(done)
+	wg.Wait()
+	return peak.Load()
+}
+
+// BenchmarkPullMetadata10000Targets: a first pull-metadata of a repository
+// with 10,000 targets (root, timestamp, snapshot, ~1.5 MB targets.json).
+func BenchmarkPullMetadata10000Targets(b *testing.B) {
+	ctx := context.Background()
+	store, p := benchRepo(b)
+	if err := p.PutTargetBytes(ctx, "seed", "", []byte("seed")); err != nil {
+		b.Fatal(err)
+	}
+	tf, err := metadata.TargetFile().FromBytes("seed", []byte("seed"), "sha256")
+	if err != nil {
+		b.Fatal(err)
+	}
+	many := map[string]*metadata.TargetFiles{}
+	for i := 0; i < 10000; i++ {
+		many[fmt.Sprintf("dir%02d/target-%05d.bin", i%100, i)] = tf
+	}
+	if err := p.AddTargets(ctx, "", many); err != nil {
+		b.Fatal(err)
+	}
+	if err := p.PushMetadata(ctx); err != nil {
+		b.Fatal(err)
+	}
+	root, err := os.ReadFile(p.RootPath())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var peak uint64
+	for i := 0; i < b.N; i++ {
+		c := client.New(store, b.TempDir())
+		peak = max(peak, peakHeap(func() {
+			changed, err := c.Bootstrap(ctx, root)
+			if err != nil || len(changed) != 10001 {
+				b.Fatalf("%d changed, %v", len(changed), err)
+			}
+		}))
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
+
+// BenchmarkPullTarget1GiB: pull-target of a 1 GiB target into a file
+// (TRAINYARD_TUF_BENCH_SIZE overrides the size in bytes). Peak heap must
+// not grow with the target size.
+func BenchmarkPullTarget1GiB(b *testing.B) {
+	size := int64(1 << 30)
+	if v := os.Getenv("TRAINYARD_TUF_BENCH_SIZE"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = n
+	}
+	ctx := context.Background()
+	store, p := benchRepo(b)
+	src := filepath.Join(b.TempDir(), "big.bin")
+	f, err := os.Create(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	rng := rand.NewChaCha8([32]byte{1})
+	if _, err := io.CopyN(w, rng, size); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	if err := p.PushTarget(ctx, "big.bin", src, ""); err != nil {
+		b.Fatal(err)
+	}
+	os.Remove(src)
+	if err := p.PushMetadata(ctx); err != nil {
+		b.Fatal(err)
+	}
+	root, err := os.ReadFile(p.RootPath())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := client.New(store, b.TempDir())
+	if _, err := c.Bootstrap(ctx, root); err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(b.TempDir(), "out.bin")
+	b.SetBytes(size)
+	b.ResetTimer()
+	var peak uint64
+	for i := 0; i < b.N; i++ {
+		peak = max(peak, peakHeap(func() {
+			if _, err := c.Download(ctx, "big.bin", out); err != nil {
+				b.Fatal(err)
+			}
+		}))
+		os.Remove(out)
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
