@@ -11,7 +11,7 @@ import (
 // code blob never changes along the route.
 const (
 	ConfigPath      = "opt/train_config.json"          // the Envelope (JSON)
-	CodeBlobPath    = "opt/pht_train/train.sealed"     // sealed code tree
+	CodeBlobPath    = "opt/pht_train/code.sealed"      // sealed code tree
 	ResultsBlobPath = "opt/pht_results/results.sealed" // sealed results of the last stop
 )
 
