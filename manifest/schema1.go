@@ -54,10 +54,10 @@ type jwsSignature struct {
 
 // Schema1Layer is one layer with its v1 metadata, taken from the signed payload.
 type Schema1Layer struct {
-	BlobSum digest.Digest
-	V1      V1Metadata
+	BlobSum digest.Digest `json:"blobSum"`
+	V1      V1Metadata    `json:"v1"`
 	// RawV1Compatibility is the history entry's JSON string exactly as signed.
-	RawV1Compatibility string
+	RawV1Compatibility string `json:"v1Compatibility"`
 }
 
 // V1Metadata are the legacy v1 image fields of one layer.
