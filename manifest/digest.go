@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "crypto/sha256" // registers sha256 with go-digest
 	_ "crypto/sha512" // registers sha512 with go-digest
+	"errors"
 	"fmt"
 	"io"
 
@@ -21,6 +22,9 @@ const (
 // of the exact length (CVE-2024-3727: never use an unvalidated digest).
 func ParseDigest(s string) (digest.Digest, error) {
 	d, err := digest.Parse(s)
+	if errors.Is(err, digest.ErrDigestUnsupported) {
+		return "", fmt.Errorf("%w: digest algorithm in %q", ErrUnsupported, clip(s))
+	}
 	if err != nil {
 		return "", fmt.Errorf("%w: digest %q: %v", ErrInvalid, clip(s), err)
 	}
