@@ -174,7 +174,9 @@ func detect(raw []byte, declaredMT string) (Kind, error) {
 	}
 	shapeKind := KindUnknown
 	switch {
-	case string(p.SchemaVersion) == "1" || (!present(p.SchemaVersion) && present(p.FSLayers)):
+	case string(p.SchemaVersion) == "1" || (present(p.FSLayers) && !hasManifests && !hasImage):
+		// fsLayers with another schemaVersion is a broken schema1: let the
+		// schema1 parser name the problem.
 		shapeKind = KindSchema1
 	case hasManifests:
 		shapeKind = KindOCIIndex // or docker list; refined below

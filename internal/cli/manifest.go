@@ -53,7 +53,7 @@ func (e *manifestEnv) load(cmd *cobra.Command, arg string) (*source, error) {
 	switch {
 	case arg == "-":
 		raw, err = manifest.Read(cmd.InOrStdin(), opts...)
-	case fileExists(arg):
+	case fileExists(arg) || looksLikePath(arg):
 		var f *os.File
 		if f, err = os.Open(arg); err == nil {
 			raw, err = manifest.Read(f, opts...)
@@ -90,6 +90,11 @@ func (e *manifestEnv) load(cmd *cobra.Command, arg string) (*source, error) {
 		}
 	}
 	return src, nil
+}
+
+// looksLikePath keeps a mistyped file name from becoming a Docker Hub request.
+func looksLikePath(p string) bool {
+	return strings.HasSuffix(p, ".json") || strings.HasPrefix(p, ".") || strings.HasPrefix(p, "/") || strings.HasPrefix(p, "~")
 }
 
 func fileExists(p string) bool {

@@ -86,6 +86,7 @@ func TestManifestVerifyVerdicts(t *testing.T) {
 		{[]string{"manifest", "verify", vec("quay-schema1-validated_manifest.json"), "--digest", "sha256:02fee8c3220ba806531f606525eceb83f4feb654f62b207191b1c9209188dedd"}, "digest mismatch"},
 		{[]string{"manifest", "verify", vec("quay-schema1-validated_manifest.json"), "--max-size", "100"}, "too large"},
 		{[]string{"manifest", "verify", "-"}, "empty document"},
+		{[]string{"manifest", "verify", "no-such-file.json"}, "no such file"},
 	}
 	for _, tc := range bad {
 		code, _, stderr := execRoot(t, "", tc.args...)
