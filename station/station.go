@@ -6,7 +6,6 @@ package station
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -95,11 +94,15 @@ func (s *Station) Process(ctx context.Context, ref string) (*Stop, error) {
 	return st, err
 }
 
-func (s *Station) logStop(st *Stop, err error) {
-	l := s.Logger
-	if l == nil {
-		l = slog.Default()
+func (s *Station) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.Default()
 	}
+	return s.Logger
+}
+
+func (s *Station) logStop(st *Stop, err error) {
+	l := s.logger()
 	attrs := []any{"station", st.Station, "source", st.Source, "train", st.Train, "index", st.Index,
 		"session", st.Session, "next", st.Next, "pushed", st.Pushed, "exit_code", st.ExitCode, "duration", st.Duration}
 	if err != nil {
@@ -203,6 +206,3 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) error {
 	st.Pushed = dest + "@" + dgst.String()
 	return nil
 }
-
-// errNotForUs marks a train addressed to another station; serve skips it.
-var errNotForUs = errors.New("train is not addressed to this station")
