@@ -26,6 +26,7 @@ var probe struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	stopDockerd()
 	if probe.dir != "" {
 		os.RemoveAll(probe.dir)
 	}

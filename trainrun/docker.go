@@ -1,0 +1,379 @@
+package trainrun
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/client"
+)
+
+// Docker runs trains through the Docker Engine API: the image is loaded into
+// the daemon under a throw-away tag, run without network, with a read-only
+// root, no capabilities, no new privileges, Docker's default seccomp profile
+// and cgroup limits; results travel in and out of an anonymous volume at
+// /opt/pht_results by the copy API, so the daemon may be remote. The data
+// directory is a read-only bind mount and so must be on the daemon's host.
+type Docker struct {
+	cli    *client.Client
+	unpack UnpackOptions
+}
+
+var _ Runner = (*Docker)(nil)
+
+// DockerOption configures a Docker runner.
+type DockerOption func(*dockerOpts)
+
+type dockerOpts struct {
+	host   string
+	unpack UnpackOptions
+}
+
+// WithDockerHost sets the daemon address (unix:///var/run/docker.sock,
+// tcp://...); default DOCKER_HOST or the platform default.
+func WithDockerHost(host string) DockerOption { return func(o *dockerOpts) { o.host = host } }
+
+// WithDockerResultLimits bounds what is copied back from the results volume.
+func WithDockerResultLimits(o UnpackOptions) DockerOption {
+	return func(d *dockerOpts) { d.unpack = o }
+}
+
+// NewDocker returns a Docker-backed Runner. It does not contact the daemon;
+// call Available for that.
+func NewDocker(opts ...DockerOption) (*Docker, error) {
+	var o dockerOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	copts := []client.Opt{client.FromEnv}
+	if o.host != "" {
+		copts = append(copts, client.WithHost(o.host))
+	}
+	cli, err := client.New(copts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: docker client: %v", ErrUnavailable, err)
+	}
+	return &Docker{cli: cli, unpack: o.unpack}, nil
+}
+
+// Close releases the client's connections.
+func (d *Docker) Close() error { return d.cli.Close() }
+
+// Available pings the daemon and negotiates the API version.
+func (d *Docker) Available(ctx context.Context) error {
+	if _, err := d.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return fmt.Errorf("%w: docker daemon: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Run loads img, runs it to completion and removes the container, its
+// volume and the image again, whatever happens.
+func (d *Docker) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result, err error) {
+	s, err := spec.withDefaults()
+	if err != nil {
+		return res, err
+	}
+	if s.ResultsDir, err = checkDir(s.ResultsDir, "ResultsDir"); err != nil {
+		return res, err
+	}
+	if s.DataDir != "" {
+		if s.DataDir, err = checkDir(s.DataDir, "DataDir"); err != nil {
+			return res, err
+		}
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return res, fmt.Errorf("reading image config: %w", err)
+	}
+	p, err := resolveProcess(cfg, s)
+	if err != nil {
+		return res, err
+	}
+	if err := d.Available(ctx); err != nil {
+		return res, err
+	}
+	// Cleanup must run even when ctx is done.
+	cleanupCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	}
+
+	tag := "trainyard.local/train:" + randomHex(8)
+	if err := d.load(ctx, img, tag); err != nil {
+		return res, err
+	}
+	defer func() {
+		c, cancel := cleanupCtx()
+		defer cancel()
+		_, _ = d.cli.ImageRemove(c, tag, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+	}()
+
+	mounts := []mount.Mount{{Type: mount.TypeVolume, Target: ResultsPath}}
+	if s.DataDir != "" {
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: s.DataDir, Target: s.DataPath, ReadOnly: true})
+	}
+	tmpfs := map[string]string{}
+	if s.TmpSize > 0 {
+		tmpfs["/tmp"] = "rw,nosuid,nodev,size=" + strconv.FormatInt(s.TmpSize, 10)
+	}
+	pids := s.PIDs
+	created, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{
+			Image:           tag,
+			Entrypoint:      p.Args,
+			Env:             p.Env,
+			WorkingDir:      p.Cwd,
+			User:            p.User,
+			Hostname:        "train",
+			NetworkDisabled: true,
+			Labels:          map[string]string{"org.trainyard.train": "1"},
+			AttachStdout:    true,
+			AttachStderr:    true,
+		},
+		HostConfig: &container.HostConfig{
+			NetworkMode:    "none",
+			ReadonlyRootfs: true,
+			CapDrop:        []string{"ALL"},
+			SecurityOpt:    []string{"no-new-privileges:true"},
+			Mounts:         mounts,
+			Tmpfs:          tmpfs,
+			IpcMode:        "private",
+			Resources: container.Resources{
+				Memory:     s.Memory,
+				MemorySwap: s.Memory,
+				PidsLimit:  &pids,
+				NanoCPUs:   int64(s.CPUs * 1e9),
+			},
+		},
+	})
+	if err != nil {
+		return res, fmt.Errorf("docker create: %w", err)
+	}
+	id := created.ID
+	defer func() {
+		c, cancel := cleanupCtx()
+		defer cancel()
+		_, _ = d.cli.ContainerRemove(c, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	}()
+
+	if err := d.copyIn(ctx, id, s.ResultsDir); err != nil {
+		return res, err
+	}
+
+	// Attach before the start so that no output of a short run is lost.
+	att, err := d.cli.ContainerAttach(ctx, id, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return res, fmt.Errorf("docker attach: %w", err)
+	}
+	defer att.Close()
+	logsDone := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(s.Stdout, s.Stderr, att.Reader)
+		logsDone <- err
+	}()
+
+	runCtx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	start := time.Now()
+	if _, err := d.cli.ContainerStart(runCtx, id, client.ContainerStartOptions{}); err != nil {
+		return res, fmt.Errorf("docker start: %w", err)
+	}
+
+	wait := d.cli.ContainerWait(context.WithoutCancel(ctx), id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	var waitErr error
+	select {
+	case <-wait.Result:
+	case waitErr = <-wait.Error:
+	case <-runCtx.Done():
+		c, cancel := cleanupCtx()
+		_, _ = d.cli.ContainerKill(c, id, client.ContainerKillOptions{Signal: "KILL"})
+		cancel()
+		select {
+		case <-wait.Result:
+		case <-wait.Error:
+		case <-time.After(30 * time.Second):
+		}
+	}
+	res.Duration = time.Since(start)
+	select {
+	case <-logsDone:
+	case <-time.After(10 * time.Second):
+	}
+
+	// Results come back whatever the outcome, as runc's bind mount would leave them.
+	c, cancelCopy := cleanupCtx()
+	copyErr := d.copyOut(c, id, s.ResultsDir)
+	cancelCopy()
+
+	if runCtx.Err() != nil {
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("train run canceled: %w", ctx.Err())
+		}
+		res.TimedOut = true
+		res.ExitCode = 128 + 9
+		return res, fmt.Errorf("%w after %s (killed)", ErrTimeout, s.Timeout)
+	}
+	if waitErr != nil {
+		return res, fmt.Errorf("docker wait: %w", waitErr)
+	}
+	c, cancelInspect := cleanupCtx()
+	info, err := d.cli.ContainerInspect(c, id, client.ContainerInspectOptions{})
+	cancelInspect()
+	if err != nil {
+		return res, fmt.Errorf("docker inspect: %w", err)
+	}
+	if st := info.Container.State; st != nil {
+		res.ExitCode, res.OOMKilled = st.ExitCode, st.OOMKilled
+		if st.Error != "" && res.ExitCode == 0 {
+			return res, fmt.Errorf("docker: %s", st.Error)
+		}
+	}
+	if copyErr != nil {
+		return res, copyErr
+	}
+	if res.ExitCode != 0 || res.OOMKilled {
+		return res, &ExitError{Code: res.ExitCode, OOMKilled: res.OOMKilled}
+	}
+	return res, nil
+}
+
+// load streams img as a docker-save tarball into the daemon.
+func (d *Docker) load(ctx context.Context, img v1.Image, tag string) error {
+	ref, err := name.NewTag(tag)
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(tarball.Write(ref, img, pw)) }()
+	defer pr.Close()
+	resp, err := d.cli.ImageLoad(ctx, pr, client.ImageLoadWithQuiet(true))
+	if err != nil {
+		return fmt.Errorf("docker load: %w", err)
+	}
+	defer resp.Close()
+	// The daemon answers with a stream of JSON messages; errors arrive in-band.
+	dec := json.NewDecoder(io.LimitReader(resp, 1<<20))
+	for {
+		var m struct {
+			Error       string `json:"error"`
+			ErrorDetail *struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("docker load: reading response: %w", err)
+		}
+		if m.Error != "" {
+			return fmt.Errorf("docker load: %s", m.Error)
+		}
+	}
+}
+
+// copyIn puts the contents of dir into the results volume before the start.
+func (d *Docker) copyIn(ctx context.Context, id, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(tarDir(pw, dir)) }()
+	defer pr.Close()
+	if _, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: ResultsPath, Content: pr}); err != nil {
+		return fmt.Errorf("docker copy to %s: %w", ResultsPath, err)
+	}
+	return nil
+}
+
+// copyOut replaces the contents of dir with the results volume's.
+func (d *Docker) copyOut(ctx context.Context, id, dir string) error {
+	out, err := d.cli.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: ResultsPath})
+	if err != nil {
+		return fmt.Errorf("docker copy from %s: %w", ResultsPath, err)
+	}
+	defer out.Content.Close()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	opt := d.unpack
+	opt.StripComponents, opt.NoChown = 1, true
+	if err := UnpackTar(ctx, out.Content, dir, opt); err != nil {
+		return fmt.Errorf("copying results out: %w", err)
+	}
+	return nil
+}
+
+// tarDir writes the regular files, directories and symlinks under dir as a
+// tar stream with names relative to dir.
+func tarDir(w io.Writer, dir string) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		fi, err := de.Info()
+		if err != nil {
+			return err
+		}
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		} else if !fi.Mode().IsRegular() && !fi.IsDir() {
+			return nil
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name = filepath.ToSlash(rel)
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.CopyN(tw, f, hdr.Size)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
