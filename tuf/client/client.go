@@ -236,28 +236,38 @@ func (c *Client) rootFromTrust(ctx context.Context, trust []byte) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	data, err := c.store.GetMetadata(ctx, "root.json", c.limits.Root)
-	if err != nil {
-		return nil, err
+	// newest root first, then older versions: a retired key still
+	// bootstraps through the chain of cross-signed roots that follows it
+	file := "root.json"
+	for n := 0; n < 256; n++ {
+		data, err := c.store.GetMetadata(ctx, file, c.limits.Root)
+		if err != nil {
+			return nil, err
+		}
+		md, err := metadata.Root().FromBytes(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		if signedBy(md, key, id) {
+			if err := md.VerifyDelegate(metadata.ROOT, md); err != nil {
+				return nil, fmt.Errorf("%s: %w", file, tuf.Classify(err))
+			}
+			return data, nil
+		}
+		if md.Signed.Version <= 1 {
+			break
+		}
+		file = fmt.Sprintf("%d.root.json", md.Signed.Version-1)
 	}
-	md, err := metadata.Root().FromBytes(data)
-	if err != nil {
-		return nil, fmt.Errorf("root.json: %w", err)
-	}
-	if err := md.VerifyDelegate(metadata.ROOT, md); err != nil {
-		return nil, fmt.Errorf("root.json: %w", tuf.Classify(err))
-	}
-	// the pinned key must be a root key and have signed this root
-	pinned, err := metadata.Root().FromBytes(data)
-	if err != nil {
-		return nil, err
-	}
-	pinned.Signed.Keys = map[string]*metadata.Key{id: key}
-	pinned.Signed.Roles[metadata.ROOT] = &metadata.Role{KeyIDs: []string{id}, Threshold: 1}
-	if err := pinned.VerifyDelegate(metadata.ROOT, md); err != nil {
-		return nil, fmt.Errorf("%w: root.json is not signed by the given root key %s", tuf.ErrSignature, id)
-	}
-	return data, nil
+	return nil, fmt.Errorf("%w: no root in %s is signed by the given root key %s", tuf.ErrSignature, c.store, id)
+}
+
+// signedBy reports whether key (id) made a valid signature over md.
+func signedBy(md *metadata.Metadata[metadata.RootType], key *metadata.Key, id string) bool {
+	probe := metadata.Root()
+	probe.Signed.Keys = map[string]*metadata.Key{id: key}
+	probe.Signed.Roles[metadata.ROOT] = &metadata.Role{KeyIDs: []string{id}, Threshold: 1}
+	return probe.VerifyDelegate(metadata.ROOT, md) == nil
 }
 
 // PullMetadata runs the TUF update (root chain, timestamp, snapshot,

@@ -273,6 +273,7 @@ func TestRefreshTimestamp(t *testing.T) {
 type tamperTransport struct {
 	digest string
 	next   http.RoundTripper
+	extend bool // append bytes instead of flipping one
 }
 
 func (tt tamperTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -282,7 +283,11 @@ func (tt tamperTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if len(body) > 0 {
+	if tt.extend {
+		body = append(body, bytes.Repeat([]byte("x"), 1<<16)...)
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", fmt.Sprint(len(body)))
+	} else if len(body) > 0 {
 		body[0] ^= 0xff
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
@@ -295,7 +300,7 @@ func TestTamperedTargetRefused(t *testing.T) {
 	tfs, err := e.bootstrapped().TargetInfo(e.ctx, "hello.txt")
 	e.must(err)
 	digest := "sha256:" + hex.EncodeToString(tfs[0].Hashes["sha256"])
-	rc := registry.NewClient(registry.WithInsecure(true), registry.WithTransport(tamperTransport{digest, http.DefaultTransport}))
+	rc := registry.NewClient(registry.WithInsecure(true), registry.WithTransport(tamperTransport{digest, http.DefaultTransport, false}))
 	store, err := ocistore.New(rc, e.repo)
 	e.must(err)
 	dir := t.TempDir()
@@ -453,6 +458,12 @@ func TestRootRotationFollowed(t *testing.T) {
 	c2 := e.newClient()
 	_, err = c2.Bootstrap(e.ctx, oldRoot)
 	e.must(err)
+	// a fresh client pinned to the new root public key
+	pubs, _ := filepath.Glob(filepath.Join(e.master, "keys", "root", "*.pub"))
+	newKey, err := os.ReadFile(pubs[0])
+	e.must(err)
+	_, err = e.newClient().Bootstrap(e.ctx, newKey)
+	e.must(err)
 	// and a second rotation
 	_, _, err = e.pub.CreateKey(repo.Root, false)
 	e.must(err)
@@ -462,6 +473,25 @@ func TestRootRotationFollowed(t *testing.T) {
 	e.must(err)
 	_, err = c2.PullMetadata(e.ctx)
 	e.must(err)
+	// the first root key, retired twice, still bootstraps through the chain
+	first, err := os.ReadFile(filepath.Join(e.master, "keys", "retired", firstRootID(t, oldRoot)+".pub"))
+	e.must(err)
+	c3dir := t.TempDir()
+	_, err = client.New(e.store, c3dir).Bootstrap(e.ctx, first)
+	e.must(err)
+	r3, err := metadata.Root().FromFile(filepath.Join(c3dir, "metadata", "root.json"))
+	e.must(err)
+	if r3.Signed.Version != 3 {
+		t.Fatalf("bootstrapped from the first key to root v%d, want 3", r3.Signed.Version)
+	}
+}
+
+func firstRootID(t *testing.T, root []byte) string {
+	md, err := metadata.Root().FromBytes(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return md.Signed.Roles[repo.Root].KeyIDs[0]
 }
 
 func TestDelegation(t *testing.T) {
@@ -503,5 +533,26 @@ func TestRSAKeysAndThresholds(t *testing.T) {
 	e.must(err)
 	if string(data) != "hello, world\n" {
 		t.Fatalf("got %q", data)
+	}
+}
+
+func TestEndlessTargetRefused(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	tfs, err := e.bootstrapped().TargetInfo(e.ctx, "hello.txt")
+	e.must(err)
+	digest := "sha256:" + hex.EncodeToString(tfs[0].Hashes["sha256"])
+	rc := registry.NewClient(registry.WithInsecure(true), registry.WithTransport(tamperTransport{digest, http.DefaultTransport, true}))
+	store, err := ocistore.New(rc, e.repo)
+	e.must(err)
+	c := client.New(store, t.TempDir())
+	_, err = c.Bootstrap(e.ctx, e.rootJSON())
+	e.must(err)
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := c.Download(e.ctx, "hello.txt", out); !errors.Is(err, tuf.ErrTampered) {
+		t.Fatalf("want ErrTampered, got %v", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatal("destination written")
 	}
 }
