@@ -45,6 +45,9 @@ func parseImage(raw []byte, kind Kind) (*Image, error) {
 			return nil, fmt.Errorf("%w: artifactType/subject are OCI fields, not docker schema2", ErrInvalid)
 		}
 	}
+	if len(m.Layers) > MaxEntries {
+		return nil, fmt.Errorf("%w: %d layers, more than %d", ErrInvalid, len(m.Layers), MaxEntries)
+	}
 	for i, l := range m.Layers {
 		what := fmt.Sprintf("layers[%d]", i)
 		if err := validDescriptor(l, what); err != nil {
@@ -91,6 +94,9 @@ func parseIndex(raw []byte, kind Kind) (*Index, error) {
 	}
 	if m.Manifests == nil {
 		return nil, fmt.Errorf("%w: manifests is missing", ErrInvalid)
+	}
+	if len(m.Manifests) > MaxEntries {
+		return nil, fmt.Errorf("%w: %d manifests, more than %d", ErrInvalid, len(m.Manifests), MaxEntries)
 	}
 	for i, c := range m.Manifests {
 		what := fmt.Sprintf("manifests[%d]", i)

@@ -31,6 +31,10 @@ type (
 // use (4 MiB); the OCI distribution spec asks registries to accept at least 4 MB.
 const DefaultMaxSize = 4 << 20
 
+// MaxEntries bounds layers, children and schema1 history entries: far above
+// real images (Docker caps at 127 layers), low enough to bound the work.
+const MaxEntries = 10000
+
 // Manifest is what every parsed kind offers.
 type Manifest interface {
 	// Kind is the manifest family.

@@ -293,6 +293,9 @@ func (s *Schema1) validate() error {
 	if len(b.FSLayers) == 0 {
 		return fmt.Errorf("%w: no layers", ErrInvalid)
 	}
+	if len(b.FSLayers) > MaxEntries {
+		return fmt.Errorf("%w: %d layers, more than %d", ErrInvalid, len(b.FSLayers), MaxEntries)
+	}
 	n := len(b.FSLayers)
 	layers := make([]Schema1Layer, n)
 	seen := map[string]int{}
