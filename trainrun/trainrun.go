@@ -223,3 +223,23 @@ func mergeEnv(base, over []string) []string {
 	}
 	return out
 }
+
+// Backend names accepted by New (and by the station's --runtime flag).
+const (
+	BackendRunc   = "runc"
+	BackendDocker = "docker"
+)
+
+// New returns the Runner for a backend name: "runc" (also "") or "docker".
+// The Docker runner holds connections; callers that are done with it may
+// close it through io.Closer.
+func New(backend string) (Runner, error) {
+	switch backend {
+	case "", BackendRunc:
+		return NewRunc(), nil
+	case BackendDocker:
+		return NewDocker()
+	default:
+		return nil, fmt.Errorf("%w: unknown execution backend %q (want %s or %s)", ErrInvalidSpec, backend, BackendRunc, BackendDocker)
+	}
+}
