@@ -428,10 +428,18 @@ func (s *Schema1) DigestAlg(alg digest.Algorithm) (digest.Digest, error) {
 // Signed reports whether the manifest carries JWS signatures.
 func (s *Schema1) Signed() bool { return len(s.sigs) > 0 }
 
-// Name, Tag and Architecture are the signed payload's fields.
-func (s *Schema1) Name() string         { return s.body.Name }
-func (s *Schema1) Tag() string          { return s.body.Tag }
-func (s *Schema1) Architecture() string { return s.body.Architecture }
+// Name, Tag and Architecture are the signed payload's fields ("" when the
+// payload is unusable: nothing unsigned is exposed).
+func (s *Schema1) Name() string         { return s.field(s.body.Name) }
+func (s *Schema1) Tag() string          { return s.field(s.body.Tag) }
+func (s *Schema1) Architecture() string { return s.field(s.body.Architecture) }
+
+func (s *Schema1) field(v string) string {
+	if s.payloadErr != nil {
+		return ""
+	}
+	return v
+}
 
 // Layers returns the layers base to leaf with their v1 metadata, generated
 // only from the signed payload. It fails when the payload is not a manifest.

@@ -154,6 +154,9 @@ func TestSimpleBadSig(t *testing.T) {
 	if _, err := s.Layers(); err == nil {
 		t.Fatal("layers of an unverifiable payload must not be exposed")
 	}
+	if s.Name() != "" || len(s.References()) != 0 {
+		t.Fatal("fields of an unverifiable payload must not be exposed")
+	}
 }
 
 func TestMobyBadManifest(t *testing.T) {
