@@ -556,3 +556,45 @@ func TestEndlessTargetRefused(t *testing.T) {
 		t.Fatal("destination written")
 	}
 }
+
+// TestFastForwardRecovery: an attacker with the timestamp key pushes a
+// timestamp far in the future; clients are stuck (rollback) until the
+// publisher rotates the timestamp key, then they recover.
+func TestFastForwardRecovery(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	dir := t.TempDir()
+	c := client.New(e.store, dir)
+	_, err := c.Bootstrap(e.ctx, e.rootJSON())
+	e.must(err)
+	data, err := e.store.GetMetadata(e.ctx, "timestamp.json", 0)
+	e.must(err)
+	ts, err := metadata.Timestamp().FromBytes(data)
+	e.must(err)
+	ts.Signed.Version = 1000
+	files, _ := filepath.Glob(filepath.Join(e.master, "keys", "timestamp", "*.key"))
+	kf, err := os.ReadFile(files[0])
+	e.must(err)
+	k, err := keys.Decrypt(kf, []byte("pw-timestamp"))
+	e.must(err)
+	ts.ClearSignatures()
+	e.must(keys.SignMetadata(ts, k))
+	evil, err := ts.ToBytes(true)
+	e.must(err)
+	e.must(e.store.PutMetadata(e.ctx, "timestamp.json", evil))
+	_, err = c.PullMetadata(e.ctx) // validly signed: accepted
+	e.must(err)
+	e.pushFile("fix", "fix")
+	e.must(e.pub.PushMetadata(e.ctx)) // timestamp v2 < 1000
+	refused(t, dir, c, tuf.ErrRollback, func() error { _, err := c.PullMetadata(e.ctx); return err })
+	// rotate the timestamp key: the client drops the old timestamp
+	_, _, err = e.pub.CreateKey(repo.Timestamp, false)
+	e.must(err)
+	e.must(e.pub.ResetKeys(e.ctx, nil))
+	e.must(e.pub.PushMetadata(e.ctx))
+	changed, err := c.PullMetadata(e.ctx)
+	e.must(err)
+	if fmt.Sprint(changed) != "[fix]" {
+		t.Fatalf("changed %v", changed)
+	}
+}
