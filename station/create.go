@@ -36,6 +36,7 @@ func ApprovalDigest(ctx context.Context, codeDir string, exec hardened.ExecConfi
 type Built struct {
 	Image    v1.Image
 	Envelope *hardened.Envelope
+	Verified *hardened.Verified // the envelope as a station will check it
 	Release  func()
 }
 
@@ -66,6 +67,11 @@ func Create(ctx context.Context, trust hardened.TrustStore, spec hardened.Spec, 
 	if err != nil {
 		return nil, err
 	}
+	// Check the new train as its first station will, before it leaves.
+	v, err := hardened.Verify(ctx, trust, env)
+	if err != nil {
+		return nil, err
+	}
 	img, err := withHistory(base)
 	if err == nil {
 		img, err = withExec(img, spec.Exec)
@@ -79,7 +85,7 @@ func Create(ctx context.Context, trust hardened.TrustStore, spec hardened.Spec, 
 	if err != nil {
 		return nil, err
 	}
-	return &Built{Image: out, Envelope: env, Release: release}, nil
+	return &Built{Image: out, Envelope: env, Verified: v, Release: release}, nil
 }
 
 // withHistory gives every layer of img a history entry when the image has

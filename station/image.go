@@ -21,12 +21,13 @@ import (
 	"github.com/trainyard/trainyard/train"
 )
 
-// File names of a trainyard/v1 train inside its state layer. The envelope
-// takes the PHT config's place, so tools that look for
-// /opt/train_config.json find the train's signed description.
+// The state layer of a trainyard/v1 train holds the envelope at
+// hardened.ConfigPath (the PHT config's place, so tools that look for
+// /opt/train_config.json find the train's signed description) and the
+// sealed blobs at hardened.CodeBlobPath and hardened.ResultsBlobPath.
 const (
-	CodeBlob    = train.TrainDir + "/code.sealed"
-	ResultsBlob = train.ResultsDir + "/results.sealed"
+	CodeBlob    = hardened.CodeBlobPath
+	ResultsBlob = hardened.ResultsBlobPath
 )
 
 // ErrImage is wrapped when a train image does not have the trainyard/v1

@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trainyard/trainyard/protocol/hardened"
+	"github.com/trainyard/trainyard/station"
+	"github.com/trainyard/trainyard/trainrun"
+)
+
+func init() { register(newStationCmd) }
+
+// stationFlags configure a station for run and serve.
+type stationFlags struct {
+	trust                      trustFlags
+	id, key, data, network     string
+	work, runtime, dockerHost  string
+	memory, pids               int64
+	cpus                       float64
+	timeout                    time.Duration
+}
+
+func (f *stationFlags) add(cmd *cobra.Command) {
+	f.trust.add(cmd)
+	p := cmd.PersistentFlags()
+	p.StringVar(&f.id, "id", envOr("TRAINYARD_STATION_ID", envOr("STATION_ID", "")), "this station's id (TRAINYARD_STATION_ID or STATION_ID)")
+	p.StringVar(&f.key, "key", envOr("TRAINYARD_STATION_KEY", envOr("PRIVATE_KEY_PATH", "")), "this station's private key file (TRAINYARD_STATION_KEY or PRIVATE_KEY_PATH)")
+	p.StringVar(&f.data, "data", envOr("TRAINYARD_STATION_DATA", ""), "data directory mounted read-only at /opt/pht_data (TRAINYARD_STATION_DATA)")
+	p.StringVar(&f.network, "network", envOr("TRAINYARD_NETWORK", ""), "registry prefix of the network's inboxes, e.g. 127.0.0.1:5000/trainyard (TRAINYARD_NETWORK)")
+	p.StringVar(&f.work, "work-dir", envOr("TRAINYARD_STATION_WORK", ""), "where bundles and blobs are staged (TRAINYARD_STATION_WORK; default the system temp dir)")
+	p.StringVar(&f.runtime, "runtime", envOr("TRAINYARD_RUNTIME", "runc"), "execution backend: runc or docker (TRAINYARD_RUNTIME)")
+	p.StringVar(&f.dockerHost, "docker-host", envOr("DOCKER_HOST", ""), "Docker Engine API address for --runtime docker (DOCKER_HOST)")
+	p.Int64Var(&f.memory, "memory", 0, "memory limit in bytes per train (default 512 MiB)")
+	p.Int64Var(&f.pids, "pids", 0, "process limit per train (default 256)")
+	p.Float64Var(&f.cpus, "cpus", 0, "CPU quota in cores (default unlimited)")
+	p.DurationVar(&f.timeout, "timeout", 0, "kill a train after this long (default 1h)")
+}
+
+func (f *stationFlags) station(cmd *cobra.Command) (*station.Station, error) {
+	for name, v := range map[string]string{"--id": f.id, "--key": f.key, "--network": f.network} {
+		if v == "" {
+			return nil, &ExitError{Code: 2, Err: fmt.Errorf("%s is required", name)}
+		}
+	}
+	key, err := hardened.LoadPrivateKey(f.key)
+	if err != nil {
+		return nil, err
+	}
+	store, err := f.trust.store(cmd.Context(), cmd)
+	if err != nil {
+		return nil, err
+	}
+	var runner station.Runner
+	switch f.runtime {
+	case "runc":
+		r := trainrun.NewRunc(trainrun.WithBundleDir(f.work))
+		if err := r.Available(); err != nil {
+			return nil, err
+		}
+		runner = r
+	case "docker":
+		var opts []trainrun.DockerOption
+		if f.dockerHost != "" {
+			opts = append(opts, trainrun.WithDockerHost(f.dockerHost))
+		}
+		d, err := trainrun.NewDocker(opts...)
+		if err != nil {
+			return nil, err
+		}
+		runner = d
+	default:
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("unknown --runtime %q (runc or docker)", f.runtime)}
+	}
+	return &station.Station{ID: f.id, Key: key, Trust: store, Runner: runner, Client: newClient(cmd, f.trust.insecure),
+		Network: station.Network{Prefix: f.network}, DataDir: f.data, WorkDir: f.work,
+		Memory: f.memory, PIDs: f.pids, CPUs: f.cpus, Timeout: f.timeout,
+		Log: cmd.ErrOrStderr(), Logger: slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))}, nil
+}
+
+func newStationCmd() *cobra.Command {
+	var f stationFlags
+	cmd := &cobra.Command{Use: "station", Short: "Run trains at this station: verify, execute with no network, seal results, pass on"}
+	f.add(cmd)
+	run := &cobra.Command{
+		Use:   "run IMAGE",
+		Short: "One stop: pull IMAGE, pre-run, run it, post-run, push it to the next hop's inbox",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := f.station(cmd)
+			if err != nil {
+				return err
+			}
+			st, err := s.Process(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "train %s stop %d done (exit %d, %s); pushed to %s\n",
+				st.Train, st.Index, st.ExitCode, st.Duration.Round(time.Millisecond), st.Pushed)
+			return nil
+		},
+	}
+	var statusAddr, db string
+	var interval time.Duration
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Watch this station's inbox and process every train addressed to it; /status, /healthz, /metrics",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := f.station(cmd)
+			if err != nil {
+				return err
+			}
+			if db == "" {
+				db = filepath.Join(".", "trainyard-station-"+f.id+".db")
+			}
+			d, err := station.OpenDB(db)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			s.Guard = d
+			srv := &station.Server{Station: s, DB: d, Interval: interval}
+			return srv.Serve(cmd.Context(), statusAddr, func(a net.Addr) {
+				fmt.Fprintf(cmd.OutOrStdout(), "station %s watching %s; status on http://%s/status\n", f.id, s.Network.Inbox(f.id), a)
+			})
+		},
+	}
+	serve.Flags().StringVar(&statusAddr, "status-addr", envOr("TRAINYARD_STATION_STATUS_ADDR", "127.0.0.1:9090"), "status and metrics listener (TRAINYARD_STATION_STATUS_ADDR)")
+	serve.Flags().StringVar(&db, "db", envOr("TRAINYARD_STATION_DB", ""), "station database: replay guard and stop history (TRAINYARD_STATION_DB; default ./trainyard-station-ID.db)")
+	serve.Flags().DurationVar(&interval, "interval", envDuration("TRAINYARD_STATION_INTERVAL", 5*time.Second), "inbox poll interval (TRAINYARD_STATION_INTERVAL)")
+	cmd.AddCommand(run, serve)
+	return cmd
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v := os.Getenv(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+		if n, err := strconv.Atoi(v); err == nil {
+			return time.Duration(n) * time.Second
+		}
+	}
+	return def
+}

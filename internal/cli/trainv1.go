@@ -1,0 +1,161 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trainyard/trainyard/protocol/hardened"
+	"github.com/trainyard/trainyard/station"
+	"github.com/trainyard/trainyard/train"
+)
+
+// trainV1Cmds are the creator's commands for trainyard/v1 trains (the
+// default protocol); `train build` and `train results` serve legacy pht-v2.
+func trainV1Cmds() []*cobra.Command {
+	return []*cobra.Command{newTrainCreateCmd(), newTrainOpenCmd(), newTrainDigestCmd()}
+}
+
+func newTrainCreateCmd() *cobra.Command {
+	var f trustFlags
+	var exec execFlags
+	var code, base, creator, key, id, to, network, tmp string
+	var route []string
+	c := &cobra.Command{
+		Use:   "create --code DIR --route ST1,ST2,... --creator ID --key FILE.key [--to REF | --network PREFIX]",
+		Short: "Create a trainyard/v1 train: seal the code to the route, sign route, code and exec config, push it",
+		Long: `Create a trainyard/v1 train. Station keys come from the trust directory only;
+the train can run only where its approval digest (see "train digest") has
+been approved. Without --to, the train goes to the first station's inbox
+under --network (TRAINYARD_NETWORK).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if code == "" || creator == "" || key == "" || len(route) == 0 {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--code, --route, --creator and --key are required")}
+			}
+			if to == "" {
+				if network == "" {
+					return &ExitError{Code: 2, Err: fmt.Errorf("give --to or --network")}
+				}
+				to = station.Network{Prefix: network}.Inbox(route[0])
+			}
+			k, err := hardened.LoadPrivateKey(key)
+			if err != nil {
+				return err
+			}
+			store, err := f.store(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			rc := newClient(cmd, f.insecure)
+			b, err := train.Load(ctx, base, rc)
+			if err != nil {
+				return err
+			}
+			built, err := station.Create(ctx, store, hardened.Spec{ID: id, Creator: creator, Route: route, Exec: exec.config()}, k, code, b, tmp)
+			if err != nil {
+				return err
+			}
+			defer built.Release()
+			st := built.Verified.Statement
+			if !strings.Contains(to, "@") && !strings.Contains(to[strings.LastIndex(to, "/")+1:], ":") {
+				to += ":" + st.ID
+			}
+			dgst, err := rc.Push(ctx, built.Image, to)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "train %s for route %s pushed to %s@%s\n", st.ID, strings.Join(route, ","), to, dgst)
+			return nil
+		},
+	}
+	f.add(c)
+	exec.add(c)
+	c.Flags().StringVar(&code, "code", "", "directory of the train's code, placed at /opt/pht_train")
+	c.Flags().StringVar(&base, "base", train.Scratch, "base image: scratch, a registry reference, oci:DIR or a docker tarball")
+	c.Flags().StringVar(&creator, "creator", envOr("TRAINYARD_USER", ""), "creator's user id in the trust directory (TRAINYARD_USER)")
+	c.Flags().StringVar(&key, "key", envOr("TRAINYARD_USER_KEY", ""), "creator's private key file (TRAINYARD_USER_KEY)")
+	c.Flags().StringSliceVar(&route, "route", nil, "station ids in order, comma separated")
+	c.Flags().StringVar(&id, "id", "", "train id (default random)")
+	c.Flags().StringVar(&to, "to", "", "where to push the train (default the first station's inbox)")
+	c.Flags().StringVar(&network, "network", envOr("TRAINYARD_NETWORK", ""), "registry prefix of the inboxes (TRAINYARD_NETWORK)")
+	c.Flags().StringVar(&tmp, "tmp", "", "directory for temporary files")
+	return c
+}
+
+func newTrainOpenCmd() *cobra.Command {
+	var f trustFlags
+	var user, key, out, tmp string
+	c := &cobra.Command{
+		Use:   "open IMAGE --creator ID --key FILE.key --out DIR",
+		Short: "Verify a finished trainyard/v1 train from its first stop and decrypt its results into DIR",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if user == "" || key == "" || out == "" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--creator, --key and --out are required")}
+			}
+			k, err := hardened.LoadPrivateKey(key)
+			if err != nil {
+				return err
+			}
+			store, err := f.store(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			img, err := train.Load(ctx, args[0], newClient(cmd, f.insecure))
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(out, 0o700); err != nil {
+				return err
+			}
+			v, err := station.OpenResults(ctx, store, user, k, img, out, tmp)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "train %s verified over %d stops; results in %s\n", v.Statement.ID, len(v.Stops), out)
+			return nil
+		},
+	}
+	f.add(c)
+	c.Flags().StringVar(&user, "creator", envOr("TRAINYARD_USER", ""), "creator's user id (TRAINYARD_USER)")
+	c.Flags().StringVar(&key, "key", envOr("TRAINYARD_USER_KEY", ""), "creator's private key file (TRAINYARD_USER_KEY)")
+	c.Flags().StringVar(&out, "out", "", "directory for the decrypted results (must be empty)")
+	c.Flags().StringVar(&tmp, "tmp", "", "directory for temporary files")
+	return c
+}
+
+func newTrainDigestCmd() *cobra.Command {
+	var exec execFlags
+	var code, base string
+	var insecure bool
+	c := &cobra.Command{
+		Use:   "digest --code DIR [exec flags] [--base IMAGE]",
+		Short: "Print the approval digest of a train definition (code tree, exec config, base), what approvers sign",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if code == "" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--code is required")}
+			}
+			b, err := train.Load(cmd.Context(), base, newClient(cmd, insecure))
+			if err != nil {
+				return err
+			}
+			d, err := station.ApprovalDigest(cmd.Context(), code, exec.config(), b)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), d)
+			return nil
+		},
+	}
+	exec.add(c)
+	registryFlags(c, &insecure)
+	c.Flags().StringVar(&code, "code", "", "directory of the train's code")
+	c.Flags().StringVar(&base, "base", train.Scratch, "base image: scratch, a registry reference, oci:DIR or a docker tarball")
+	return c
+}
