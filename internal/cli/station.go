@@ -20,12 +20,12 @@ func init() { register(newStationCmd) }
 
 // stationFlags configure a station for run and serve.
 type stationFlags struct {
-	trust                      trustFlags
-	id, key, data, network     string
-	work, runtime, dockerHost  string
-	memory, pids               int64
-	cpus                       float64
-	timeout                    time.Duration
+	trust                     trustFlags
+	id, key, data, network    string
+	work, runtime, dockerHost string
+	memory, pids              int64
+	cpus                      float64
+	timeout                   time.Duration
 }
 
 func (f *stationFlags) add(cmd *cobra.Command) {
