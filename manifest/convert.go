@@ -409,7 +409,10 @@ func ConvertImage(img *Image, to Kind) ([]byte, error) {
 			table = toDocker
 		}
 		nt, ok := table[l.MediaType]
-		if !ok && to == KindOCIManifest && isOCILayer(l.MediaType) {
+		if !ok && to == KindOCIManifest && (isOCILayer(l.MediaType) || isDockerLayer(l.MediaType)) {
+			nt, ok = l.MediaType, true // already valid in an OCI manifest (zstd, or a foreign tar without a twin)
+		}
+		if !ok && to == KindDockerV2 && isDockerLayer(l.MediaType) {
 			nt, ok = l.MediaType, true
 		}
 		if !ok {

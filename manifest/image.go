@@ -56,8 +56,10 @@ func parseImage(raw []byte, kind Kind) (*Image, error) {
 		switch {
 		case kind == KindDockerV2 && !isDockerLayer(l.MediaType) && !isOCILayer(l.MediaType):
 			return nil, fmt.Errorf("%w: %s mediaType %q is not a layer type", ErrMediaType, what, clip(l.MediaType))
-		case kind == KindOCIManifest && m.Config.MediaType == MediaTypeOCIConfig && !isOCILayer(l.MediaType):
-			return nil, fmt.Errorf("%w: %s mediaType %q is not an OCI layer type", ErrMediaType, what, clip(l.MediaType))
+		case kind == KindOCIManifest && m.Config.MediaType == MediaTypeOCIConfig && !isOCILayer(l.MediaType) && !isDockerLayer(l.MediaType):
+			// Docker layer types are accepted, as containerd does: go-containerregistry's
+			// mutate.MediaType produces such images.
+			return nil, fmt.Errorf("%w: %s mediaType %q is not a layer type", ErrMediaType, what, clip(l.MediaType))
 		}
 		if isForeign(l.MediaType) && kind == KindDockerV2 && len(l.URLs) == 0 {
 			return nil, fmt.Errorf("%w: %s is a foreign layer without urls", ErrInvalid, what)

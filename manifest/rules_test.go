@@ -59,7 +59,7 @@ func TestStrictRules(t *testing.T) {
 		{"short digest", rep(dgB, dgB[:70]), nil, ErrInvalid},
 		{"md5 digest", rep(dgB, "md5:d41d8cd98f00b204e9800998ecf8427e"), nil, ErrUnsupported},
 		{"bad media type", rep(`"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip"`, `"mediaType":"not a type"`), nil, ErrInvalid},
-		{"docker layer in OCI image", rep(`application/vnd.oci.image.layer.v1.tar+gzip`, MediaTypeDockerLayer), nil, ErrMediaType},
+		{"non-layer type in OCI image", rep(`application/vnd.oci.image.layer.v1.tar+gzip`, "application/vnd.oci.image.config.v1+json"), nil, ErrMediaType},
 		{"trailing data", append(append([]byte{}, good...), []byte(` {}`)...), nil, ErrInvalid},
 		{"invalid utf8", rep(`"size":10`, "\"size\":10,\"annotations\":{\"a\":\"\xff\"}"), nil, ErrInvalid},
 		{"empty config needs artifactType", rep(`application/vnd.oci.image.config.v1+json`, MediaTypeOCIEmpty), nil, ErrInvalid},

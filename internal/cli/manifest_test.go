@@ -11,9 +11,14 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/trainyard/trainyard/registry"
 )
 
 const vecDir = "../../manifest/testdata"
@@ -201,4 +206,38 @@ func TestManifestRegistryConvert(t *testing.T) {
 	}
 	code, _, stderr = execRoot(t, "", "manifest", "convert", s1, "--to", "oci", "--config-out", cfg)
 	oneLineErr(t, code, stderr, "no blob source", []string{"convert without blobs"})
+}
+
+// TestManifestEmbeddedRegistry reads manifests from the real embedded
+// registry (distribution/v3): an OCI image and an index, by tag and by digest.
+func TestManifestEmbeddedRegistry(t *testing.T) {
+	h, closeFn, err := registry.NewHandler(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = mutate.MediaType(img, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	idx := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: img})
+	r, _ := name.ParseReference(host+"/emb/idx:v1", name.Insecure)
+	if err := remote.WriteIndex(r, idx, remote.WithContext(t.Context())); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := idx.Digest()
+	md, _ := img.Digest()
+	code, out, stderr := execRoot(t, "", "manifest", "inspect", "--insecure", host+"/emb/idx:v1")
+	if code != 0 || !strings.Contains(out, `"kind": "OCI index"`) || !strings.Contains(out, md.String()) || !strings.Contains(out, id.String()) {
+		t.Fatalf("inspect index: %d %s %s", code, out, stderr)
+	}
+	code, out, stderr = execRoot(t, "", "manifest", "verify", "--insecure", host+"/emb/idx@"+md.String())
+	if code != 0 || !strings.Contains(out, "OCI manifest "+md.String()) {
+		t.Fatalf("verify child by digest: %d %s %s", code, out, stderr)
+	}
 }
