@@ -16,6 +16,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // DefaultRuncStateDir is runc's --root for trainyard's containers, kept apart
@@ -29,7 +30,10 @@ type Runc struct {
 	stateDir  string
 	bundleDir string
 	unpack    UnpackOptions
+	userns    *idRange
 }
+
+type idRange struct{ host, size uint32 }
 
 var _ Runner = (*Runc)(nil)
 
@@ -48,6 +52,16 @@ func WithBundleDir(dir string) RuncOption { return func(r *Runc) { r.bundleDir =
 
 // WithUnpackOptions bounds the image unpack (size, entry count).
 func WithUnpackOptions(o UnpackOptions) RuncOption { return func(r *Runc) { r.unpack = o } }
+
+// WithUserNamespace runs every train in a new user namespace in which
+// container ids 0..size-1 are host ids hostID..hostID+size-1 (for example
+// 100000, 65536): a process that escaped the container would hold no host
+// privilege. The unpacked image is owned by the shifted ids and the results
+// directory is handed to the train's shifted uid; the data directory must be
+// readable by "others" (the train is not its owner).
+func WithUserNamespace(hostID, size uint32) RuncOption {
+	return func(r *Runc) { r.userns = &idRange{host: hostID, size: size} }
+}
 
 // NewRunc returns a runc-backed Runner.
 func NewRunc(opts ...RuncOption) *Runc {
@@ -105,20 +119,53 @@ func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result,
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
 		return res, fmt.Errorf("creating bundle: %w", err)
 	}
-	if err := UnpackImage(ctx, img, rootfs, r.unpack); err != nil {
+	unpack := r.unpack
+	var shift uint32
+	if r.userns != nil {
+		if r.userns.size == 0 || uint64(r.userns.host)+uint64(r.userns.size) > 1<<32-1 {
+			return res, fmt.Errorf("%w: user namespace range %d+%d", ErrInvalidSpec, r.userns.host, r.userns.size)
+		}
+		shift = r.userns.host
+		unpack.IDShift = shift
+		if err := os.Chown(rootfs, int(shift), int(shift)); err != nil {
+			return res, err
+		}
+		// The namespaced root must be able to reach the rootfs inside the bundle.
+		if err := os.Chmod(bundle, 0o711); err != nil {
+			return res, err
+		}
+		for d := filepath.Dir(bundle); ; d = filepath.Dir(d) {
+			if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+				return res, fmt.Errorf("%w: with a user namespace every parent of the bundle dir must be searchable by others (chmod o+x %s)", ErrInvalidSpec, d)
+			}
+			if d == filepath.Dir(d) {
+				break
+			}
+		}
+	}
+	if err := UnpackImage(ctx, img, rootfs, unpack); err != nil {
 		return res, err
 	}
 	uid, gid, err := userIn(rootfs, p.User)
 	if err != nil {
 		return res, err
 	}
-	if uid != 0 {
+	if r.userns != nil && (uid >= r.userns.size || gid >= r.userns.size) {
+		return res, fmt.Errorf("%w: user %d:%d is outside the user namespace's %d ids", ErrInvalidSpec, uid, gid, r.userns.size)
+	}
+	if uid != 0 || shift != 0 {
 		// The results directory belongs to the train's user for the run.
-		if err := os.Chown(s.ResultsDir, int(uid), int(gid)); err != nil {
-			return res, fmt.Errorf("handing the results directory to uid %d: %w", uid, err)
+		if err := os.Chown(s.ResultsDir, int(uid+shift), int(gid+shift)); err != nil {
+			return res, fmt.Errorf("handing the results directory to uid %d: %w", uid+shift, err)
 		}
 	}
-	cfgJSON, err := json.MarshalIndent(ociSpec(p, uid, gid, s), "", "  ")
+	ocfg := ociSpec(p, uid, gid, s)
+	if r.userns != nil {
+		m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: r.userns.host, Size: r.userns.size}}
+		ocfg.Linux.Namespaces = append(ocfg.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		ocfg.Linux.UIDMappings, ocfg.Linux.GIDMappings = m, m
+	}
+	cfgJSON, err := json.MarshalIndent(ocfg, "", "  ")
 	if err != nil {
 		return res, err
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,4 +330,40 @@ func ExampleRunc_Run() {
 		Stderr:     os.Stderr,
 	})
 	fmt.Println(res.ExitCode, err)
+}
+
+func TestRuncUserNamespace(t *testing.T) {
+	r := needRunc(t)
+	bundles := t.TempDir()
+	// The namespaced root must be able to reach its rootfs through the bundle's parents.
+	os.Chmod(bundles, 0o711)
+	os.Chmod(filepath.Dir(bundles), 0o711)
+	r = NewRunc(WithStateDir(t.TempDir()), WithBundleDir(bundles), WithUserNamespace(200000, 65536))
+	results, data := t.TempDir(), t.TempDir()
+	os.Chmod(data, 0o755)
+	os.WriteFile(filepath.Join(data, "open.csv"), []byte("n\n1\n"), 0o644)
+	os.WriteFile(filepath.Join(data, "private.csv"), []byte("secret"), 0o600)
+	spec := RunSpec{ResultsDir: results, DataDir: data}
+
+	o := runProbe(t, r, spec, "id")
+	wantOK(t, o)
+	if strings.TrimSpace(o.stdout) != "0:0" {
+		t.Fatalf("id inside = %q, want root of the namespace", o.stdout)
+	}
+	wantOK(t, runProbe(t, r, spec, "write", "/opt/pht_results/r.txt", "x"))
+	fi, err := os.Stat(filepath.Join(results, "r.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 200000 {
+		t.Fatalf("result owned by host uid %d, want 200000", st.Uid)
+	}
+	wantOK(t, runProbe(t, r, spec, "read", "/opt/pht_data/open.csv"))
+	// Host root's private file is not the namespaced root's.
+	wantDenied(t, runProbe(t, r, spec, "read", "/opt/pht_data/private.csv"))
+	wantDenied(t, runProbe(t, r, spec, "write", "/opt/pht_train/evil", "x"))
+	wantDenied(t, runProbe(t, r, spec, "dial", "127.0.0.1:9"))
+	if _, err := r.Run(context.Background(), probeImage(t), RunSpec{ResultsDir: results, User: "70000", Args: []string{"/opt/pht_train/probe", "id"}}); !errors.Is(err, ErrInvalidSpec) {
+		t.Fatalf("uid outside the mapping: %v", err)
+	}
 }
