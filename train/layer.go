@@ -231,7 +231,8 @@ func IsStateLayer(h v1.History) bool { return strings.HasPrefix(h.Comment, State
 // appended as the new one (marked by StateComment in its history). Base
 // layers, config, CMD and everything else are kept as they were. If img has
 // no usable history (layers and non-empty history entries disagree), no layer
-// can be identified and the state layer is simply appended.
+// can be identified: all are kept, the history is rebuilt one entry per
+// layer, and the state layer is appended.
 func WithState(img v1.Image, layer v1.Layer) (v1.Image, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
@@ -270,7 +271,17 @@ func WithState(img v1.Image, layer v1.Layer) (v1.Image, error) {
 			li++
 		}
 	} else {
-		keptLayers, keptDiffs, keptHistory = layers, cf.RootFS.DiffIDs, cf.History
+		// No usable history: keep every layer and give each a plain history
+		// entry so that the marker of the new state layer can be found later.
+		keptLayers = layers
+		for _, l := range layers {
+			d, err := l.DiffID()
+			if err != nil {
+				return nil, err
+			}
+			keptDiffs = append(keptDiffs, d)
+			keptHistory = append(keptHistory, v1.History{Created: cf.Created})
+		}
 	}
 	diffID, err := layer.DiffID()
 	if err != nil {
