@@ -83,4 +83,4 @@ func Run(ctx context.Context, o Options) error {
 }
 
 // steps are the demo's chapters, in order.
-var steps = []func(context.Context, *env) error{registryRoundTrip}
+var steps = []func(context.Context, *env) error{registryRoundTrip, trainRoute}

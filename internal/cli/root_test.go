@@ -31,7 +31,8 @@ func TestDemoRuns(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("demo exit %d: %s", code, stderr)
 	}
-	if !strings.Contains(out, "demo finished") {
+	if !strings.Contains(out, "demo finished") || !strings.Contains(out, "alice verified 3 signed stops") ||
+		!strings.Contains(out, "changed code is refused") {
 		t.Fatalf("demo output:\n%s", out)
 	}
 }
