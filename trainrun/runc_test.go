@@ -367,3 +367,46 @@ func TestRuncUserNamespace(t *testing.T) {
 		t.Fatalf("uid outside the mapping: %v", err)
 	}
 }
+
+func TestRuncPIDsLimit(t *testing.T) {
+	r := needRunc(t)
+	wantDenied(t, runProbe(t, r, RunSpec{PIDs: 12}, "spawn", "40"))
+	wantOK(t, runProbe(t, r, RunSpec{PIDs: 256}, "spawn", "5"))
+}
+
+func TestOCISpec(t *testing.T) {
+	s, err := RunSpec{ResultsDir: "/r", DataDir: "/d", CPUs: 0.5}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := ociSpec(process{Args: []string{"/x"}, Cwd: "/"}, 0, 0, s)
+	if !sp.Root.Readonly || !sp.Process.NoNewPrivileges || sp.Process.Capabilities == nil || len(sp.Process.Capabilities.Bounding) != 0 {
+		t.Fatal("root not read-only, privileges not dropped")
+	}
+	ns := map[string]bool{}
+	for _, n := range sp.Linux.Namespaces {
+		ns[string(n.Type)] = n.Path == ""
+	}
+	for _, want := range []string{"pid", "network", "ipc", "uts", "mount", "cgroup"} {
+		if !ns[want] {
+			t.Errorf("no fresh %s namespace", want)
+		}
+	}
+	if *sp.Linux.Resources.CPU.Quota != 50000 || *sp.Linux.Resources.CPU.Period != 100000 ||
+		*sp.Linux.Resources.Memory.Limit != DefaultMemory || *sp.Linux.Resources.Pids.Limit != DefaultPIDs {
+		t.Errorf("limits %+v", sp.Linux.Resources)
+	}
+	for _, m := range sp.Mounts {
+		opts := strings.Join(m.Options, ",")
+		switch m.Destination {
+		case DefaultDataPath:
+			if m.Source != "/d" || !strings.Contains(opts, "ro") || strings.Contains(opts, "rw") {
+				t.Errorf("data mount %+v", m)
+			}
+		case ResultsPath:
+			if m.Source != "/r" || !strings.Contains(opts, "noexec") {
+				t.Errorf("results mount %+v", m)
+			}
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -78,6 +79,26 @@ func main() {
 			keep = append(keep, b)
 		}
 		fmt.Println("allocated", len(keep))
+	case "spawn": // spawn N: starts N sleeping copies of itself at once
+		n, err := strconv.Atoi(arg(0))
+		check(err)
+		var cmds []*exec.Cmd
+		defer func() {
+			for _, c := range cmds {
+				c.Process.Kill()
+			}
+		}()
+		for i := 0; i < n; i++ {
+			c := exec.Command(os.Args[0], "sleep", "30")
+			if err := c.Start(); err != nil {
+				for _, c := range cmds {
+					c.Process.Kill()
+				}
+				fail(fmt.Errorf("process %d: %w", i+1, err))
+			}
+			cmds = append(cmds, c)
+		}
+		fmt.Println("spawned", n)
 	case "sleep": // sleep SECONDS
 		n, err := strconv.Atoi(arg(0))
 		check(err)
