@@ -1,0 +1,48 @@
+package keyserver
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+)
+
+// FuzzServeFragment: any Authorization header, archive path or query gets a
+// well-formed refusal (or the genuine fragment for the genuine token), never
+// a panic or a 5xx.
+func FuzzServeFragment(f *testing.F) {
+	s, err := Open(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer s.Close()
+	tok, _, err := s.CreateToken("site-a", "", "")
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := s.AddFragment("ar-1", "site-a", []byte("frag")); err != nil {
+		f.Fatal(err)
+	}
+	h := NewServer(s, WithLogger(quiet()), WithIPRateLimit(1e9, 1e9), WithTokenRateLimit(1e9, 1e9))
+	f.Add("Bearer "+tok, "ar-1", "")
+	f.Add("Bearer "+tok, "", "archive=ar-1")
+	f.Add("bearer x", "../../etc", "archive=%00")
+	f.Add("", "ar-1", "")
+	f.Fuzz(func(t *testing.T, auth, archive, query string) {
+		p := FragmentPathPrefix + url.PathEscape(archive)
+		if archive == "" {
+			p = LegacyPath
+		}
+		req := httptest.NewRequest(http.MethodGet, "http://ks"+p, nil)
+		req.URL.RawQuery = query
+		req.Header.Set("Authorization", auth)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%d for %q %q %q", rec.Code, auth, archive, query)
+		}
+		if rec.Code == http.StatusOK && (auth != "Bearer "+tok || rec.Body.String() != "frag") {
+			t.Fatalf("fragment served for %q", auth)
+		}
+	})
+}
