@@ -98,6 +98,12 @@ func newStationCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// One stop, one line: the outcome is printed below, the
+			// structured record only with -v.
+			s.Logger = slog.New(slog.DiscardHandler)
+			if slog.Default().Enabled(cmd.Context(), slog.LevelDebug) {
+				s.Logger = slog.Default()
+			}
 			st, err := s.Process(cmd.Context(), args[0])
 			if err != nil {
 				return err

@@ -15,8 +15,9 @@ import (
 func init() { register(newTrainCmd) }
 
 func newTrainCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "train", Short: "Build PHT-format trains, inspect them and decrypt their results"}
+	cmd := &cobra.Command{Use: "train", Short: "Create trains (trainyard/v1: create, digest, open; legacy PHT: build, keygen, show, results)"}
 	cmd.AddCommand(newTrainBuildCmd(), newTrainKeygenCmd(), newTrainShowCmd(), newTrainResultsCmd())
+	cmd.AddCommand(trainV1Cmds()...)
 	return cmd
 }
 

@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/trainyard/trainyard/trainrun"
+	"github.com/trainyard/trainyard/tuf/keys"
+)
+
+// TestStationCLIRoute drives the v1 workflow through the CLI only: keys, a
+// trust directory, an approval, a train, one station stop with runc and the
+// creator opening the result; and refusals as one error line.
+func TestStationCLIRoute(t *testing.T) {
+	if err := trainrun.NewRunc().Available(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must run trains: %v", err)
+		}
+		t.Skip(err)
+	}
+	keys.ScryptN = 1 << 10
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	dir := t.TempDir()
+	p := func(s string) string { return filepath.Join(dir, s) }
+	t.Setenv("TRAINYARD_TRUST_REPO", host+"/net/trust")
+	t.Setenv("TRAINYARD_TRUST_ADMIN_DIR", p("admin"))
+	t.Setenv("TRAINYARD_TRUST_KEY_PASSWORD", "pw")
+	t.Setenv("TRAINYARD_NETWORK", host+"/net")
+
+	code := p("code")
+	os.MkdirAll(code, 0o755)
+	if err := trainrun.BuildStatic(context.Background(), "../../demo/aggregate", filepath.Join(code, "aggregate")); err != nil {
+		t.Fatal(err)
+	}
+	data := p("data")
+	os.MkdirAll(data, 0o755)
+	os.WriteFile(filepath.Join(data, "p.csv"), []byte("id,age,diagnosis\n1,30,flu\n2,50,flu\n"), 0o644)
+
+	ok := func(args ...string) string {
+		t.Helper()
+		code, out, stderr := execRoot(t, "", args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		return out
+	}
+	ok("keys", "generate", p("alice"))
+	ok("keys", "generate", p("st1"))
+	ok("trust", "init")
+	ok("trust", "add-user", "alice", "--key", p("alice.pub"))
+	ok("trust", "add-station", "st1", "--key", p("st1.pub"))
+	exec := []string{"--entrypoint", "/opt/pht_train/aggregate"}
+	digest := strings.TrimSpace(ok(append([]string{"train", "digest", "--code", code}, exec...)...))
+	root := "--trust-root=" + p("admin") + "/metadata/root.json"
+
+	// Not approved yet: creating the train is refused with one line.
+	c, _, stderr := execRoot(t, "", append([]string{"train", "create", "--code", code, "--route", "st1", "--creator", "alice",
+		"--key", p("alice.key"), "--trust-dir", p("alice-trust"), root}, exec...)...)
+	if c != 1 || !strings.Contains(stderr, "not approved") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("unapproved create: exit %d, %q", c, stderr)
+	}
+
+	ok("trust", "approve-train", "--digest", digest, "--user", "alice", "--key", p("alice.key"))
+	show := ok("trust", "show", "--trust-dir", p("show-trust"), root)
+	for _, want := range []string{"station  st1", "user     alice", "approval " + digest + " by alice"} {
+		if !strings.Contains(show, want) {
+			t.Fatalf("trust show lacks %q:\n%s", want, show)
+		}
+	}
+	ok(append([]string{"train", "create", "--code", code, "--route", "st1", "--creator", "alice", "--id", "t1",
+		"--key", p("alice.key"), "--trust-dir", p("alice-trust"), root}, exec...)...)
+	out := ok("station", "run", host+"/net/stations/st1:t1", "--id", "st1", "--key", p("st1.key"), "--data", data,
+		"--trust-dir", p("st1-trust"), root)
+	if !strings.Contains(out, "pushed to "+host+"/net/users/alice:t1") {
+		t.Fatalf("station run: %s", out)
+	}
+	ok("train", "open", host+"/net/users/alice:t1", "--creator", "alice", "--key", p("alice.key"), "--out", p("results"),
+		"--trust-dir", p("alice-trust"))
+	b, err := os.ReadFile(p("results/aggregate.json"))
+	if err != nil || !strings.Contains(string(b), `"patients": 2`) {
+		t.Fatalf("results: %s, %v", b, err)
+	}
+
+	// The wrong station key is refused, as one line, and nothing is pushed.
+	c, _, stderr = execRoot(t, "", "station", "run", host+"/net/stations/st1:t1", "--id", "st1", "--key", p("alice.key"),
+		"--data", data, "--trust-dir", p("st1-trust"))
+	if c == 0 || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("wrong key: exit %d, %q", c, stderr)
+	}
+}
