@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -183,7 +184,7 @@ func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result,
 	runCtx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(runCtx, r.binary, "--root", r.stateDir, "--log", logFile, "--log-format", "json",
-		"run", "--bundle", bundle, "--no-new-keyring", id)
+		"run", "--keep", "--bundle", bundle, "--no-new-keyring", id)
 	cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
 	cmd.Cancel = func() error {
 		// Kill the container's init: the kernel then kills its whole PID
@@ -218,10 +219,15 @@ func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result,
 	if res.ExitCode == 0 {
 		return res, nil
 	}
-	// runc reports a signal death as 128+signal. Nothing but the memory
-	// cgroup and this runner (on timeout, handled above) SIGKILLs a train
-	// from outside; a train that SIGKILLs itself is also counted here.
-	res.OOMKilled = res.ExitCode == 128+9
+	// --keep left the stopped container and its cgroup in place until the
+	// deferred delete, so the kernel's own OOM-kill counter can be read.
+	// Where it cannot (unknown cgroup layout), a SIGKILL death (128+9) that
+	// no timeout caused is taken for the memory cgroup's doing.
+	if oom, known := r.oomKilled(id); known {
+		res.OOMKilled = oom
+	} else {
+		res.OOMKilled = res.ExitCode == 128+9
+	}
 	return res, &ExitError{Code: res.ExitCode, OOMKilled: res.OOMKilled}
 }
 
@@ -230,6 +236,51 @@ func exitCode(cmd *exec.Cmd) int {
 		return -1
 	}
 	return cmd.ProcessState.ExitCode()
+}
+
+// oomKilled reads the container's memory cgroup (paths from runc's
+// state.json): memory.oom_control on cgroup v1, memory.events on v2.
+func (r *Runc) oomKilled(id string) (oom, known bool) {
+	b, err := os.ReadFile(filepath.Join(r.stateDir, id, "state.json"))
+	if err != nil {
+		return false, false
+	}
+	var st struct {
+		CgroupPaths map[string]string `json:"cgroup_paths"`
+	}
+	if json.Unmarshal(b, &st) != nil {
+		return false, false
+	}
+	for _, c := range []struct{ key, file string }{{"memory", "memory.oom_control"}, {"", "memory.events"}} {
+		dir := st.CgroupPaths[c.key]
+		if dir == "" || !strings.HasPrefix(filepath.Clean(dir), "/sys/fs/cgroup/") {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, c.file))
+		if err != nil {
+			continue
+		}
+		n, ok := oomKillCount(io.LimitReader(f, 64<<10))
+		f.Close()
+		if ok {
+			return n > 0, true
+		}
+	}
+	return false, false
+}
+
+// oomKillCount finds the "oom_kill N" line of a memory.oom_control (v1) or
+// memory.events (v2) file.
+func oomKillCount(r io.Reader) (uint64, bool) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), " ")
+		if ok && k == "oom_kill" {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // remove force-deletes the container; runc run normally already has.

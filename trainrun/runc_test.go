@@ -410,3 +410,37 @@ func TestOCISpec(t *testing.T) {
 		}
 	}
 }
+
+func TestRuncSelfKillIsNotOOM(t *testing.T) {
+	r := needRunc(t)
+	// Exit code 137 looks like a SIGKILL death; the memory cgroup's own
+	// OOM-kill counter tells it apart. (A namespace's init cannot SIGKILL itself.)
+	o := runProbe(t, r, RunSpec{}, "exit", "137")
+	var ee *ExitError
+	if !errors.As(o.err, &ee) || ee.Code != 137 {
+		t.Fatalf("exit 137: %v", o.err)
+	}
+	if errors.Is(o.err, ErrOOM) || o.res.OOMKilled {
+		t.Fatalf("a plain exit code 137 was reported as an OOM kill: %v", o.err)
+	}
+}
+
+func TestOOMKillCount(t *testing.T) {
+	for in, want := range map[string]uint64{
+		"oom_kill_disable 0\nunder_oom 0\noom_kill 3\n": 3,
+		"low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\n":     1,
+	} {
+		if n, ok := oomKillCount(strings.NewReader(in)); !ok || n != want {
+			t.Errorf("%q -> %d %v", in, n, ok)
+		}
+	}
+	if _, ok := oomKillCount(strings.NewReader("under_oom 0\n")); ok {
+		t.Error("found a count where there is none")
+	}
+}
+
+func FuzzOOMKillCount(f *testing.F) {
+	f.Add("oom_kill 1\n")
+	f.Add("oom_kill x\n")
+	f.Fuzz(func(t *testing.T, s string) { oomKillCount(strings.NewReader(s)) })
+}
