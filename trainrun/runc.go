@@ -25,7 +25,8 @@ import (
 const DefaultRuncStateDir = "/run/trainyard-runc"
 
 // Runc runs trains with the runc binary. It needs root (it creates cgroups
-// and namespaces); see docs/runtime.md for what it guarantees.
+// and namespaces); see docs/runtime.md for what it guarantees. A Runc is
+// safe for concurrent use: every run has its own bundle and container id.
 type Runc struct {
 	binary    string
 	stateDir  string

@@ -308,6 +308,10 @@ func TestRuncRejectsBadSpec(t *testing.T) {
 		"missing data dir":  {ResultsDir: t.TempDir(), DataDir: "/nonexistent/trainyard"},
 		"relative datapath": {ResultsDir: t.TempDir(), DataPath: "data"},
 		"tiny memory":       {ResultsDir: t.TempDir(), Memory: 1024},
+		"data in results":   {ResultsDir: t.TempDir(), DataPath: "/opt/pht_results/data"},
+		"data over /opt":    {ResultsDir: t.TempDir(), DataPath: "/opt"},
+		"data over proc":    {ResultsDir: t.TempDir(), DataPath: "/proc/x"},
+		"unclean datapath":  {ResultsDir: t.TempDir(), DataPath: "/data/../etc"},
 	} {
 		if _, err := r.Run(context.Background(), img, spec); !errors.Is(err, ErrInvalidSpec) {
 			t.Errorf("%s: expected ErrInvalidSpec, got %v", name, err)

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 	"time"
 
@@ -135,8 +136,14 @@ func (s RunSpec) withDefaults() (RunSpec, error) {
 	if s.DataPath == "" {
 		s.DataPath = DefaultDataPath
 	}
-	if !strings.HasPrefix(s.DataPath, "/") || strings.Contains(s.DataPath, "..") || s.DataPath == ResultsPath {
-		return s, fmt.Errorf("%w: DataPath %q must be an absolute path other than %s", ErrInvalidSpec, s.DataPath, ResultsPath)
+	if !strings.HasPrefix(s.DataPath, "/") || path.Clean(s.DataPath) != s.DataPath || s.DataPath == "/" {
+		return s, fmt.Errorf("%w: DataPath %q must be a clean absolute path", ErrInvalidSpec, s.DataPath)
+	}
+	// The data must not shadow or sit inside another mount of the run.
+	for _, m := range []string{ResultsPath, "/proc", "/sys", "/dev", "/tmp", TrainCodeDir} {
+		if s.DataPath == m || strings.HasPrefix(s.DataPath, m+"/") || strings.HasPrefix(m, s.DataPath+"/") {
+			return s, fmt.Errorf("%w: DataPath %q overlaps %s", ErrInvalidSpec, s.DataPath, m)
+		}
 	}
 	if s.Memory == 0 {
 		s.Memory = DefaultMemory
