@@ -261,3 +261,23 @@ func probeImageOrSkip(t *testing.T) v1.Image {
 	}
 	return img
 }
+
+func TestDockerNonRootUser(t *testing.T) {
+	d := needDocker(t)
+	probeImage(t) // builds the probe binary into probe.dir
+	bin := filepath.Join(probe.dir, "probe")
+	img, err := ImageFromBinary(bin, WithImageUser("1000:1000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := t.TempDir()
+	var stdout, stderr strings.Builder
+	_, err = d.Run(context.Background(), img, RunSpec{ResultsDir: results, Stdout: &stdout, Stderr: &stderr,
+		Args: []string{"/opt/pht_train/probe", "write", "/opt/pht_results/u.txt", "x"}})
+	if err != nil {
+		t.Fatalf("non-root train: %v %s", err, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(results, "u.txt")); err != nil {
+		t.Fatal(err)
+	}
+}

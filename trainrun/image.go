@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -141,10 +142,16 @@ func writeTrainLayer(w io.Writer, binPath string, size int64, o imageOpts) error
 	for _, d := range []struct {
 		p string
 		m int64
-	}{{"opt/pht_train", 0o755}, {"opt/pht_results", 0o755}, {"tmp", 0o1777}} {
+	}{{"opt/pht_train", 0o755}, {"tmp", 0o1777}} {
 		if err := addDir(d.p, d.m); err != nil {
 			return err
 		}
+	}
+	// The results directory belongs to the image's user, so that a runtime
+	// that copies it into a volume (Docker) leaves it writable for the train.
+	uid, gid := numericUser(o.user)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "opt/pht_results/", Mode: 0o755, Uid: uid, Gid: gid, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
+		return err
 	}
 	for _, f := range o.files {
 		rel := strings.TrimPrefix(f.path, "/")
@@ -171,6 +178,22 @@ func writeTrainLayer(w io.Writer, binPath string, size int64, o imageOpts) error
 		return fmt.Errorf("%s changed while building the image: %w", binPath, err)
 	}
 	return tw.Close()
+}
+
+// numericUser parses "uid[:gid]"; names and bad input give 0:0.
+func numericUser(u string) (int, int) {
+	us, gs, hasGid := strings.Cut(u, ":")
+	uid, err := strconv.ParseUint(us, 10, 31)
+	if err != nil {
+		return 0, 0
+	}
+	gid := uint64(0)
+	if hasGid {
+		if gid, err = strconv.ParseUint(gs, 10, 31); err != nil {
+			return 0, 0
+		}
+	}
+	return int(uid), int(gid)
 }
 
 // parents returns "a", "a/b", "a/b/c" for "a/b/c".

@@ -50,6 +50,9 @@ func TestImageFromBinary(t *testing.T) {
 			t.Errorf("missing %s in %v", want, files)
 		}
 	}
+	if h := files["opt/pht_results"]; h != nil && (h.Uid != 1000 || h.Gid != 1000) {
+		t.Errorf("results dir owned by %d:%d, want the image user 1000:1000", h.Uid, h.Gid)
+	}
 	if h := files["opt/pht_train/agg"]; h != nil && (h.Mode != 0o755 || h.Size != 9) {
 		t.Errorf("binary entry %+v", h)
 	}
