@@ -598,3 +598,33 @@ func TestFastForwardRecovery(t *testing.T) {
 		t.Fatalf("changed %v", changed)
 	}
 }
+
+// TestThresholdRootRotation: root is 2-of-2; one root key is replaced.
+// Root v2 must carry 2 signatures of v1's keys and 2 of its own.
+func TestThresholdRootRotation(t *testing.T) {
+	e := newEnv(t)
+	e.setup(repo.Thresholds{repo.Root: 2}, map[string]int{repo.Root: 2})
+	dir := t.TempDir()
+	c := client.New(e.store, dir)
+	_, err := c.Bootstrap(e.ctx, e.rootJSON())
+	e.must(err)
+	// retire one of the two root keys by hand, add a new one
+	ids, _ := filepath.Glob(filepath.Join(e.master, "keys", "root", "*.key"))
+	e.must(os.MkdirAll(filepath.Join(e.master, "keys", "retired"), 0o700))
+	e.must(os.Rename(ids[0], filepath.Join(e.master, "keys", "retired", filepath.Base(ids[0]))))
+	_, _, err = e.pub.CreateKey(repo.Root, true)
+	e.must(err)
+	e.must(e.pub.ResetKeys(e.ctx, nil))
+	root2, err := metadata.Root().FromBytes(e.rootJSON())
+	e.must(err)
+	if len(root2.Signatures) != 3 || root2.Signed.Roles[repo.Root].Threshold != 2 {
+		t.Fatalf("root v2: %d signatures, threshold %d", len(root2.Signatures), root2.Signed.Roles[repo.Root].Threshold)
+	}
+	e.must(e.pub.PushMetadata(e.ctx))
+	_, err = c.PullMetadata(e.ctx)
+	e.must(err)
+	// a threshold the keys cannot meet is refused
+	if err := e.pub.ResetKeys(e.ctx, repo.Thresholds{repo.Root: 3}); !errors.Is(err, repo.ErrThreshold) {
+		t.Fatalf("threshold 3 with 2 keys: %v", err)
+	}
+}
