@@ -6,6 +6,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +19,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/trainyard/trainyard/keyserver"
 )
 
 // makeAzaionArchive builds the seed's images.enc exactly as its producer
@@ -142,4 +148,62 @@ func flip(b []byte, i int) []byte {
 	c := bytes.Clone(b)
 	c[i] ^= 0x40
 	return c
+}
+
+// TestLegacyThroughSeedEndpoint: the seed's flow against trainyard's key
+// server: GET /binary-split/key-fragment with a bearer token, K =
+// SHA-256(fragment), decrypt, load, check name:version.
+func TestLegacyThroughSeedEndpoint(t *testing.T) {
+	ctx := context.Background()
+	imgs := testImages(t)[:2]
+	fragment := []byte("0123456789abcdef0123456789abcdef-legacy")
+	enc := makeAzaionArchive(t, imgs, fragment)
+
+	st, err := keyserver.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.AddFragment("azaion-images-v1", "jetson-01", fragment); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := st.CreateToken("jetson-01", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(keyserver.NewServer(st, keyserver.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))))
+	defer srv.Close()
+
+	// Exactly the seed's request: no archive, no device parameter.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/binary-split/key-fragment", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(got, fragment) {
+		t.Fatalf("seed endpoint: %d %q", resp.StatusCode, got)
+	}
+
+	c, _ := keyserver.NewClient(srv.URL, tok)
+	frag, err := c.LegacyFragment(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var es []Expect
+	for _, n := range []string{"azaion/annotations", "azaion/flights"} {
+		e, _ := ParseExpect(n, "1.2")
+		es = append(es, e)
+	}
+	host := newRegistry(t)
+	if _, err := UnsealLegacy(ctx, enc, frag, NewRegistryTarget(host, nil), WithExpect(es...)); err != nil {
+		t.Fatal(err)
+	}
+	// The seed's check with a version the archive does not have fails loudly.
+	e, _ := ParseExpect("azaion/annotations", "9.9")
+	if _, err := UnsealLegacy(ctx, enc, frag, NewRegistryTarget(newRegistry(t), nil), WithExpect(e)); !errors.Is(err, ErrExpectation) {
+		t.Fatalf("missing version: %v", err)
+	}
 }

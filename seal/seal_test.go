@@ -354,3 +354,65 @@ func TestChunkStreamEdges(t *testing.T) {
 		}
 	}
 }
+
+// recordTarget fails the test if anything reaches it.
+type recordTarget struct{ calls []string }
+
+func (r *recordTarget) Prepare(context.Context, *Inventory) error {
+	r.calls = append(r.calls, "prepare")
+	return nil
+}
+func (r *recordTarget) WriteBlob(_ context.Context, d v1.Descriptor, rd io.Reader) error {
+	r.calls = append(r.calls, "blob "+d.Digest.String())
+	_, err := io.Copy(io.Discard, rd)
+	return err
+}
+func (r *recordTarget) Commit(context.Context) error {
+	r.calls = append(r.calls, "commit")
+	return nil
+}
+func (r *recordTarget) Abort(context.Context)                             {}
+func (r *recordTarget) Resolve(context.Context, string) ([]string, error) { return nil, nil }
+
+// TestTamperSweep flips one bit in the magic, the length, every 5th header
+// JSON byte and every 61st body
+// byte (so every chunk, every tag and the final chunk are hit) and checks
+// that each archive is refused before the target sees anything at all.
+func TestTamperSweep(t *testing.T) {
+	fx := sealFixture(t)
+	orig, err := os.ReadFile(fx.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, raw, _ := ReadHeader(bytes.NewReader(orig))
+	var positions []int
+	for i := 0; i < len(raw); i++ {
+		if i < 12 || i%5 == 0 || i == len(raw)-1 { // magic, length, then every 5th JSON byte
+			positions = append(positions, i)
+		}
+	}
+	for i := len(raw); i < len(orig); i += 61 {
+		positions = append(positions, i)
+	}
+	positions = append(positions, len(orig)-1)
+	p := filepath.Join(t.TempDir(), "t.sealed")
+	for _, pos := range positions {
+		b := bytes.Clone(orig)
+		b[pos] ^= 0x80
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rt := &recordTarget{}
+		_, err := Unseal(context.Background(), p, fx.keys, rt)
+		if err == nil {
+			t.Fatalf("flip at %d accepted", pos)
+		}
+		if !errors.Is(err, ErrTampered) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrWrongKey) {
+			t.Fatalf("flip at %d: unexpected error %v", pos, err)
+		}
+		if len(rt.calls) != 0 {
+			t.Fatalf("flip at %d: target saw %v", pos, rt.calls)
+		}
+	}
+	t.Logf("%d single-bit flips refused, nothing reached the target", len(positions))
+}

@@ -64,6 +64,14 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 			if err := os.MkdirAll(keysDir, 0o700); err != nil {
 				return err
 			}
+			// Refuse before sealing rather than after: shares are never overwritten.
+			for _, d := range devicesOrDefault(devices) {
+				for _, p := range []string{d + ".device-key.json", d + ".fragment"} {
+					if _, err := os.Stat(filepath.Join(keysDir, p)); err == nil {
+						return fmt.Errorf("seal: %s already exists; use another --keys-dir", filepath.Join(keysDir, p))
+					}
+				}
+			}
 			opts := []seal.SealOption{seal.WithDevices(devices...), seal.WithArchiveID(archiveID)}
 			if chunkSize > 0 {
 				opts = append(opts, seal.WithChunkSize(chunkSize))
@@ -117,6 +125,13 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 	}
 	cmd.AddCommand(inspect)
 	return cmd
+}
+
+func devicesOrDefault(d []string) []string {
+	if len(d) == 0 {
+		return []string{"default"}
+	}
+	return d
 }
 
 func writeSecretFile(path string, b []byte) error {
