@@ -33,6 +33,7 @@ import (
 
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/tuf"
+	"github.com/trainyard/trainyard/tuf/internal/flock"
 	"github.com/trainyard/trainyard/tuf/keys"
 	"github.com/trainyard/trainyard/tuf/ocistore"
 )
@@ -94,9 +95,16 @@ func (c *Client) Initialized() bool {
 // commits the copy only when everything succeeded. trustedRoot, when not
 // nil, replaces the trusted root (bootstrap).
 func (c *Client) update(ctx context.Context, trustedRoot []byte, fn func(u *updater.Updater, dir string) error) error {
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return err
+	}
+	unlock, err := flock.Lock(c.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	root := trustedRoot
 	if root == nil {
-		var err error
 		root, err = os.ReadFile(filepath.Join(c.metaDir(), "root.json"))
 		if errors.Is(err, os.ErrNotExist) {
 			return tuf.ErrNotInitialized

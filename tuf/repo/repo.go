@@ -32,6 +32,7 @@ import (
 
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/tuf"
+	"github.com/trainyard/trainyard/tuf/internal/flock"
 	"github.com/trainyard/trainyard/tuf/keys"
 	"github.com/trainyard/trainyard/tuf/ocistore"
 )
@@ -133,6 +134,12 @@ func (p *Publisher) keyDir(role string) string { return filepath.Join(p.dir, "ke
 // keys are retired (kept under keys/retired to cross-sign a new root). It
 // returns the key id and the path of the public key file.
 func (p *Publisher) CreateKey(role string, add bool) (string, string, error) {
+	unlock, err := flock.Lock(p.dir)
+	if err != nil {
+		return "", "", err
+	}
+	defer unlock()
+
 	if role == "" || role == "retired" {
 		return "", "", fmt.Errorf("invalid role name %q", role)
 	}
@@ -366,6 +373,12 @@ type Thresholds map[string]int
 // CreateMetadata writes version 1 of every top-level role from the key
 // files (signed root; the online roles are signed by PushMetadata).
 func (p *Publisher) CreateMetadata(ctx context.Context, th Thresholds) error {
+	unlock, err := flock.Lock(p.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
 	if _, err := os.Stat(p.metaPath(Root)); err == nil {
 		return fmt.Errorf("metadata already exists in %s (use reset-keys to change keys)", p.dir)
 	}
@@ -468,6 +481,12 @@ func dedup(s []string) []string {
 // Delegated roles take their keys from keys/<role> too. Everything is
 // re-signed at the next PushMetadata.
 func (p *Publisher) ResetKeys(ctx context.Context, th Thresholds) error {
+	unlock, err := flock.Lock(p.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
 	prev, err := p.root()
 	if err != nil {
 		return err
@@ -548,6 +567,12 @@ func (p *Publisher) ResetKeys(ctx context.Context, th Thresholds) error {
 // AddDelegation delegates paths (glob patterns) from the top-level targets
 // role to role, whose keys must exist under keys/<role>.
 func (p *Publisher) AddDelegation(ctx context.Context, role string, paths []string, threshold int, terminating bool) error {
+	unlock, err := flock.Lock(p.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
 	switch role {
 	case Root, Targets, Snapshot, Timestamp, "", "retired":
 		return fmt.Errorf("invalid delegated role name %q", role)
@@ -660,6 +685,12 @@ func targetFiles(tb ocistore.TargetBlob) *metadata.TargetFiles {
 // PushTarget uploads src (a file path or "@existing-target") as target name
 // into role ("" = top-level targets). It is published by PushMetadata.
 func (p *Publisher) PushTarget(ctx context.Context, name, src, role string) error {
+	unlock, err := flock.Lock(p.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
 	if err := ValidTargetName(name); err != nil {
 		return err
 	}
@@ -672,6 +703,12 @@ func (p *Publisher) PushTarget(ctx context.Context, name, src, role string) erro
 
 // PutTargetBytes uploads a small target held in memory (trust documents).
 func (p *Publisher) PutTargetBytes(ctx context.Context, name, role string, data []byte) error {
+	unlock, err := flock.Lock(p.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
 	if err := ValidTargetName(name); err != nil {
 		return err
 	}
@@ -724,6 +761,12 @@ func (p *Publisher) stage(ctx context.Context, name, role string, tf *metadata.T
 // the registry until the next PushMetadata drops them from the keeper
 // manifest; a blob another target still uses stays referenced.
 func (p *Publisher) DelTarget(ctx context.Context, names ...string) error {
+	unlock, err := flock.Lock(p.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
 	st, err := p.loadState()
 	if err != nil {
 		return err
@@ -872,6 +915,12 @@ func (p *Publisher) signRole(role string, keyIDs []string, threshold int, sign f
 // the keeper manifest, new roots, delegated roles, targets, snapshot, and
 // the timestamp tag last.
 func (p *Publisher) PushMetadata(ctx context.Context) error {
+	unlock, err := flock.Lock(p.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
 	root, err := p.root()
 	if err != nil {
 		return err
@@ -1031,6 +1080,12 @@ func (p *Publisher) signTimestamp(root *metadata.Metadata[metadata.RootType], st
 // RefreshTimestamp re-signs only the timestamp (new version, new expiry)
 // for the published snapshot: a cron job needs the timestamp key alone.
 func (p *Publisher) RefreshTimestamp(ctx context.Context) error {
+	unlock, err := flock.Lock(p.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
 	root, err := p.root()
 	if err != nil {
 		return err
@@ -1068,6 +1123,12 @@ func (p *Publisher) RootPath() string { return p.metaPath(Root) }
 // given only their length and hashes (e.g. a blob pushed by another tool,
 // or many names for one blob). Each distinct blob must exist with that size.
 func (p *Publisher) AddTargets(ctx context.Context, role string, targets map[string]*metadata.TargetFiles) error {
+	unlock, err := flock.Lock(p.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
 	checked := map[string]bool{}
 	for name, tf := range targets {
 		if err := ValidTargetName(name); err != nil {
