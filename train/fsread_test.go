@@ -191,3 +191,50 @@ func FuzzWalkLayer(f *testing.F) {
 		}
 	})
 }
+
+// brokenLayer fails when read: a walk that reaches it did not stop early.
+type brokenLayer struct{ v1.Layer }
+
+func (brokenLayer) Uncompressed() (io.ReadCloser, error) { return nil, io.ErrUnexpectedEOF }
+
+func TestReadStateStopsAtTheStateLayer(t *testing.T) {
+	base := imageOf(t, []ent{{"bin/sh", "f", "x"}})
+	ls, _ := base.Layers()
+	broken, err := mutate.Append(ScratchImage(), mutate.Addendum{Layer: brokenLayer{ls[0]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := NewStateWriter(t.TempDir(), broken)
+	w.File(ConfigPath, 0o644, 2, strings.NewReader("{}"))
+	w.File(ResultsDir+"/r", 0o644, 1, strings.NewReader("1"))
+	w.Whiteout(UserKeyPath)
+	l, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Remove()
+	img, err := WithState(broken, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadState(context.Background(), img, t.TempDir())
+	if err != nil {
+		t.Fatalf("read went below the state layer: %v", err)
+	}
+	defer st.Close()
+	if string(st.Config) != "{}" || len(st.Results.Files()) != 1 {
+		t.Fatalf("state %q %d", st.Config, len(st.Results.Files()))
+	}
+	// Without the state layer the broken layer is read, and the error surfaces.
+	if _, err := ReadState(context.Background(), broken, t.TempDir()); err == nil {
+		t.Fatal("broken layer not read")
+	}
+	// ExtractTo writes the tree with names confined to the directory.
+	dir := t.TempDir()
+	if err := st.Results.ExtractTo(dir); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "r")); err != nil || string(b) != "1" {
+		t.Fatalf("%q %v", b, err)
+	}
+}

@@ -226,3 +226,61 @@ func WalkLess(a, b string) bool {
 		a, b = a[ai+1:], b[bi+1:]
 	}
 }
+
+// ExtractTo writes the tree under dir (created if needed), for example into
+// a container root filesystem: directories, regular files and symlinks
+// (created as links, never followed). Names can never escape dir.
+func (t *Tree) ExtractTo(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for _, e := range t.Entries {
+		if e.Name == "" {
+			continue
+		}
+		if d := filepath.Dir(filepath.FromSlash(e.Name)); d != "." {
+			if err := root.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+		}
+		name := filepath.FromSlash(e.Name)
+		mode := os.FileMode(e.Mode).Perm()
+		switch {
+		case e.Type == tar.TypeDir:
+			if err := root.MkdirAll(name, mode|0o700); err != nil {
+				return err
+			}
+		case e.IsRegular():
+			if err := extractFile(root, name, mode, e.spool); err != nil {
+				return fmt.Errorf("/%s/%s: %w", t.Root, e.Name, err)
+			}
+		case e.Type == tar.TypeSymlink:
+			if err := root.Symlink(e.Linkname, name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func extractFile(root *os.Root, name string, mode os.FileMode, spool string) error {
+	src, err := os.Open(spool)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode|0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(dst, src)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
