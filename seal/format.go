@@ -25,7 +25,7 @@ var (
 	// extended ciphertext or header) or a blob does not match its digest.
 	ErrTampered = errors.New("sealed archive failed authentication (tampered or truncated)")
 	// ErrWrongKey: the device key and fragment do not rebuild this archive's key.
-	ErrWrongKey = errors.New("wrong key: the device key and key-server fragment do not open this archive")
+	ErrWrongKey = errors.New("wrong key for this archive")
 	// ErrMalformed: not a sealed archive, or a structure this version refuses.
 	ErrMalformed = errors.New("malformed sealed archive")
 	// ErrExpectation: an image required with --expect is missing or differs.

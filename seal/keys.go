@@ -72,7 +72,7 @@ func splitMaster(master []byte, devices []string) ([]Share, error) {
 // the header's key check value.
 func openKeys(h *Header, deviceKey, fragment []byte) ([]byte, error) {
 	if len(deviceKey) != keySize || len(fragment) != keySize {
-		return nil, fmt.Errorf("%w: device key is %d bytes and fragment %d bytes, want %d each", ErrWrongKey, len(deviceKey), len(fragment), keySize)
+		return nil, fmt.Errorf("%w: device key is %d bytes and fragment %d bytes, want %d each (a legacy azaion fragment? use --format azaion-v1)", ErrWrongKey, len(deviceKey), len(fragment), keySize)
 	}
 	master := xor32(deviceKey, fragment)
 	data, check, err := deriveKeys(master, h.Salt, h.ArchiveID)
@@ -80,7 +80,7 @@ func openKeys(h *Header, deviceKey, fragment []byte) ([]byte, error) {
 		return nil, err
 	}
 	if subtle.ConstantTimeCompare(check, h.KeyCheck) != 1 {
-		return nil, fmt.Errorf("%w %s (or its header was changed)", ErrWrongKey, h.ArchiveID)
+		return nil, fmt.Errorf("%w %s: the device key and key-server fragment do not rebuild its key (or its header was changed)", ErrWrongKey, h.ArchiveID)
 	}
 	return data, nil
 }

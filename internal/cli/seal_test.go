@@ -87,6 +87,9 @@ func TestSealUnsealCLI(t *testing.T) {
 	if _, stderr, code = sealCLI(t, "unseal", archive, "--keyserver", ks, "--token", tok, "--device-key", filepath.Join(keys, "site-a.device-key.json"), "--to", "registry://"+dst, "--expect", "azaion/flights", "--expect-version", "3.1"); code == 0 || !strings.Contains(stderr, "expected image missing") {
 		t.Fatalf("missing expect: %d %s", code, stderr)
 	}
+	if _, err := remote.Head(sealMust(name.ParseReference(dst + "/azaion/annotations:3.1"))); err == nil {
+		t.Fatal("image loaded by a refused unseal")
+	}
 	os.Setenv("TRAINYARD_KEYSERVER_TOKEN", tok)
 	defer os.Unsetenv("TRAINYARD_KEYSERVER_TOKEN")
 	out, stderr, code = sealCLI(t, "unseal", archive, "--keyserver", ks, "--device-key", filepath.Join(keys, "site-a.device-key.json"), "--to", "registry://"+dst, "--expect", "azaion/annotations:3.1@"+dg.String())
