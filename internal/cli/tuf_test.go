@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trainyard/trainyard/tuf/keys"
 )
@@ -86,5 +90,91 @@ func TestTUFCommands(t *testing.T) {
 	}
 	if _, errs, code := tuf("", "pull-target", "demo", "nope"); code != 1 || !strings.Contains(errs, "not found") {
 		t.Fatalf("missing target: %d %s", code, errs)
+	}
+}
+
+// TestTUFConformanceCLI drives `tuf client init|refresh|download` against
+// an httptest server serving a static TUF repository, as tuf-conformance does.
+func TestTUFConformanceCLI(t *testing.T) {
+	k, err := keys.Generate("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires := time.Now().Add(24 * time.Hour)
+	files := map[string][]byte{}
+	sign := func(name string, md interface{ ToBytes(bool) ([]byte, error) }, s func() error) {
+		if err := s(); err != nil {
+			t.Fatal(err)
+		}
+		b, err := md.ToBytes(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name] = b
+	}
+	root := metadata.Root(expires)
+	root.Signed.ConsistentSnapshot = true
+	for _, r := range []string{"root", "targets", "snapshot", "timestamp"} {
+		if err := root.Signed.AddKey(k.Public(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sign("/metadata/1.root.json", root, func() error { return keys.SignMetadata(root, k) })
+	content := []byte("target bytes")
+	tf, err := metadata.TargetFile().FromBytes("dir/t.txt", content, "sha256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["/targets/dir/"+tf.Hashes["sha256"].String()+".t.txt"] = content
+	tg := metadata.Targets(expires)
+	tg.Signed.Targets["dir/t.txt"] = tf
+	sign("/metadata/1.targets.json", tg, func() error { return keys.SignMetadata(tg, k) })
+	sn := metadata.Snapshot(expires)
+	sign("/metadata/1.snapshot.json", sn, func() error { return keys.SignMetadata(sn, k) })
+	ts := metadata.Timestamp(expires)
+	sign("/metadata/timestamp.json", ts, func() error { return keys.SignMetadata(ts, k) })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b, ok := files[r.URL.Path]; ok {
+			w.Write(b)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	rootFile := filepath.Join(dir, "root.json")
+	if err := os.WriteFile(rootFile, files["/metadata/1.root.json"], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	md, td := filepath.Join(dir, "meta"), filepath.Join(dir, "targets")
+	cli := func(args ...string) int {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"tuf", "client", "--metadata-dir", md}, args...), strings.NewReader(""), &out, &errb)
+		t.Logf("%v: %d %s", args, code, errb.String())
+		return code
+	}
+	if cli("init", rootFile) != 0 {
+		t.Fatal("init failed")
+	}
+	if cli("--metadata-url", srv.URL+"/metadata", "refresh") != 0 {
+		t.Fatal("refresh failed")
+	}
+	if _, err := os.Stat(filepath.Join(md, "timestamp.json")); err != nil {
+		t.Fatal("timestamp.json not stored unversioned")
+	}
+	if cli("--metadata-url", srv.URL+"/metadata", "--target-name", "dir/t.txt", "--target-base-url", srv.URL+"/targets", "--target-dir", td, "download") != 0 {
+		t.Fatal("download failed")
+	}
+	got, err := os.ReadFile(filepath.Join(td, "dir%2Ft.txt"))
+	if err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("target %q %v", got, err)
+	}
+	later := strconv.FormatInt(time.Now().Add(72*time.Hour).Unix(), 10)
+	if cli("--metadata-url", srv.URL+"/metadata", "--time", later, "refresh") != 1 {
+		t.Fatal("expired metadata accepted with --time in the future")
+	}
+	t.Setenv("TRAINYARD_TUF_TIME", later)
+	if cli("--metadata-url", srv.URL+"/metadata", "refresh") != 1 {
+		t.Fatal("expired metadata accepted with TRAINYARD_TUF_TIME in the future")
 	}
 }

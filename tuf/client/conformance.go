@@ -52,6 +52,9 @@ func (h HTTPConfig) updater() (*updater.Updater, error) {
 	}
 	cfg.LocalMetadataDir = h.MetadataDir
 	cfg.LocalTargetsDir = h.TargetDir
+	if cfg.LocalTargetsDir == "" {
+		cfg.LocalTargetsDir = h.MetadataDir // refresh needs no target dir; go-tuf creates it anyway
+	}
 	cfg.RemoteTargetsURL = h.TargetBaseURL
 	u, err := updater.New(cfg)
 	if err != nil {
