@@ -100,3 +100,15 @@ func TestNewBackend(t *testing.T) {
 		t.Fatalf("unknown backend: %v", err)
 	}
 }
+
+func ExampleImageFromGoPackage() {
+	ctx := context.Background()
+	work, _ := os.MkdirTemp("", "train-build-")
+	defer os.RemoveAll(work) // only once the image is no longer used
+	img, err := ImageFromGoPackage(ctx, "demo/aggregate", work,
+		WithFile("/opt/train_config.json", []byte(`{}`), 0o644))
+	if err != nil {
+		return
+	}
+	_, _ = NewRunc().Run(ctx, img, RunSpec{ResultsDir: "/srv/results", DataDir: "/srv/data"})
+}

@@ -76,7 +76,7 @@ func ociSpec(p process, uid, gid uint32, s RunSpec) *specs.Spec {
 			// A non-nil, empty set: runc drops every capability.
 			Capabilities: &specs.LinuxCapabilities{Bounding: empty, Effective: empty, Permitted: empty, Inheritable: empty, Ambient: empty},
 			Rlimits: []specs.POSIXRlimit{
-				{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024},
+				{Type: "RLIMIT_NOFILE", Hard: nofile(), Soft: nofile()},
 				{Type: "RLIMIT_CORE", Hard: 0, Soft: 0},
 			},
 		},
@@ -101,4 +101,14 @@ func ociSpec(p process, uid, gid uint32, s RunSpec) *specs.Spec {
 			},
 		},
 	}
+}
+
+// nofile is the train's open-file limit: 1024, or less where the host's
+// hard limit is lower (raising it would need CAP_SYS_RESOURCE).
+func nofile() uint64 {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err == nil && l.Max < 1024 {
+		return l.Max
+	}
+	return 1024
 }
