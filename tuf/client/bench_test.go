@@ -85,7 +85,7 @@ func peakHeap(f func()) uint64 {
 }
 
 // BenchmarkPullMetadata10000Targets: a first pull-metadata of a repository
-// with 10,000 targets (root, timestamp, snapshot, ~1.5 MB targets.json).
+// with 10,000 targets (root, timestamp, snapshot, a targets.json of about 2 MB).
 func BenchmarkPullMetadata10000Targets(b *testing.B) {
 	ctx := context.Background()
 	store, p := benchRepo(b)
