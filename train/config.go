@@ -407,3 +407,22 @@ func abbreviate(b []byte) string {
 	}
 	return string(b)
 }
+
+// UnmarshalJSON coerces index like pydantic's int ("1" and 1.0 become 1)
+// and insists that it is present.
+func (r *RouteEntry) UnmarshalJSON(b []byte) error {
+	type plain RouteEntry
+	var aux struct {
+		plain
+		Index IntOrString `json:"index"`
+	}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	*r = RouteEntry(aux.plain)
+	if !aux.Index.IsInt() || !aux.Index.n.IsInt64() || aux.Index.n.Int64() < 0 || aux.Index.n.Int64() > MaxEntries {
+		return fmt.Errorf("route index %q is not a small non-negative integer", aux.Index.raw)
+	}
+	r.Index = int(aux.Index.n.Int64())
+	return nil
+}

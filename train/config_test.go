@@ -13,7 +13,7 @@ import (
 // and whitespace in a hex string (bytes.fromhex accepts both).
 const centralConfig = `{"id":"ignored","source":{"type":"docker_repository","address":"harbor/master/python/base","tag":"latest"},` +
 	`"creator":{"id":"007","rsa_public_key":"2d2d2d2d","paillier_public_key":null},"proposal_id":" 1_000 ","@id":"t-1","@context":null,` +
-	`"session_id":"00 01 02 0A","route":[{"station":"s2","eco_system":"padme","rsa_public_key":"aa","index":1,"signature":null,"encrypted_key":null},` +
+	`"session_id":"00 01 02 0A","route":[{"station":"s2","eco_system":"padme","rsa_public_key":"aa","index":"1","signature":null,"encrypted_key":null},` +
 	`{"station":42,"eco_system":"tue","rsa_public_key":"bb","index":0,"signature":{"digest":"cc","signature":"dd"},"encrypted_key":"ee"}],` +
 	`"file_list":["./entrypoint.py"],"hash":"ABCD","signature":"01","build":{"signature":"02","rsa_public_key":"03"},"result_hash":null,"result_signature":null}`
 
@@ -39,6 +39,9 @@ func TestParseCentralConfig(t *testing.T) {
 	}
 	if _, err := c.Stop("s3"); err == nil {
 		t.Fatal("found a station that is not on the route")
+	}
+	if c.Route[0].Index != 1 {
+		t.Fatal("index")
 	}
 	c.SortRoute()
 	if c.Route[0].Station.String() != "42" || c.Route[1].Station.String() != "s2" {
