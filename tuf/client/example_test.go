@@ -46,7 +46,13 @@ func Example() {
 	fmt.Println("new:", changed)
 	doc, err := c.Fetch(ctx, "stations.json", 1<<20)
 	fmt.Println(string(doc), err)
+
+	// replace the document; the client sees the new signed version
+	pub.PublishTarget(ctx, "stations.json", "", []byte(`{"stations":["a","b","c"]}`))
+	doc, err = c.Fetch(ctx, "stations.json", 1<<20)
+	fmt.Println(string(doc), err)
 	// Output:
 	// new: [stations.json]
 	// {"stations":["a","b"]} <nil>
+	// {"stations":["a","b","c"]} <nil>
 }

@@ -1195,3 +1195,13 @@ func (p *Publisher) AddTargets(ctx context.Context, role string, targets map[str
 	}
 	return p.store.PutKeeper(ctx, append(blobs, old...))
 }
+
+// PublishTarget adds or replaces one small target held in memory and
+// publishes at once (the trust directory's path): PutTargetBytes, then
+// PushMetadata.
+func (p *Publisher) PublishTarget(ctx context.Context, name, role string, data []byte) error {
+	if err := p.PutTargetBytes(ctx, name, role, data); err != nil {
+		return err
+	}
+	return p.PushMetadata(ctx)
+}
