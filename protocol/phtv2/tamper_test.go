@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -147,6 +149,19 @@ func TestPreRunTamper(t *testing.T) {
 			}
 			if c.msg != "" && !strings.Contains(err.Error(), c.msg) {
 				t.Fatalf("error %q does not say %q", err, c.msg)
+			}
+			// Stored in an OCI layout, the refused image stays byte for byte.
+			loc := "oci:" + filepath.Join(t.TempDir(), "train")
+			if err := train.Save(context.Background(), img, loc, nil); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(filepath.Join(strings.TrimPrefix(loc, "oci:"), "index.json"))
+			if _, _, err := Run(context.Background(), PreRun, loc, "", st, nil, WithTempDir(t.TempDir())); !errors.Is(err, c.want) {
+				t.Fatalf("Run: got %v, want %v", err, c.want)
+			}
+			after, _ := os.ReadFile(filepath.Join(strings.TrimPrefix(loc, "oci:"), "index.json"))
+			if string(before) != string(after) {
+				t.Fatal("a refused pre-run changed the stored image")
 			}
 		})
 	}
