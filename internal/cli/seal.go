@@ -27,6 +27,7 @@ func newSealCmd() *cobra.Command {
 		archiveID string
 		chunkSize int
 		insecure  bool
+		ksData    string
 	)
 	cmd := &cobra.Command{
 		Use:   "seal --images REF... --out FILE.sealed",
@@ -64,6 +65,15 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 			if err := os.MkdirAll(keysDir, 0o700); err != nil {
 				return err
 			}
+			// Open the key-server store first: it may be locked by a running server.
+			var st *keyserver.Store
+			if ksData != "" {
+				var err error
+				if st, err = keyserver.Open(ksData); err != nil {
+					return err
+				}
+				defer st.Close()
+			}
 			// Refuse before sealing rather than after: shares are never overwritten.
 			for _, d := range devicesOrDefault(devices) {
 				for _, p := range []string{d + ".device-key.json", d + ".fragment"} {
@@ -91,6 +101,13 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 				if err := seal.WriteDeviceKeyFile(dk, res.Header.ArchiveID, s); err != nil {
 					return err
 				}
+				if st != nil {
+					if err := st.AddFragment(res.Header.ArchiveID, s.Device, s.Fragment); err != nil {
+						return err
+					}
+					fmt.Fprintf(w, "device %s: device key %s (ship with the archive); fragment stored in key server %s\n", s.Device, dk, ksData)
+					continue
+				}
 				if err := writeSecretFile(fr, s.Fragment); err != nil {
 					return err
 				}
@@ -107,6 +124,7 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 	f.StringVar(&keysDir, "keys-dir", "", "directory for the device keys and fragments (default: next to --out)")
 	f.StringVar(&archiveID, "archive-id", "", "archive id (default: random)")
 	f.IntVar(&chunkSize, "chunk-size", 0, "plaintext chunk size in bytes (default 1 MiB)")
+	f.StringVar(&ksData, "keyserver-data", "", "store the fragments straight into this key-server data dir (server stopped) instead of writing .fragment files")
 	registryFlags(cmd, &insecure)
 
 	inspect := &cobra.Command{

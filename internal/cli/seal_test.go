@@ -113,3 +113,29 @@ func sealMust[T any](v T, err error) T {
 	}
 	return v
 }
+
+func TestSealIntoKeyserverData(t *testing.T) {
+	s := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer s.Close()
+	img, _ := random.Image(1000, 1)
+	ref := sealMust(name.ParseReference(strings.TrimPrefix(s.URL, "http://") + "/azaion/flights:1"))
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keys, data := filepath.Join(dir, "keys"), filepath.Join(dir, "ks")
+	if _, stderr, code := sealCLI(t, "seal", "--images", ref.String(), "--out", filepath.Join(dir, "a.sealed"), "--keys-dir", keys, "--devices", "a,b", "--keyserver-data", data, "--archive-id", "ar-x"); code != 0 {
+		t.Fatalf("seal: %s", stderr)
+	}
+	out, _, code := sealCLI(t, "keyserver", "fragment", "list", "--data", data)
+	if code != 0 || !strings.Contains(out, "ar-x     a") || !strings.Contains(out, "ar-x     b") {
+		t.Fatalf("fragment list:\n%s", out)
+	}
+	if m, _ := filepath.Glob(filepath.Join(keys, "*.fragment")); len(m) != 0 {
+		t.Fatalf("fragment files written: %v", m)
+	}
+	// Sealing again into the same keys dir is refused before any work.
+	if _, stderr, code := sealCLI(t, "seal", "--images", ref.String(), "--out", filepath.Join(dir, "b.sealed"), "--keys-dir", keys, "--devices", "a"); code == 0 || !strings.Contains(stderr, "already exists") {
+		t.Fatalf("overwrite: %d %s", code, stderr)
+	}
+}
