@@ -295,3 +295,21 @@ func writeSelfSigned(t *testing.T, dir string) (cert, key, ca string) {
 	must(t, os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600))
 	return cert, key, cert
 }
+
+func TestTokenExpiry(t *testing.T) {
+	s, _ := openStore(t)
+	now := time.Now()
+	s.now = func() time.Time { return now }
+	secret, tok, err := s.CreateTokenTTL("site-a", "", "", time.Hour)
+	must(t, err)
+	if tok.Expires == nil {
+		t.Fatal("no expiry recorded")
+	}
+	if _, err := s.Authenticate(secret); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Hour + time.Second)
+	if _, err := s.Authenticate(secret); !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("expired token: %v", err)
+	}
+}

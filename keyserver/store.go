@@ -66,6 +66,7 @@ type Token struct {
 	Archive string     `json:"archive,omitempty"` // empty: any archive of the device
 	Name    string     `json:"name,omitempty"`
 	Created time.Time  `json:"created"`
+	Expires *time.Time `json:"expires,omitempty"`
 	Revoked *time.Time `json:"revoked,omitempty"`
 }
 
@@ -142,6 +143,11 @@ func randHex(n int) string {
 // CreateToken makes a token for device (optionally limited to one archive)
 // and returns its secret, which is shown once and stored only as a hash.
 func (s *Store) CreateToken(device, archive, label string) (string, *Token, error) {
+	return s.CreateTokenTTL(device, archive, label, 0)
+}
+
+// CreateTokenTTL is CreateToken with an expiry (ttl <= 0: never expires).
+func (s *Store) CreateTokenTTL(device, archive, label string, ttl time.Duration) (string, *Token, error) {
 	if !ValidName(device) || (archive != "" && !ValidName(archive)) {
 		return "", nil, fmt.Errorf("invalid device %q or archive %q", device, archive)
 	}
@@ -151,6 +157,10 @@ func (s *Store) CreateToken(device, archive, label string) (string, *Token, erro
 	}
 	secret := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
 	t := &Token{ID: "tok_" + randHex(6), Hash: hashToken(secret), Device: device, Archive: archive, Name: label, Created: s.now().UTC()}
+	if ttl > 0 {
+		exp := t.Created.Add(ttl)
+		t.Expires = &exp
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, _ := json.Marshal(t)
 		if err := tx.Bucket(bTokens).Put([]byte(t.Hash), b); err != nil {
@@ -229,6 +239,9 @@ func (s *Store) Authenticate(secret string) (*Token, error) {
 	}
 	if t.Revoked != nil {
 		return t, fmt.Errorf("%w (token %s revoked)", ErrUnauthorized, t.ID)
+	}
+	if t.Expires != nil && !s.now().Before(*t.Expires) {
+		return t, fmt.Errorf("%w (token %s expired)", ErrUnauthorized, t.ID)
 	}
 	return t, nil
 }

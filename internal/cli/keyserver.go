@@ -61,12 +61,13 @@ func newKeyserverCmd() *cobra.Command {
 
 	token := &cobra.Command{Use: "token", Short: "Bearer tokens (stored as SHA-256 hashes; the secret is shown once)"}
 	var device, archive, label string
+	var ttl time.Duration
 	create := &cobra.Command{
 		Use:   "create --device NAME [--archive ID]",
 		Short: "Create a token for a device (optionally only for one archive); prints the secret once",
 		Args:  cobra.NoArgs,
 		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
-			secret, t, err := st.CreateToken(device, archive, label)
+			secret, t, err := st.CreateTokenTTL(device, archive, label, ttl)
 			if err != nil {
 				return err
 			}
@@ -78,6 +79,7 @@ func newKeyserverCmd() *cobra.Command {
 	create.Flags().StringVar(&device, "device", "", "device the token belongs to (required)")
 	create.Flags().StringVar(&archive, "archive", "", "limit the token to one archive")
 	create.Flags().StringVar(&label, "name", "", "free-form label")
+	create.Flags().DurationVar(&ttl, "ttl", 0, "expire the token after this long (e.g. 720h; default never)")
 	_ = create.MarkFlagRequired("device")
 	revoke := &cobra.Command{
 		Use:   "revoke TOKEN-ID",
@@ -101,9 +103,9 @@ func newKeyserverCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tDEVICE\tARCHIVE\tCREATED\tREVOKED\tNAME")
+			fmt.Fprintln(tw, "ID\tDEVICE\tARCHIVE\tCREATED\tEXPIRES\tREVOKED\tNAME")
 			for _, t := range ts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Device, dash(t.Archive), t.Created.Format(time.RFC3339), when(t.Revoked), t.Name)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Device, dash(t.Archive), t.Created.Format(time.RFC3339), when(t.Expires), when(t.Revoked), t.Name)
 			}
 			return tw.Flush()
 		}),
