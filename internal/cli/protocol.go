@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trainyard/trainyard/protocol/phtv2"
+	"github.com/trainyard/trainyard/train"
 )
 
 func init() { register(newProtocolCmd) }
@@ -35,8 +36,9 @@ func protocolStep(use, short string, step phtv2.Step) *cobra.Command {
 
 IMAGE and --out are a registry reference, oci:DIR (OCI image layout) or a
 docker save tarball (docker-archive:FILE or FILE.tar). The result replaces
-the train's state layer and goes to --out (default: IMAGE itself). On any
-refusal nothing is written.`,
+the train's state layer and goes to --out (default: IMAGE itself; pre-run
+of a registry image needs an explicit --out because its output is
+decrypted). On any refusal nothing is written.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if stationID == "" {
@@ -44,6 +46,11 @@ refusal nothing is written.`,
 			}
 			if keyPath == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("no private key: set PRIVATE_KEY_PATH or --private-key")}
+			}
+			if kind, _ := train.ParseLocation(args[0]); use == "pre-run" && out == "" && kind == "registry" {
+				// The pre-run image holds the decrypted train and results:
+				// never push it back to a shared registry implicitly.
+				return &ExitError{Code: 2, Err: fmt.Errorf("pre-run output is decrypted: choose where it goes with --out (oci:DIR, FILE.tar, or a registry ref you trust)")}
 			}
 			key, err := phtv2.LoadPrivateKeyFile(keyPath, []byte(keyPassword))
 			if err != nil {

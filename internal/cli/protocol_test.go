@@ -107,16 +107,19 @@ func TestProtocolCLIRoute(t *testing.T) {
 
 	// Wrong station key: refused, registry tag untouched.
 	before := digestOf(t, ref)
-	refuse(t, map[string]string{"STATION_ID": "s1", "PRIVATE_KEY_PATH": p.key("s2")}, "not wrapped for this private key", "protocol", "pre-run", ref)
+	refuse(t, map[string]string{"STATION_ID": "s1", "PRIVATE_KEY_PATH": p.key("s2")}, "not wrapped for this private key", "protocol", "pre-run", ref, "--out", ref)
 	if after := digestOf(t, ref); after != before {
 		t.Fatalf("refused pre-run changed the image: %s -> %s", before, after)
 	}
 
-	out := mustRun(t, st("s1"), "protocol", "pre-run", ref)
+	// Decrypted output is never pushed back to the registry implicitly.
+	refuse(t, st("s1"), "pre-run output is decrypted", "protocol", "pre-run", ref)
+	local := filepath.Join(t.TempDir(), "s1.tar")
+	out := mustRun(t, st("s1"), "protocol", "pre-run", ref, "--out", local)
 	if !strings.Contains(out, "pre-run ok") {
 		t.Fatalf("pre-run output %q", out)
 	}
-	mustRun(t, st("s1"), "protocol", "post-run", ref)
+	mustRun(t, st("s1"), "protocol", "post-run", local, "--out", ref)
 	// Flags instead of env, and --out to an OCI layout.
 	layout := "oci:" + filepath.Join(t.TempDir(), "layout")
 	t.Setenv("STATION_ID", "")
