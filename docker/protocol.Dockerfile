@@ -6,11 +6,14 @@
 #     -e STATION_ID=s1 -e PRIVATE_KEY_PATH=/keys/station.pem [-e PRIVATE_KEY_PASSWORD=...] \
 #     -v "$PWD/keys:/keys:ro" \
 #     -v "$HOME/.docker/config.json:/home/nonroot/.docker/config.json:ro" \
-#     trainyard-protocol pre-run harbor.example.org/station1/train-id:latest [--out REF]
+#     -v /var/lib/station:/work \
+#     trainyard-protocol pre-run harbor.example.org/station1/train-id:latest --out oci:/work/train-id
+#   ... run ..., then the same with:
+#     trainyard-protocol post-run oci:/work/train-id --out harbor.example.org/station1/train-id:latest
 #
-# The image is read from and written back to the registry (or --out); give
-# it a writable TMPDIR with room for the results (a volume on /tmp for big
-# trains).
+# Images are registry refs, oci:DIR or docker tarballs; pre-run output is
+# decrypted, so it must be sent to a local --out. Give the container a
+# writable TMPDIR with room for the results (a volume on /tmp for big trains).
 
 FROM golang:1.26 AS build
 WORKDIR /src
