@@ -3,9 +3,9 @@ package registry_test
 import (
 	"context"
 	"io"
-	"os"
 	"net"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
