@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Installs the system packages trainyard's tests and demo need, once.
+# Installs the system packages trainyard's tests and demo need, once:
+# runc (trains run with it), openssl (legacy-format tests), docker.io
+# (Docker backend tests).
 set -euo pipefail
 need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# dockerd: the Docker Engine API backend's tests start their own daemon
+# (paths under /tmp) and skip without it. TRAINYARD_NO_DOCKER=1 skips it.
+if [ -z "${TRAINYARD_NO_DOCKER:-}" ]; then
+	command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "scripts/deps.sh: need root to install: ${need[*]}" >&2
