@@ -18,6 +18,7 @@ import (
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/trainyard/trainyard/train"
 )
@@ -223,4 +224,34 @@ func TestProtocolCLIBadInput(t *testing.T) {
 	refuse(t, env, "post-run needs the decrypted train files", "protocol", "post-run", good)
 	// Missing image.
 	refuse(t, env, "OCI layout", "protocol", "pre-run", "oci:"+filepath.Join(t.TempDir(), "none"))
+}
+
+func TestTrainBuildOnRegistryBase(t *testing.T) {
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	base, err := random.Image(1024, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := train.Save(context.Background(), base, host+"/master/python:latest", nil); err != nil {
+		t.Fatal(err)
+	}
+	p := newPKI(t, "s1", "user")
+	code := t.TempDir()
+	os.WriteFile(filepath.Join(code, "main.py"), []byte("print(1)\n"), 0o644)
+	out := "oci:" + filepath.Join(t.TempDir(), "t")
+	mustRun(t, nil, "train", "build", "--dir", code, "--base", host+"/master/python:latest",
+		"--route", "s1="+p.pub("s1"), "--creator-key", p.key("user"), "--cmd", "python3 -u", "--out", out)
+	img, err := train.Load(context.Background(), out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	cf, _ := img.ConfigFile()
+	if len(layers) != 3 || strings.Join(cf.Config.Cmd, " ") != "python3 -u /opt/pht_train/main.py" {
+		t.Fatalf("%d layers, CMD %v", len(layers), cf.Config.Cmd)
+	}
+	refuse(t, nil, "--dir, --route, --creator-key and --out are required", "train", "build", "--dir", code)
+	refuse(t, nil, "STATION_ID=PUBLIC_KEY.pem", "train", "build", "--dir", code, "--route", "s1", "--creator-key", p.key("user"), "--out", out)
 }
