@@ -15,7 +15,7 @@
 # decrypted, so it must be sent to a local --out. Give the container a
 # writable TMPDIR with room for the results (a volume on /tmp for big trains).
 
-FROM golang:1.26 AS build
+FROM golang:1.26.8 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
