@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
 	"github.com/trainyard/trainyard/keyserver"
@@ -28,6 +30,7 @@ func newSealCmd() *cobra.Command {
 		chunkSize int
 		insecure  bool
 		ksData    string
+		platform  string
 	)
 	cmd := &cobra.Command{
 		Use:   "seal --images REF... --out FILE.sealed",
@@ -53,9 +56,17 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 				if err != nil {
 					return err
 				}
-				img, err := client.Pull(ctx, ref)
+				ropts := client.RemoteOptions(ctx)
+				if platform != "" {
+					p, err := v1.ParsePlatform(platform)
+					if err != nil {
+						return &ExitError{Code: 2, Err: fmt.Errorf("seal: --platform: %w", err)}
+					}
+					ropts = append(ropts, remote.WithPlatform(*p))
+				}
+				img, err := remote.Image(r, ropts...)
 				if err != nil {
-					return err
+					return fmt.Errorf("pull %s: %w", ref, err)
 				}
 				srcs = append(srcs, seal.Source{Name: n, Image: img, Source: r.String()})
 			}
@@ -124,6 +135,7 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 	f.StringVar(&keysDir, "keys-dir", "", "directory for the device keys and fragments (default: next to --out)")
 	f.StringVar(&archiveID, "archive-id", "", "archive id (default: random)")
 	f.IntVar(&chunkSize, "chunk-size", 0, "plaintext chunk size in bytes (default 1 MiB)")
+	f.StringVar(&platform, "platform", envOr("TRAINYARD_PLATFORM", ""), "platform to pick from multi-platform images, e.g. linux/arm64 (default linux/amd64; TRAINYARD_PLATFORM)")
 	f.StringVar(&ksData, "keyserver-data", "", "store the fragments straight into this key-server data dir (server stopped) instead of writing .fragment files")
 	registryFlags(cmd, &insecure)
 
