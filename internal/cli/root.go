@@ -53,7 +53,23 @@ func NewRoot() *cobra.Command {
 	for _, c := range commands {
 		root.AddCommand(c())
 	}
+	usageExit(root)
 	return root
+}
+
+// usageExit makes every argument-count error a usage error (exit 2).
+func usageExit(c *cobra.Command) {
+	if args := c.Args; args != nil {
+		c.Args = func(cmd *cobra.Command, a []string) error {
+			if err := args(cmd, a); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		usageExit(sub)
+	}
 }
 
 // Main runs the CLI and returns the process exit code. Errors become a single
@@ -85,7 +101,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	if errors.As(err, &ee) {
 		return ee.Code
 	}
-	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "arg(s)") {
+	if strings.HasPrefix(err.Error(), "unknown command") { // cobra's own, untyped
 		return 2
 	}
 	return 1
