@@ -176,7 +176,25 @@ func writeSecretFile(path string, b []byte) error {
 	return f.Close()
 }
 
+// unsealExit gives scripts distinct exit codes: 3 an expected image is
+// missing or different, 4 the archive is tampered or malformed, 5 wrong key
+// or refused by the key server.
+func unsealExit(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, seal.ErrExpectation):
+		return &ExitError{Code: 3, Err: err}
+	case errors.Is(err, seal.ErrTampered), errors.Is(err, seal.ErrMalformed):
+		return &ExitError{Code: 4, Err: err}
+	case errors.Is(err, seal.ErrWrongKey), errors.Is(err, keyserver.ErrUnauthorized), errors.Is(err, keyserver.ErrForbidden), errors.Is(err, keyserver.ErrNotFound):
+		return &ExitError{Code: 5, Err: err}
+	}
+	return err
+}
+
 func newUnsealCmd() *cobra.Command {
+	var runUnseal func(*cobra.Command, []string) error
 	var (
 		ksURL, token, caFile, deviceKey, fragmentFile string
 		to, format, version                           string
@@ -193,91 +211,94 @@ second pass into --to: registry://HOST (default: the embedded registry), oci:DIR
 image is missing or has another digest. --format azaion-v1 reads the azaion seed's archives.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			path := args[0]
-			var es []seal.Expect
-			for _, s := range expects {
-				e, err := seal.ParseExpect(s, version)
-				if err != nil {
-					return &ExitError{Code: 2, Err: err}
-				}
-				es = append(es, e)
-			}
-			client := newClient(cmd, insecure)
-			t, err := seal.OpenTarget(to, insecure, client.RemoteOptions(ctx)...)
+			return unsealExit(runUnseal(cmd, args))
+		},
+	}
+	runUnseal = func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		path := args[0]
+		var es []seal.Expect
+		for _, s := range expects {
+			e, err := seal.ParseExpect(s, version)
 			if err != nil {
-				return err
+				return &ExitError{Code: 2, Err: err}
 			}
-			fetch := func(archive string, legacy bool) ([]byte, error) {
-				if fragmentFile != "" {
-					return os.ReadFile(fragmentFile)
-				}
-				if ksURL == "" {
-					return nil, errors.New("unseal: give --keyserver URL (TRAINYARD_KEYSERVER) or --fragment-file")
-				}
-				var opts []keyserver.ClientOption
-				if caFile != "" {
-					o, err := keyserver.WithCAFile(caFile)
-					if err != nil {
-						return nil, err
-					}
-					opts = append(opts, o)
-				}
-				kc, err := keyserver.NewClient(ksURL, token, opts...)
+			es = append(es, e)
+		}
+		client := newClient(cmd, insecure)
+		t, err := seal.OpenTarget(to, insecure, client.RemoteOptions(ctx)...)
+		if err != nil {
+			return err
+		}
+		fetch := func(archive string, legacy bool) ([]byte, error) {
+			if fragmentFile != "" {
+				return os.ReadFile(fragmentFile)
+			}
+			if ksURL == "" {
+				return nil, errors.New("unseal: give --keyserver URL (TRAINYARD_KEYSERVER) or --fragment-file")
+			}
+			var opts []keyserver.ClientOption
+			if caFile != "" {
+				o, err := keyserver.WithCAFile(caFile)
 				if err != nil {
 					return nil, err
 				}
-				if legacy {
-					return kc.LegacyFragment(ctx, archive)
-				}
-				return kc.Fragment(ctx, archive)
+				opts = append(opts, o)
 			}
-			w := cmd.OutOrStdout()
-			switch format {
-			case seal.FormatAzaionV1:
-				frag, err := fetch("", true)
-				if err != nil {
-					return err
-				}
-				res, err := seal.UnsealLegacy(ctx, path, frag, t, seal.WithExpect(es...))
-				if err != nil {
-					return err
-				}
-				for _, n := range res.Images {
-					fmt.Fprintf(w, "loaded %s (image id %s)\n", seal.LoadedRef(t, n), res.IDs[n])
-				}
-				return nil
-			case seal.FormatV1, "":
-			default:
-				return &ExitError{Code: 2, Err: fmt.Errorf("unseal: unknown --format %q (want %s or %s)", format, seal.FormatV1, seal.FormatAzaionV1)}
+			kc, err := keyserver.NewClient(ksURL, token, opts...)
+			if err != nil {
+				return nil, err
 			}
-			if deviceKey == "" {
-				return errors.New("unseal: give --device-key FILE (TRAINYARD_DEVICE_KEY)")
+			if legacy {
+				return kc.LegacyFragment(ctx, archive)
 			}
-			dk, err := seal.ReadDeviceKeyFile(deviceKey)
+			return kc.Fragment(ctx, archive)
+		}
+		w := cmd.OutOrStdout()
+		switch format {
+		case seal.FormatAzaionV1:
+			frag, err := fetch("", true)
 			if err != nil {
 				return err
 			}
-			h, err := seal.Inspect(path)
+			res, err := seal.UnsealLegacy(ctx, path, frag, t, seal.WithExpect(es...))
 			if err != nil {
 				return err
 			}
-			if dk.ArchiveID != h.ArchiveID {
-				return fmt.Errorf("unseal: device key is for archive %s, the archive is %s: %w", dk.ArchiveID, h.ArchiveID, seal.ErrWrongKey)
-			}
-			frag, err := fetch(h.ArchiveID, false)
-			if err != nil {
-				return err
-			}
-			res, err := seal.Unseal(ctx, path, seal.Keys{DeviceKey: dk.Key, Fragment: frag}, t, seal.WithExpect(es...))
-			if err != nil {
-				return err
-			}
-			for _, im := range res.Images {
-				fmt.Fprintf(w, "loaded %s@%s\n", seal.LoadedRef(t, im.Name), im.Digest)
+			for _, n := range res.Images {
+				fmt.Fprintf(w, "loaded %s (image id %s)\n", seal.LoadedRef(t, n), res.IDs[n])
 			}
 			return nil
-		},
+		case seal.FormatV1, "":
+		default:
+			return &ExitError{Code: 2, Err: fmt.Errorf("unseal: unknown --format %q (want %s or %s)", format, seal.FormatV1, seal.FormatAzaionV1)}
+		}
+		if deviceKey == "" {
+			return errors.New("unseal: give --device-key FILE (TRAINYARD_DEVICE_KEY)")
+		}
+		dk, err := seal.ReadDeviceKeyFile(deviceKey)
+		if err != nil {
+			return err
+		}
+		h, err := seal.Inspect(path)
+		if err != nil {
+			return err
+		}
+		if dk.ArchiveID != h.ArchiveID {
+			return fmt.Errorf("unseal: device key is for archive %s, the archive is %s: %w", dk.ArchiveID, h.ArchiveID, seal.ErrWrongKey)
+		}
+		frag, err := fetch(h.ArchiveID, false)
+		if err != nil {
+			return err
+		}
+		res, err := seal.Unseal(ctx, path, seal.Keys{DeviceKey: dk.Key, Fragment: frag}, t, seal.WithExpect(es...))
+		if err != nil {
+			return err
+		}
+		for _, im := range res.Images {
+			fmt.Fprintf(w, "loaded %s@%s\n", seal.LoadedRef(t, im.Name), im.Digest)
+		}
+		return nil
 	}
 	f := cmd.Flags()
 	f.StringVar(&ksURL, "keyserver", envOr("TRAINYARD_KEYSERVER", ""), "key server URL (TRAINYARD_KEYSERVER)")

@@ -81,10 +81,10 @@ func TestSealUnsealCLI(t *testing.T) {
 	ks := "http://" + (<-addrc).String()
 
 	// A wrong token and an expectation the archive cannot meet both fail.
-	if _, stderr, code = sealCLI(t, "unseal", archive, "--keyserver", ks, "--token", "tyks_nope", "--device-key", filepath.Join(keys, "site-a.device-key.json"), "--to", "registry://"+dst); code == 0 || !strings.Contains(stderr, "401") {
+	if _, stderr, code = sealCLI(t, "unseal", archive, "--keyserver", ks, "--token", "tyks_nope", "--device-key", filepath.Join(keys, "site-a.device-key.json"), "--to", "registry://"+dst); code != 5 || !strings.Contains(stderr, "401") {
 		t.Fatalf("bad token: %d %s", code, stderr)
 	}
-	if _, stderr, code = sealCLI(t, "unseal", archive, "--keyserver", ks, "--token", tok, "--device-key", filepath.Join(keys, "site-a.device-key.json"), "--to", "registry://"+dst, "--expect", "azaion/flights", "--expect-version", "3.1"); code == 0 || !strings.Contains(stderr, "expected image missing") {
+	if _, stderr, code = sealCLI(t, "unseal", archive, "--keyserver", ks, "--token", tok, "--device-key", filepath.Join(keys, "site-a.device-key.json"), "--to", "registry://"+dst, "--expect", "azaion/flights", "--expect-version", "3.1"); code != 3 || !strings.Contains(stderr, "expected image missing") {
 		t.Fatalf("missing expect: %d %s", code, stderr)
 	}
 	if _, err := remote.Head(sealMust(name.ParseReference(dst + "/azaion/annotations:3.1"))); err == nil {
@@ -99,6 +99,17 @@ func TestSealUnsealCLI(t *testing.T) {
 	got, err := remote.Head(sealMust(name.ParseReference(dst + "/azaion/annotations:3.1")))
 	if err != nil || got.Digest != dg {
 		t.Fatalf("loaded: %v %v (%s)", got, err, out)
+	}
+	// A flipped byte: exit code 4, nothing new loaded.
+	b, _ := os.ReadFile(archive)
+	b[len(b)/2] ^= 1
+	bad := filepath.Join(dir, "bad.sealed")
+	_ = os.WriteFile(bad, b, 0o644)
+	if _, stderr, code = sealCLI(t, "unseal", bad, "--keyserver", ks, "--device-key", filepath.Join(keys, "site-a.device-key.json"), "--to", "oci:"+filepath.Join(dir, "layout")); code != 4 || !strings.Contains(stderr, "authentication") {
+		t.Fatalf("tampered: %d %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "layout", "index.json")); err == nil {
+		t.Fatal("layout written by a refused unseal")
 	}
 	cancel()
 	<-done
