@@ -26,7 +26,7 @@ import (
 
 // Errors callers branch on.
 var (
-	ErrUnauthorized = errors.New("unauthorized: missing, unknown or revoked token")
+	ErrUnauthorized = errors.New("unauthorized: missing, unknown, expired or revoked token")
 	ErrForbidden    = errors.New("forbidden: token not valid for this archive")
 	ErrNotFound     = errors.New("no active fragment for this archive and device")
 	ErrAmbiguous    = errors.New("several archives have fragments for this device: name the archive")
