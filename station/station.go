@@ -6,6 +6,7 @@ package station
 
 import (
 	"context"
+	"crypto/rsa"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,12 +42,16 @@ func (n Network) Outbox(id string) string { return n.Prefix + "/users/" + id }
 
 // Station runs trains for one station id.
 type Station struct {
-	ID      string
-	Key     *hardened.PrivateKey
-	Trust   hardened.TrustStore
-	Runner  Runner
-	Client  *registry.Client
-	Network Network
+	ID string
+	// Protocol is ProtocolV1 (default) or ProtocolPHTv2.
+	Protocol string
+	Key      *hardened.PrivateKey
+	// LegacyKey is the station's RSA key for ProtocolPHTv2.
+	LegacyKey *rsa.PrivateKey
+	Trust     hardened.TrustStore
+	Runner    Runner
+	Client    *registry.Client
+	Network   Network
 	// DataDir is mounted read-only into every train.
 	DataDir string
 	// WorkDir holds temporary bundles and blobs; "" uses the system temp dir.
@@ -118,6 +123,13 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	switch s.Protocol {
+	case "", ProtocolV1:
+	case ProtocolPHTv2:
+		return s.processLegacy(ctx, ref, work, st)
+	default:
+		return fmt.Errorf("unknown protocol %q (%s or %s)", s.Protocol, ProtocolV1, ProtocolPHTv2)
+	}
 
 	img, err := s.Client.Pull(ctx, ref)
 	if err != nil {

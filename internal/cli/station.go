@@ -23,6 +23,7 @@ type stationFlags struct {
 	trust                     trustFlags
 	id, key, data, network    string
 	work, runtime, dockerHost string
+	protocol                  string
 	memory, pids              int64
 	cpus                      float64
 	timeout                   time.Duration
@@ -36,6 +37,7 @@ func (f *stationFlags) add(cmd *cobra.Command) {
 	p.StringVar(&f.data, "data", envOr("TRAINYARD_STATION_DATA", ""), "data directory mounted read-only at /opt/pht_data (TRAINYARD_STATION_DATA)")
 	p.StringVar(&f.network, "network", envOr("TRAINYARD_NETWORK", ""), "registry prefix of the network's inboxes, e.g. 127.0.0.1:5000/trainyard (TRAINYARD_NETWORK)")
 	p.StringVar(&f.work, "work-dir", envOr("TRAINYARD_STATION_WORK", ""), "where bundles and blobs are staged (TRAINYARD_STATION_WORK; default the system temp dir)")
+	p.StringVar(&f.protocol, "protocol", envOr("TRAINYARD_PROTOCOL", station.ProtocolV1), "train protocol: v1 (trust directory) or pht-v2 (legacy PHT trains; --key is then the station's RSA PEM) (TRAINYARD_PROTOCOL)")
 	p.StringVar(&f.runtime, "runtime", envOr("TRAINYARD_RUNTIME", "runc"), "execution backend: runc or docker (TRAINYARD_RUNTIME)")
 	p.StringVar(&f.dockerHost, "docker-host", envOr("DOCKER_HOST", ""), "Docker Engine API address for --runtime docker (DOCKER_HOST)")
 	p.Int64Var(&f.memory, "memory", 0, "memory limit in bytes per train (default 512 MiB)")
@@ -50,22 +52,36 @@ func (f *stationFlags) station(cmd *cobra.Command) (*station.Station, error) {
 			return nil, &ExitError{Code: 2, Err: fmt.Errorf("%s is required", name)}
 		}
 	}
-	key, err := hardened.LoadPrivateKey(f.key)
-	if err != nil {
-		return nil, err
+	s := &station.Station{ID: f.id, Protocol: f.protocol, Client: newClient(cmd, f.trust.insecure),
+		Network: station.Network{Prefix: f.network}, DataDir: f.data, WorkDir: f.work,
+		Memory: f.memory, PIDs: f.pids, CPUs: f.cpus, Timeout: f.timeout,
+		Log: cmd.ErrOrStderr(), Logger: slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))}
+	switch f.protocol {
+	case station.ProtocolV1:
+		key, err := hardened.LoadPrivateKey(f.key)
+		if err != nil {
+			return nil, err
+		}
+		if s.Trust, err = f.trust.store(cmd.Context(), cmd); err != nil {
+			return nil, err
+		}
+		s.Key = key
+	case station.ProtocolPHTv2:
+		key, err := station.LoadLegacyKey(f.key)
+		if err != nil {
+			return nil, err
+		}
+		s.LegacyKey = key
+	default:
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("unknown --protocol %q (v1 or pht-v2)", f.protocol)}
 	}
-	store, err := f.trust.store(cmd.Context(), cmd)
-	if err != nil {
-		return nil, err
-	}
-	var runner station.Runner
 	switch f.runtime {
 	case "runc":
 		r := trainrun.NewRunc(trainrun.WithBundleDir(f.work))
 		if err := r.Available(); err != nil {
 			return nil, err
 		}
-		runner = r
+		s.Runner = r
 	case "docker":
 		var opts []trainrun.DockerOption
 		if f.dockerHost != "" {
@@ -75,14 +91,11 @@ func (f *stationFlags) station(cmd *cobra.Command) (*station.Station, error) {
 		if err != nil {
 			return nil, err
 		}
-		runner = d
+		s.Runner = d
 	default:
 		return nil, &ExitError{Code: 2, Err: fmt.Errorf("unknown --runtime %q (runc or docker)", f.runtime)}
 	}
-	return &station.Station{ID: f.id, Key: key, Trust: store, Runner: runner, Client: newClient(cmd, f.trust.insecure),
-		Network: station.Network{Prefix: f.network}, DataDir: f.data, WorkDir: f.work,
-		Memory: f.memory, PIDs: f.pids, CPUs: f.cpus, Timeout: f.timeout,
-		Log: cmd.ErrOrStderr(), Logger: slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))}, nil
+	return s, nil
 }
 
 func newStationCmd() *cobra.Command {
