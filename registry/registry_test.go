@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -136,21 +135,5 @@ func TestServeShutdown(t *testing.T) {
 func TestServeBadAddr(t *testing.T) {
 	if err := registry.Serve(context.Background(), "256.1.1.1:99999", t.TempDir(), nil); err == nil {
 		t.Fatal("bad address accepted")
-	}
-}
-
-func TestWriteFileAtomic(t *testing.T) {
-	p := t.TempDir() + "/f"
-	if err := registry.WriteFileAtomic(p, []byte("one"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := registry.WriteFileAtomic(p, []byte("two"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(p); string(b) != "two" {
-		t.Fatalf("content %q", b)
-	}
-	if err := registry.WriteFileAtomic(t.TempDir()+"/missing/dir/f", []byte("x"), 0o600); err == nil {
-		t.Fatal("write into a missing dir succeeded")
 	}
 }

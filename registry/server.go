@@ -18,6 +18,8 @@ import (
 	"github.com/distribution/distribution/v3/registry/handlers"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // registers the "filesystem" driver
 	"github.com/sirupsen/logrus"
+
+	"github.com/trainyard/trainyard/internal/fsutil"
 )
 
 // quietOnce silences distribution's logrus output, which logs ordinary 404s
@@ -67,7 +69,7 @@ func httpSecret(dir string) (string, error) {
 		return "", err
 	}
 	s := hex.EncodeToString(buf)
-	if err := WriteFileAtomic(p, []byte(s), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(p, []byte(s), 0o600); err != nil {
 		return "", fmt.Errorf("registry secret: %w", err)
 	}
 	return s, nil
@@ -107,32 +109,4 @@ func Serve(ctx context.Context, addr, dataDir string, ready func(net.Addr)) erro
 		return err
 	}
 	return nil
-}
-
-// WriteFileAtomic writes data to a temp file beside path, syncs it and
-// renames it into place, so that a crash never leaves a half-written file.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -8,7 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/trainyard/trainyard/internal/fsutil"
 )
 
 // The archive has one random 32-byte master secret M that is never stored.
@@ -91,7 +92,7 @@ func WriteDeviceKeyFile(path, archiveID string, s Share) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'), 0o600)
+	return fsutil.WriteFileAtomic(path, append(b, '\n'), 0o600)
 }
 
 // ReadDeviceKeyFile reads a device key file written by WriteDeviceKeyFile.
@@ -108,30 +109,4 @@ func ReadDeviceKeyFile(path string) (*DeviceKeyFile, error) {
 		return nil, fmt.Errorf("device key file %s: not a %s file", path, DeviceKeyFormat)
 	}
 	return &f, nil
-}
-
-// writeFileAtomic (like registry.WriteFileAtomic, without pulling the
-// registry server into this package) writes to a temp file in the same directory, then renames.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -14,6 +14,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/trainyard/trainyard/internal/fsutil"
 )
 
 // RegistryTarget loads images into an OCI registry under
@@ -177,7 +179,7 @@ func (t *LayoutTarget) Prepare(_ context.Context, inv *Inventory) error {
 	}
 	lp := filepath.Join(t.dir, ociLayoutFile)
 	if _, err := os.Stat(lp); errors.Is(err, os.ErrNotExist) {
-		return writeFileAtomic(lp, []byte(ociLayoutBytes), 0o644)
+		return fsutil.WriteFileAtomic(lp, []byte(ociLayoutBytes), 0o644)
 	}
 	return nil
 }
@@ -239,7 +241,7 @@ func (t *LayoutTarget) Commit(_ context.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(t.dir, indexFile), b, 0o644)
+	return fsutil.WriteFileAtomic(filepath.Join(t.dir, indexFile), b, 0o644)
 }
 
 func (t *LayoutTarget) readIndex() (*v1.IndexManifest, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/trainyard/trainyard/internal/fsutil"
 	"github.com/trainyard/trainyard/manifest"
 	"github.com/trainyard/trainyard/registry"
 )
@@ -163,7 +164,7 @@ func writeOut(cmd *cobra.Command, path string, b []byte) error {
 		_, err := cmd.OutOrStdout().Write(b)
 		return err
 	}
-	return registry.WriteFileAtomic(path, b, 0o644)
+	return fsutil.WriteFileAtomic(path, b, 0o644)
 }
 
 func newManifestCmd() *cobra.Command {
@@ -411,7 +412,7 @@ func newManifestConvertCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if err := registry.WriteFileAtomic(configOut, cfg, 0o644); err != nil {
+				if err := fsutil.WriteFileAtomic(configOut, cfg, 0o644); err != nil {
 					return err
 				}
 				return writeOut(cmd, output, mf)
@@ -463,7 +464,7 @@ func newManifestKeygenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := registry.WriteFileAtomic(output, pemBytes, 0o600); err != nil {
+			if err := fsutil.WriteFileAtomic(output, pemBytes, 0o600); err != nil {
 				return err
 			}
 			kid, err := manifest.KeyID(k.Public())

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trainyard/trainyard/internal/fsutil"
 	"github.com/trainyard/trainyard/protocol/phtv2"
-	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/train"
 )
 
@@ -108,10 +108,10 @@ func newTrainKeygenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := registry.WriteFileAtomic(args[0]+".pem", priv, 0o600); err != nil {
+			if err := fsutil.WriteFileAtomic(args[0]+".pem", priv, 0o600); err != nil {
 				return err
 			}
-			if err := registry.WriteFileAtomic(args[0]+".pub.pem", pub, 0o644); err != nil {
+			if err := fsutil.WriteFileAtomic(args[0]+".pub.pem", pub, 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s.pem and %s.pub.pem\n", args[0], args[0])

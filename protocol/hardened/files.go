@@ -3,7 +3,8 @@ package hardened
 import (
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/trainyard/trainyard/internal/fsutil"
 )
 
 // GenerateKeyFiles makes a new key pair and writes the private half to
@@ -27,10 +28,10 @@ func GenerateKeyFiles(privPath, pubPath string) (*PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(privPath, priv, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(privPath, priv, 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(pubPath, pub, 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(pubPath, pub, 0o644); err != nil {
 		return nil, err
 	}
 	return k, nil
@@ -60,28 +61,4 @@ func LoadPublicKey(path string) (PublicKey, error) {
 		return PublicKey{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return k, nil
-}
-
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

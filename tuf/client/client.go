@@ -31,6 +31,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
+	"github.com/trainyard/trainyard/internal/fsutil"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/tuf"
 	"github.com/trainyard/trainyard/tuf/internal/flock"
@@ -202,7 +203,7 @@ func commitJSON(from, to string) error {
 		if err == nil && bytes.Equal(old, data) {
 			continue
 		}
-		if err := registry.WriteFileAtomic(filepath.Join(to, e.Name()), data, 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(to, e.Name()), data, 0o644); err != nil {
 			return err
 		}
 	}

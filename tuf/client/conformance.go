@@ -11,7 +11,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
-	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/internal/fsutil"
 	"github.com/trainyard/trainyard/tuf"
 )
 
@@ -35,7 +35,7 @@ func HTTPInit(metadataDir string, rootJSON []byte) error {
 	if err := os.MkdirAll(metadataDir, 0o755); err != nil {
 		return err
 	}
-	return registry.WriteFileAtomic(filepath.Join(metadataDir, "root.json"), rootJSON, 0o644)
+	return fsutil.WriteFileAtomic(filepath.Join(metadataDir, "root.json"), rootJSON, 0o644)
 }
 
 func (h HTTPConfig) updater() (*updater.Updater, error) {

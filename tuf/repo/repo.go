@@ -30,6 +30,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/trainyard/trainyard/internal/fsutil"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/tuf"
 	"github.com/trainyard/trainyard/tuf/internal/flock"
@@ -168,11 +169,11 @@ func (p *Publisher) CreateKey(role string, add bool) (string, string, error) {
 			return "", "", err
 		}
 	}
-	if err := registry.WriteFileAtomic(filepath.Join(dir, k.KeyID()+".key"), enc, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, k.KeyID()+".key"), enc, 0o600); err != nil {
 		return "", "", err
 	}
 	pubPath := filepath.Join(dir, k.KeyID()+".pub")
-	if err := registry.WriteFileAtomic(pubPath, pub, 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(pubPath, pub, 0o644); err != nil {
 		return "", "", err
 	}
 	return k.KeyID(), pubPath, nil
@@ -316,7 +317,7 @@ func (p *Publisher) saveState(st *state) error {
 	if err != nil {
 		return err
 	}
-	return registry.WriteFileAtomic(filepath.Join(p.dir, "state.json"), data, 0o600)
+	return fsutil.WriteFileAtomic(filepath.Join(p.dir, "state.json"), data, 0o600)
 }
 
 func (p *Publisher) metaPath(role string) string {
@@ -335,7 +336,7 @@ func writeMeta[T metadata.Roles](path string, md *metadata.Metadata[T]) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return registry.WriteFileAtomic(path, data, 0o644)
+	return fsutil.WriteFileAtomic(path, data, 0o644)
 }
 
 func readMeta[T metadata.Roles](path string, md *metadata.Metadata[T]) (*metadata.Metadata[T], error) {
