@@ -140,6 +140,30 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) error {
 		return err
 	}
 	defer sealed.Close()
+	// What runs is the signed base, the signed code and the signed exec
+	// config; the image's own config must agree with them. These checks
+	// come before PreRun marks the stop as started, so a tampered copy of a
+	// genuine train cannot burn the genuine train's stop at this station.
+	v, err := hardened.Verify(ctx, s.Trust, sealed.env)
+	if err != nil {
+		return err
+	}
+	st.Train, st.Digest = v.Statement.ID, v.TrainDigest
+	base, diffIDs, err := baseLayers(img)
+	if err != nil {
+		return err
+	}
+	if got := BaseID(diffIDs); got != v.Statement.Base {
+		return fmt.Errorf("%w: base layers are %s, the creator signed %s", hardened.ErrTampered, got, v.Statement.Base)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return err
+	}
+	if err := hardened.CheckExec(v.Statement.Exec, ExecOf(cf)); err != nil {
+		return err
+	}
+
 	tr, closeTrain, err := sealed.open()
 	if err != nil {
 		return err
@@ -154,25 +178,9 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) error {
 	if err != nil {
 		return err
 	}
-	v := sess.Verified()
-	st.Train, st.Digest, st.Index, st.Session = v.Statement.ID, v.TrainDigest, sess.Index(), sess.SessionID()
+	v = sess.Verified()
+	st.Index, st.Session = sess.Index(), sess.SessionID()
 
-	// What runs is the signed base, the signed code and the signed exec
-	// config; the image's own config must agree with them.
-	base, diffIDs, err := baseLayers(img)
-	if err != nil {
-		return err
-	}
-	if got := BaseID(diffIDs); got != v.Statement.Base {
-		return fmt.Errorf("%w: base layers are %s, the creator signed %s", hardened.ErrTampered, got, v.Statement.Base)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return err
-	}
-	if err := hardened.CheckExec(sess.Exec(), ExecOf(cf)); err != nil {
-		return err
-	}
 	run, release, err := runnableImage(img, base, codeDir, work, sess.Exec())
 	if err != nil {
 		return err

@@ -211,10 +211,11 @@ func TestStationRefusesTamperedImage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := n.rc.Push(n.ctx, tamper(t, img), ref); err != nil {
+			evil := n.network.Inbox("st1") + ":evil"
+			if _, err := n.rc.Push(n.ctx, tamper(t, img), evil); err != nil {
 				t.Fatal(err)
 			}
-			_, err = n.stations["st1"].Process(n.ctx, ref)
+			_, err = n.stations["st1"].Process(n.ctx, evil)
 			if err == nil {
 				t.Fatal("tampered train was run")
 			}
@@ -224,6 +225,11 @@ func TestStationRefusesTamperedImage(t *testing.T) {
 			}
 			if tags, _ := n.rc.ListTags(n.ctx, n.network.Outbox("alice")); len(tags) != 0 {
 				t.Fatal("refused train was pushed on")
+			}
+			// The tampered copy carried the genuine envelope; refusing it
+			// must not have used up the genuine train's stop.
+			if _, err := n.stations["st1"].Process(n.ctx, ref); err != nil {
+				t.Fatalf("genuine train after a tampered copy: %v", err)
 			}
 		})
 	}
