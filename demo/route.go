@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/station"
@@ -125,8 +126,12 @@ func trainRoute(ctx context.Context, e *env) error {
 	}
 	e.say("alice signed route %s and sealed the code to it; pushed %s", strings.Join(stationIDs, " -> "), first)
 
-	// 3. A forged train: same route, different code, never approved.
+	// 3. Attacks: a train with unapproved code, and a genuine train whose
+	// image was changed to run something else.
 	if err := forgedTrain(ctx, e, p, aliceTrust, network); err != nil {
+		return err
+	}
+	if err := tamperedCopy(ctx, e, network.Inbox(stationIDs[0])); err != nil {
 		return err
 	}
 
@@ -142,7 +147,7 @@ func trainRoute(ctx context.Context, e *env) error {
 		}
 		for _, d := range done {
 			if d.Error != "" {
-				e.say("%s refused %s: %s", id, d.Source, d.Error)
+				e.say("%s refused %q before running it: %s", id, d.Tag, d.Error)
 				continue
 			}
 			e.say("%s: verified from stop 0, ran with runc (no network, read-only data), sealed results for %s (session %s..., %s)",
@@ -287,4 +292,29 @@ func firstClause(err error) string {
 		return s[:i]
 	}
 	return s
+}
+
+// tamperedCopy pushes the genuine train again with its entrypoint changed to
+// dump the station's data; the station must refuse it and still run the
+// genuine one.
+func tamperedCopy(ctx context.Context, e *env, inbox string) error {
+	img, err := e.client.Pull(ctx, inbox+":demo-train-1")
+	if err != nil {
+		return err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return err
+	}
+	c := cf.Config
+	c.Entrypoint = []string{"/bin/sh", "-c", "cat /opt/pht_data/*"}
+	evil, err := mutate.Config(img, c)
+	if err != nil {
+		return err
+	}
+	if _, err := e.client.Push(ctx, evil, inbox+":tampered-copy"); err != nil {
+		return err
+	}
+	e.say("an attacker pushed a copy with its entrypoint changed to dump the data: %s:tampered-copy", inbox)
+	return nil
 }

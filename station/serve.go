@@ -72,6 +72,7 @@ func (s *Server) PollOnce(ctx context.Context) ([]*Stop, error) {
 			continue
 		}
 		st, err := s.Station.Process(ctx, inbox+"@"+digest)
+		st.Tag = tag
 		result := "done"
 		if err != nil {
 			result = "refused"

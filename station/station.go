@@ -73,6 +73,7 @@ type Station struct {
 type Stop struct {
 	Station  string        `json:"station"`
 	Source   string        `json:"source"`
+	Tag      string        `json:"tag,omitempty"` // the inbox tag serve found it under
 	Train    string        `json:"train"`
 	Digest   string        `json:"train_digest,omitempty"`
 	Index    int           `json:"index"`

@@ -32,7 +32,7 @@ func TestDemoRuns(t *testing.T) {
 		t.Fatalf("demo exit %d: %s", code, stderr)
 	}
 	if !strings.Contains(out, "demo finished") || !strings.Contains(out, "alice verified 3 signed stops") ||
-		!strings.Contains(out, "changed code is refused") {
+		!strings.Contains(out, "changed code is refused") || !strings.Contains(out, `hospital-a refused "tampered-copy" before running it`) {
 		t.Fatalf("demo output:\n%s", out)
 	}
 }
