@@ -2,9 +2,16 @@ package trust
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"sync"
+	"time"
+
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
@@ -14,10 +21,31 @@ import (
 
 // Store answers the hardened protocol's questions from a TUF client: it
 // implements hardened.TrustStore. Every answer is a TUF-verified target.
+//
+// One station stop asks for a dozen keys; a full TUF update for each would
+// cost a dozen round trips of 4-6 requests. The store updates the metadata
+// at most once per max age and keeps verified documents by their signed
+// sha256, so an answer is never older than the max age (the revocation
+// latency) and never differs from what the signed metadata says.
 type Store struct {
 	c         *tufclient.Client
 	threshold int
+	maxAge    time.Duration
+	now       func() time.Time
+
+	mu        sync.Mutex
+	refreshed time.Time
+	targets   map[string]*metadata.TargetFiles
+	docs      map[string]doc // target name -> verified content
 }
+
+type doc struct {
+	sha256 string
+	data   []byte
+}
+
+// DefaultMaxAge is how long trusted metadata is used before the next update.
+const DefaultMaxAge = 15 * time.Second
 
 var _ hardened.TrustStore = (*Store)(nil)
 
@@ -28,9 +56,16 @@ type StoreOption func(*Store)
 // approval (default 1).
 func WithApprovalThreshold(n int) StoreOption { return func(s *Store) { s.threshold = n } }
 
+// WithMaxAge sets how long trusted metadata is used before the next TUF
+// update; 0 updates on every lookup.
+func WithMaxAge(d time.Duration) StoreOption { return func(s *Store) { s.maxAge = d } }
+
+// WithStoreClock sets the clock used for the max age (tests).
+func WithStoreClock(now func() time.Time) StoreOption { return func(s *Store) { s.now = now } }
+
 // NewStore wraps an initialised TUF client of the trust directory.
 func NewStore(c *tufclient.Client, opts ...StoreOption) *Store {
-	s := &Store{c: c, threshold: 1}
+	s := &Store{c: c, threshold: 1, maxAge: DefaultMaxAge, now: time.Now, docs: map[string]doc{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -63,7 +98,7 @@ func (s *Store) key(ctx context.Context, target, what, id string) (hardened.Publ
 	if err := ValidID(id); err != nil {
 		return hardened.PublicKey{}, fmt.Errorf("%w: %v", hardened.ErrUntrusted, err)
 	}
-	b, err := s.c.Fetch(ctx, target, maxKeyDoc)
+	b, err := s.fetch(ctx, target, maxKeyDoc)
 	if err != nil {
 		if isUnknownTarget(err) {
 			return hardened.PublicKey{}, fmt.Errorf("%w: %s %q is not in the trust directory", hardened.ErrUntrusted, what, id)
@@ -90,7 +125,7 @@ func (s *Store) UserKey(ctx context.Context, id string) (hardened.PublicKey, err
 // TrainApproval implements hardened.TrustStore: the approval document must
 // be in the directory and signed by at least threshold known users.
 func (s *Store) TrainApproval(ctx context.Context, digest string) (hardened.Approval, error) {
-	b, err := s.c.Fetch(ctx, ApprovalTarget(digest), maxApprovalDoc)
+	b, err := s.fetch(ctx, ApprovalTarget(digest), maxApprovalDoc)
 	if err != nil {
 		if isUnknownTarget(err) {
 			return hardened.Approval{}, fmt.Errorf("%w: train %s is not approved in the trust directory", hardened.ErrUnapproved, digest)
@@ -118,4 +153,40 @@ func (s *Store) TrainApproval(ctx context.Context, digest string) (hardened.Appr
 // metadata (as opposed to a network or verification failure).
 func isUnknownTarget(err error) bool {
 	return errors.Is(err, tuf.ErrNotFound)
+}
+
+// fetch returns a verified target, updating the metadata when it is older
+// than the max age.
+func (s *Store) fetch(ctx context.Context, name string, max int64) ([]byte, error) {
+	if s.maxAge <= 0 {
+		return s.c.Fetch(ctx, name, max)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.targets == nil || s.now().Sub(s.refreshed) >= s.maxAge {
+		if _, err := s.c.PullMetadata(ctx); err != nil {
+			return nil, err
+		}
+		t, err := s.c.Targets()
+		if err != nil {
+			return nil, err
+		}
+		s.targets, s.refreshed = t, s.now()
+	}
+	want := ""
+	if tf, ok := s.targets[name]; ok {
+		want = tf.Hashes["sha256"].String()
+		if d, ok := s.docs[name]; ok && d.sha256 == want {
+			return d.data, nil
+		}
+	}
+	// Not cached, changed, or only in a delegated role: a full, verified
+	// fetch (it also reports unknown targets).
+	b, err := s.c.Fetch(ctx, name, max)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	s.docs[name] = doc{sha256: hex.EncodeToString(sum[:]), data: b}
+	return b, nil
 }

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
@@ -22,6 +25,7 @@ import (
 func init() { keys.ScryptN = 1 << 10 } // fast KDF in tests only
 
 type fixture struct {
+	reqs  *atomic.Int64 // registry requests so far
 	ctx   context.Context
 	rc    *registry.Client
 	repo  string
@@ -31,11 +35,16 @@ type fixture struct {
 	st1   *hardened.PrivateKey
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t *testing.T, opts ...trust.StoreOption) *fixture {
 	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	reqs := new(atomic.Int64)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reqs.Add(1)
+		reg.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
-	f := &fixture{ctx: context.Background(), rc: registry.NewClient(registry.WithInsecure(true)),
+	f := &fixture{reqs: reqs, ctx: context.Background(), rc: registry.NewClient(registry.WithInsecure(true)),
 		repo: strings.TrimPrefix(srv.URL, "http://") + "/trust/directory"}
 	pub, err := repo.Open(f.rc, f.repo, t.TempDir(), repo.WithPasswords(func(string) ([]byte, error) { return []byte("pw"), nil }))
 	if err != nil {
@@ -51,7 +60,7 @@ func setup(t *testing.T) *fixture {
 	must(t, f.admin.Publish(f.ctx))
 	root, err := os.ReadFile(pub.RootPath())
 	must(t, err)
-	f.store, err = trust.OpenStore(f.ctx, f.rc, f.repo, t.TempDir(), root)
+	f.store, err = trust.OpenStore(f.ctx, f.rc, f.repo, t.TempDir(), root, opts...)
 	must(t, err)
 	return f
 }
@@ -106,7 +115,7 @@ func TestApprovals(t *testing.T) {
 }
 
 func TestApprovalTampering(t *testing.T) {
-	f := setup(t)
+	f := setup(t, trust.WithMaxAge(0)) // every lookup sees the latest publish
 	mallory, _ := hardened.GenerateKey()
 	cases := map[string]func(d *trust.ApprovalDoc){
 		// Signed by a key that is not alice's.
@@ -129,6 +138,41 @@ func TestApprovalTampering(t *testing.T) {
 	}
 	if err := f.admin.Approve(f.ctx, &trust.ApprovalDoc{Digest: digest}); !errors.Is(err, trust.ErrBadApproval) {
 		t.Fatalf("unsigned approval staged: %v", err)
+	}
+}
+
+// TestStoreMaxAge shows the store's freshness rule: within the max age a
+// lookup costs no registry request; after it, the directory is read again
+// and a replaced key is seen.
+func TestStoreMaxAge(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	f := setup(t, trust.WithStoreClock(func() time.Time { return now }))
+	if _, err := f.store.StationKey(f.ctx, "st1"); err != nil {
+		t.Fatal(err)
+	}
+	before := f.reqs.Load()
+	for i := 0; i < 5; i++ {
+		k, err := f.store.StationKey(f.ctx, "st1")
+		if err != nil || !k.Equal(f.st1.Public()) {
+			t.Fatalf("cached lookup: %v", err)
+		}
+	}
+	if n := f.reqs.Load() - before; n != 0 {
+		t.Fatalf("%d registry requests within the max age", n)
+	}
+	// The station's key is replaced; once the max age has passed, the
+	// store must answer with the new key.
+	st1b, _ := hardened.GenerateKey()
+	must(t, f.admin.AddStation(f.ctx, "st1", st1b.Public()))
+	must(t, f.admin.Publish(f.ctx))
+	now = now.Add(trust.DefaultMaxAge)
+	k, err := f.store.StationKey(f.ctx, "st1")
+	must(t, err)
+	if !k.Equal(st1b.Public()) {
+		t.Fatal("old key served after the max age")
+	}
+	if _, err := f.store.StationKey(f.ctx, "nobody"); !errors.Is(err, hardened.ErrUntrusted) {
+		t.Fatalf("unknown station: %v", err)
 	}
 }
 
