@@ -1,11 +1,12 @@
 // Package tuf holds what trainyard's TUF publisher (tuf/repo) and client
-// (tuf/client) share: the errors callers branch on. The registry layout lives
+// (tuf/client) share: the errors callers branch on and the expiry listing. The registry layout lives
 // in tuf/ocistore, keys in tuf/keys. See docs/tuf.md.
 package tuf
 
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -70,4 +71,11 @@ func Classify(err error) error {
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	return err
+}
+
+// Expiration is one role's expiry, as get-master-expirations and
+// get-copy-expirations print it.
+type Expiration struct {
+	Role    string
+	Expires time.Time
 }

@@ -424,11 +424,8 @@ func (c *Client) TargetNames() ([]string, error) {
 	return names, nil
 }
 
-// Expiration is one role's expiry in the local copy.
-type Expiration struct {
-	Role    string
-	Expires time.Time
-}
+// Expiration is one role's expiry.
+type Expiration = tuf.Expiration
 
 // Expirations lists the expiry of the trusted local metadata.
 func (c *Client) Expirations() ([]Expiration, error) {
@@ -436,22 +433,22 @@ func (c *Client) Expirations() ([]Expiration, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := []Expiration{{metadata.ROOT, root.Signed.Expires}}
+	out := []Expiration{{Role: metadata.ROOT, Expires: root.Signed.Expires}}
 	if t, err := readLocal(c, metadata.TARGETS, metadata.Targets()); err == nil {
-		out = append(out, Expiration{metadata.TARGETS, t.Signed.Expires})
+		out = append(out, Expiration{Role: metadata.TARGETS, Expires: t.Signed.Expires})
 		if t.Signed.Delegations != nil {
 			for _, d := range t.Signed.Delegations.Roles {
 				if dt, err := readLocal(c, d.Name, metadata.Targets()); err == nil {
-					out = append(out, Expiration{d.Name, dt.Signed.Expires})
+					out = append(out, Expiration{Role: d.Name, Expires: dt.Signed.Expires})
 				}
 			}
 		}
 	}
 	if s, err := readLocal(c, metadata.SNAPSHOT, metadata.Snapshot()); err == nil {
-		out = append(out, Expiration{metadata.SNAPSHOT, s.Signed.Expires})
+		out = append(out, Expiration{Role: metadata.SNAPSHOT, Expires: s.Signed.Expires})
 	}
 	if t, err := readLocal(c, metadata.TIMESTAMP, metadata.Timestamp()); err == nil {
-		out = append(out, Expiration{metadata.TIMESTAMP, t.Signed.Expires})
+		out = append(out, Expiration{Role: metadata.TIMESTAMP, Expires: t.Signed.Expires})
 	}
 	return out, nil
 }

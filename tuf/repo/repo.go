@@ -863,10 +863,7 @@ func (p *Publisher) ListTargets() ([]string, error) {
 }
 
 // Expiration is one role's expiry.
-type Expiration struct {
-	Role    string
-	Expires time.Time
-}
+type Expiration = tuf.Expiration
 
 // Expirations lists the expiry of every role's working metadata.
 func (p *Publisher) Expirations() ([]Expiration, error) {
@@ -874,7 +871,7 @@ func (p *Publisher) Expirations() ([]Expiration, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := []Expiration{{Root, root.Signed.Expires}}
+	out := []Expiration{{Role: Root, Expires: root.Signed.Expires}}
 	roles, err := p.targetRoles()
 	if err != nil {
 		return nil, err
@@ -884,13 +881,13 @@ func (p *Publisher) Expirations() ([]Expiration, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Expiration{role, md.Signed.Expires})
+		out = append(out, Expiration{Role: role, Expires: md.Signed.Expires})
 	}
 	if s, err := readMeta(p.metaPath(Snapshot), metadata.Snapshot()); err == nil {
-		out = append(out, Expiration{Snapshot, s.Signed.Expires})
+		out = append(out, Expiration{Role: Snapshot, Expires: s.Signed.Expires})
 	}
 	if t, err := readMeta(p.metaPath(Timestamp), metadata.Timestamp()); err == nil {
-		out = append(out, Expiration{Timestamp, t.Signed.Expires})
+		out = append(out, Expiration{Role: Timestamp, Expires: t.Signed.Expires})
 	}
 	return out, nil
 }
