@@ -1,9 +1,13 @@
 // Package tuf holds what trainyard's TUF publisher (tuf/repo) and client
-// (tuf/client) share: the errors callers branch on and the expiry listing. The registry layout lives
+// (tuf/client) share: the errors callers branch on, the expiry listing and the parts of a
+// multi-part target (Parts, SetParts). The registry layout lives
 // in tuf/ocistore, keys in tuf/keys. See docs/tuf.md.
 package tuf
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -78,4 +82,67 @@ func Classify(err error) error {
 type Expiration struct {
 	Role    string
 	Expires time.Time
+}
+
+// Part is one piece of a multi-part target: a registry blob addressed by
+// its sha256 (hex), Length bytes long. A target is its parts concatenated.
+type Part struct {
+	SHA256 string `json:"sha256"`
+	Length int64  `json:"length"`
+}
+
+// customParts is the layout of a multi-part target's custom field:
+// {"trainyard": {"parts": [{"sha256": "<hex>", "length": N}, ...]}}.
+type customParts struct {
+	Trainyard *struct {
+		Parts []Part `json:"parts"`
+	} `json:"trainyard"`
+}
+
+// Parts returns the parts of a signed target, in order. A target without
+// trainyard parts in its custom field is one part: the blob whose sha256 is
+// the target's own. The parts must add up to the target's signed length.
+func Parts(tf *metadata.TargetFiles) ([]Part, error) {
+	if tf.Custom != nil {
+		var c customParts
+		if err := json.Unmarshal(*tf.Custom, &c); err == nil && c.Trainyard != nil && len(c.Trainyard.Parts) > 0 {
+			var sum int64
+			for i, p := range c.Trainyard.Parts {
+				if b, err := hex.DecodeString(p.SHA256); err != nil || len(b) != sha256.Size || p.Length < 0 {
+					return nil, fmt.Errorf("%w: target %q: part %d is not a sha256 and a length", ErrTampered, tf.Path, i+1)
+				}
+				sum += p.Length
+			}
+			if sum != tf.Length {
+				return nil, fmt.Errorf("%w: target %q: parts add up to %d bytes, signed length %d", ErrTampered, tf.Path, sum, tf.Length)
+			}
+			return c.Trainyard.Parts, nil
+		}
+	}
+	h, ok := tf.Hashes["sha256"]
+	if !ok || len(h) != sha256.Size {
+		return nil, fmt.Errorf("target %q: no sha256 hash, cannot address it in a registry", tf.Path)
+	}
+	return []Part{{SHA256: hex.EncodeToString(h), Length: tf.Length}}, nil
+}
+
+// SetParts records parts in tf's custom field (replacing any custom value).
+// One part needs no record: the blob is addressed by the target's sha256,
+// so tf.Custom is cleared.
+func SetParts(tf *metadata.TargetFiles, parts []Part) error {
+	if len(parts) <= 1 {
+		tf.Custom = nil
+		return nil
+	}
+	var c customParts
+	c.Trainyard = &struct {
+		Parts []Part `json:"parts"`
+	}{Parts: parts}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	raw := json.RawMessage(b)
+	tf.Custom = &raw
+	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/tuf"
 	"github.com/trainyard/trainyard/tuf/client"
 	"github.com/trainyard/trainyard/tuf/keys"
 	"github.com/trainyard/trainyard/tuf/ocistore"
@@ -115,9 +116,9 @@ func newTUFCmd() *cobra.Command {
 		})
 	rk.Flags().StringArrayVar(&rthresholds, "threshold", nil, "ROLE=K signatures required (repeatable)")
 	var role string
-	pt := master("push-target REPO TARGET FILE|@TARGET", "Upload a file (or reuse an existing target's content) as TARGET", cobra.ExactArgs(3),
+	pt := master("push-target REPO TARGET FILE|@TARGET...", "Upload files (or reuse existing targets' parts with @TARGET) as TARGET, the parts in order", cobra.MinimumNArgs(3),
 		func(cmd *cobra.Command, p *repo.Publisher, args []string) error {
-			return p.PushTarget(cmd.Context(), args[0], args[1], role)
+			return p.PushTargetParts(cmd.Context(), args[0], role, args[1:]...)
 		})
 	pt.Flags().StringVar(&role, "role", "", "delegated role that signs the target (default: targets)")
 	var paths []string
@@ -200,22 +201,23 @@ func newTUFCmd() *cobra.Command {
 				}
 				return err
 			}),
-		copyCmd("blob-sizes REPO TARGET...", "Print each target's signed size", cobra.MinimumNArgs(2),
+		copyCmd("blob-sizes REPO TARGET...", "Print the signed size of each part of each target (one line per part)", cobra.MinimumNArgs(2),
 			func(cmd *cobra.Command, c *client.Client, names []string) error {
 				tfs, err := c.TargetInfo(cmd.Context(), names...)
 				for _, tf := range tfs {
-					fmt.Fprintln(cmd.OutOrStdout(), tf.Length)
+					parts, perr := tuf.Parts(tf)
+					if perr != nil {
+						return perr
+					}
+					for _, p := range parts {
+						fmt.Fprintln(cmd.OutOrStdout(), p.Length)
+					}
 				}
 				return err
 			}),
-		copyCmd("check-target REPO TARGET FILE...", "Exit 0 if every FILE is the target's content", cobra.MinimumNArgs(3),
+		copyCmd("check-target REPO TARGET FILE...", "Exit 0 if the FILEs are the target's parts, in order (one FILE for a single-part target)", cobra.MinimumNArgs(3),
 			func(cmd *cobra.Command, c *client.Client, args []string) error {
-				for _, f := range args[1:] {
-					if err := c.CheckTarget(cmd.Context(), args[0], f); err != nil {
-						return err
-					}
-				}
-				return nil
+				return c.CheckTarget(cmd.Context(), args[0], args[1:]...)
 			}),
 		copyCmd("list-copy-targets REPO", "List targets of the trusted local copy", cobra.ExactArgs(1),
 			func(cmd *cobra.Command, c *client.Client, _ []string) error {

@@ -84,6 +84,52 @@ func TestTUFCommands(t *testing.T) {
 	if got := mustRun("list-repos"); got != "demo\n" {
 		t.Fatalf("list-repos: %q", got)
 	}
+	// a multi-part target: two files and a part reused from a.txt
+	p1, p3 := filepath.Join(dir, "p1"), filepath.Join(dir, "p3")
+	if err := os.WriteFile(p1, []byte("head-"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p3, []byte("-tail"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun("push-target", "demo", "m.bin", p1, "@a.txt", p3)
+	mustRun("push-metadata", "demo")
+	if got := mustRun("pull-metadata", "demo"); got != "m.bin\n" {
+		t.Fatalf("pull-metadata after multi-part push: %q", got)
+	}
+	if got := mustRun("pull-target", "demo", "m.bin", "a.txt"); got != "head-payload-tailpayload" {
+		t.Fatalf("pull-target multi-part: %q", got)
+	}
+	outFile := filepath.Join(dir, "m.out")
+	mustRun("pull-target", "demo", "m.bin", "-o", outFile)
+	if b, _ := os.ReadFile(outFile); string(b) != "head-payload-tail" {
+		t.Fatalf("pull-target -o: %q", b)
+	}
+	hexOf := func(s string) string {
+		tf, _ := metadata.TargetFile().FromBytes("x", []byte(s), "sha256")
+		return tf.Hashes["sha256"].String()
+	}
+	t.Setenv("TRAINYARD_TUF_BLOB_INFO", "1")
+	want := ""
+	for _, p := range []string{"head-", "payload", "-tail", "payload"} {
+		want += "sha256:" + hexOf(p) + " " + strconv.Itoa(len(p)) + "\n" + p
+	}
+	if got := mustRun("pull-target", "demo", "m.bin", "b.txt"); got != want {
+		t.Fatalf("pull-target with blob info: %q, want %q", got, want)
+	}
+	t.Setenv("TRAINYARD_TUF_BLOB_INFO", "")
+	if got := mustRun("blob-sizes", "demo", "m.bin", "a.txt"); got != "5\n7\n5\n7\n" {
+		t.Fatalf("blob-sizes multi-part: %q", got)
+	}
+	mustRun("check-target", "demo", "m.bin", p1, file, p3)
+	for _, files := range [][]string{{p3, file, p1}, {p1, file}, {outFile}} {
+		if _, errs, code := tuf("", append([]string{"check-target", "demo", "m.bin"}, files...)...); code != 1 || !strings.Contains(errs, "length or hash mismatch") {
+			t.Fatalf("check-target %v: exit %d %s", files, code, errs)
+		}
+	}
+	if _, errs, code := tuf("", "check-target", "demo", "a.txt", file, file); code != 1 || !strings.Contains(errs, "length or hash mismatch") {
+		t.Fatalf("check-target with two files for a single-part target: exit %d %s", code, errs)
+	}
 	// usage error and a target that does not exist
 	if _, _, code := tuf("", "push-target", "demo"); code != 2 {
 		t.Fatalf("usage error exit %d", code)

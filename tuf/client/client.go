@@ -523,30 +523,77 @@ func (v *verifier) check() error {
 	return nil
 }
 
-// copyVerified streams the target's blob into w; w holds unverified bytes
-// until it returns nil, so w must be a temp file or a bounded buffer.
+// partVerifier checks one part of a multi-part target (nil for a
+// single-part target: the whole verifier covers it).
+func partVerifier(tf *metadata.TargetFiles, parts []tuf.Part, i int) (*verifier, error) {
+	if len(parts) <= 1 {
+		return nil, nil
+	}
+	h, err := hex.DecodeString(parts[i].SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("%w: target %q: part %d: bad sha256", tuf.ErrTampered, tf.Path, i+1)
+	}
+	return newVerifier(&metadata.TargetFiles{Length: parts[i].Length, Hashes: metadata.Hashes{"sha256": h},
+		Path: fmt.Sprintf("%s (part %d/%d)", tf.Path, i+1, len(parts))})
+}
+
+// copyVerified streams the target's blob, or its part blobs one after the
+// other, into w, checking the length and hashes of the whole (and of each
+// part) on the way; w holds unverified bytes until it returns nil, so w
+// must be a temp file or a bounded buffer.
 func (c *Client) copyVerified(ctx context.Context, tf *metadata.TargetFiles, w io.Writer) error {
 	v, err := newVerifier(tf)
 	if err != nil {
 		return err
 	}
-	rc, err := c.store.OpenBlob(ctx, hex.EncodeToString(tf.Hashes["sha256"]))
+	parts, err := tuf.Parts(tf)
 	if err != nil {
-		return fmt.Errorf("target %q: %w", tf.Path, err)
+		return err
+	}
+	for i := range parts {
+		if err := c.copyPart(ctx, tf, parts, i, v, w); err != nil {
+			return err
+		}
+	}
+	return v.check()
+}
+
+func (c *Client) copyPart(ctx context.Context, tf *metadata.TargetFiles, parts []tuf.Part, i int, whole *verifier, w io.Writer) error {
+	part := parts[i]
+	pv, err := partVerifier(tf, parts, i)
+	if err != nil {
+		return err
+	}
+	label := tf.Path
+	ws := []io.Writer{whole}
+	if pv != nil {
+		label = pv.tf.Path
+		ws = append(ws, pv)
+	}
+	rc, err := c.store.OpenBlob(ctx, part.SHA256)
+	if err != nil {
+		return fmt.Errorf("target %q: %w", label, err)
 	}
 	defer rc.Close()
-	r := registry.NewProgressReader(io.LimitReader(rc, tf.Length+1), tf.Length, c.progress, tf.Path)
-	if _, err := io.Copy(io.MultiWriter(v, w), r); err != nil {
+	r := registry.NewProgressReader(io.LimitReader(rc, part.Length+1), part.Length, c.progress, label)
+	if _, err := io.Copy(io.MultiWriter(append(ws, w)...), r); err != nil {
 		if errors.Is(err, tuf.ErrTampered) {
 			return err
 		}
 		// the registry client's own digest check fails at EOF: say why
-		if cerr := v.check(); cerr != nil && v.n == tf.Length {
+		check := whole
+		if pv != nil {
+			check = pv
+		}
+		if cerr := check.check(); cerr != nil && check.n == check.tf.Length {
 			return cerr
 		}
-		return fmt.Errorf("target %q: %w", tf.Path, err)
+		return fmt.Errorf("target %q: %w", label, err)
 	}
-	return v.check()
+	if pv != nil {
+		return pv.check()
+	}
+	return nil
 }
 
 // Download updates the metadata, then downloads the target into path:
@@ -581,7 +628,8 @@ func (c *Client) downloadTo(ctx context.Context, tf *metadata.TargetFiles, path 
 // WriteTo updates the metadata and writes the verified targets to w, one
 // after the other. Each is buffered in a temp file under the client dir and
 // verified before its first byte reaches w. blobInfo, when not nil, gets a
-// "sha256:<hex> <size>" line before each target (DTUF_BLOB_INFO).
+// "sha256:<hex> <size>" line before each part of each target (a
+// single-part target has one: the target's own digest; DTUF_BLOB_INFO).
 func (c *Client) WriteTo(ctx context.Context, w io.Writer, blobInfo io.Writer, names ...string) error {
 	tfs, err := c.TargetInfo(ctx, names...)
 	if err != nil {
@@ -604,11 +652,19 @@ func (c *Client) WriteTo(ctx context.Context, w io.Writer, blobInfo io.Writer, n
 			if _, err := f.Seek(0, io.SeekStart); err != nil {
 				return err
 			}
-			if blobInfo != nil {
-				fmt.Fprintf(blobInfo, "sha256:%s %d\n", hex.EncodeToString(tf.Hashes["sha256"]), tf.Length)
+			parts, err := tuf.Parts(tf)
+			if err != nil {
+				return err
 			}
-			_, err := io.Copy(w, f)
-			return err
+			for _, part := range parts {
+				if blobInfo != nil {
+					fmt.Fprintf(blobInfo, "sha256:%s %d\n", part.SHA256, part.Length)
+				}
+				if _, err := io.CopyN(w, f, part.Length); err != nil {
+					return err
+				}
+			}
+			return nil
 		}()
 		if err != nil {
 			return err
@@ -636,27 +692,59 @@ func (c *Client) Fetch(ctx context.Context, name string, maxSize int64) ([]byte,
 	return buf.Bytes(), nil
 }
 
-// CheckTarget updates the metadata and reports whether a local file is the
-// named target (nil) or not (ErrTampered).
-func (c *Client) CheckTarget(ctx context.Context, name, path string) error {
+// CheckTarget updates the metadata and reports whether local files are the
+// named target (nil) or not (ErrTampered): one file per part, in order (one
+// file for a single-part target), each checked against its part and all of
+// them, concatenated, against the target's signed length and hashes.
+func (c *Client) CheckTarget(ctx context.Context, name string, paths ...string) error {
 	tfs, err := c.TargetInfo(ctx, name)
 	if err != nil {
 		return err
 	}
-	v, err := newVerifier(tfs[0])
+	tf := tfs[0]
+	parts, err := tuf.Parts(tf)
 	if err != nil {
 		return err
+	}
+	if len(paths) != len(parts) {
+		return fmt.Errorf("%w: target %q has %d part(s), %d file(s) given", tuf.ErrTampered, name, len(parts), len(paths))
+	}
+	v, err := newVerifier(tf)
+	if err != nil {
+		return err
+	}
+	for i, path := range paths {
+		if err := checkPart(tf, parts, i, v, path); err != nil {
+			return err
+		}
+	}
+	if err := v.check(); err != nil {
+		return fmt.Errorf("%s: %w", strings.Join(paths, ", "), err)
+	}
+	return nil
+}
+
+func checkPart(tf *metadata.TargetFiles, parts []tuf.Part, i int, whole *verifier, path string) error {
+	pv, err := partVerifier(tf, parts, i)
+	if err != nil {
+		return err
+	}
+	var w io.Writer = whole
+	if pv != nil {
+		w = io.MultiWriter(pv, whole)
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if _, err := io.Copy(v, f); err != nil {
+	if _, err := io.Copy(w, f); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if err := v.check(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	if pv != nil {
+		if err := pv.check(); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 	}
 	return nil
 }

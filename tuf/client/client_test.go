@@ -628,3 +628,180 @@ func TestThresholdRootRotation(t *testing.T) {
 		t.Fatalf("threshold 3 with 2 keys: %v", err)
 	}
 }
+
+// pushParts stages a target made of parts: file contents, or "@name".
+func (e *env) pushParts(name string, srcs ...string) {
+	e.t.Helper()
+	var args []string
+	for i, s := range srcs {
+		if strings.HasPrefix(s, "@") {
+			args = append(args, s)
+			continue
+		}
+		p := filepath.Join(e.t.TempDir(), fmt.Sprintf("part%d", i))
+		e.must(os.WriteFile(p, []byte(s), 0o644))
+		args = append(args, p)
+	}
+	e.must(e.pub.PushTargetParts(e.ctx, name, "", args...))
+}
+
+func sha256hex(s string) string {
+	tf, _ := metadata.TargetFile().FromBytes("x", []byte(s), "sha256")
+	return tf.Hashes["sha256"].String()
+}
+
+func TestMultiPartTarget(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	e.pushFile("b.bin", "BBBB")
+	// three parts, the middle one reused from b.bin
+	e.pushParts("multi", "first part\n", "@b.bin", "third")
+	// a multi-part target reused whole, and as parts of a longer one
+	e.must(e.pub.PushTarget(e.ctx, "copy", "@multi", ""))
+	e.pushParts("longer", "@multi", "!")
+	e.must(e.pub.PushMetadata(e.ctx))
+	c := e.bootstrapped()
+	tfs, err := c.TargetInfo(e.ctx, "multi", "copy", "longer", "b.bin", "hello.txt")
+	e.must(err)
+	whole := "first part\nBBBBthird"
+	if tfs[0].Length != int64(len(whole)) || tfs[0].Hashes["sha256"].String() != sha256hex(whole) {
+		t.Fatalf("multi: length %d hash %s: not the concatenation", tfs[0].Length, tfs[0].Hashes["sha256"])
+	}
+	parts, err := tuf.Parts(tfs[0])
+	e.must(err)
+	want := []tuf.Part{{SHA256: sha256hex("first part\n"), Length: 11}, {SHA256: sha256hex("BBBB"), Length: 4}, {SHA256: sha256hex("third"), Length: 5}}
+	if fmt.Sprint(parts) != fmt.Sprint(want) {
+		t.Fatalf("parts %v, want %v", parts, want)
+	}
+	if tfs[1].Length != tfs[0].Length || !tfs[1].Hashes.Equal(tfs[0].Hashes) || string(*tfs[1].Custom) != string(*tfs[0].Custom) {
+		t.Fatal("@multi did not copy the target")
+	}
+	if lp, err := tuf.Parts(tfs[2]); err != nil || len(lp) != 4 || tfs[2].Hashes["sha256"].String() != sha256hex(whole+"!") {
+		t.Fatalf("longer: %v %v", lp, err)
+	}
+	// single-file targets stay as they were: no custom field, one part
+	for _, tf := range tfs[3:] {
+		if tf.Custom != nil {
+			t.Fatalf("%s has a custom field: %s", tf.Path, *tf.Custom)
+		}
+	}
+	// download to a file and to a writer, with blob info per part
+	out := filepath.Join(t.TempDir(), "out")
+	_, err = c.Download(e.ctx, "multi", out)
+	e.must(err)
+	if b, _ := os.ReadFile(out); string(b) != whole {
+		t.Fatalf("download %q", b)
+	}
+	var buf bytes.Buffer
+	e.must(c.WriteTo(e.ctx, &buf, nil, "multi", "b.bin"))
+	if buf.String() != whole+"BBBB" {
+		t.Fatalf("stdout %q", buf.String())
+	}
+	buf.Reset()
+	e.must(c.WriteTo(e.ctx, &buf, &buf, "multi", "longer"))
+	var wantInfo strings.Builder
+	for _, ps := range [][]string{{"first part\n", "BBBB", "third"}, {"first part\n", "BBBB", "third", "!"}} {
+		for _, p := range ps {
+			fmt.Fprintf(&wantInfo, "sha256:%s %d\n%s", sha256hex(p), len(p), p)
+		}
+	}
+	if buf.String() != wantInfo.String() {
+		t.Fatalf("blob info output %q\nwant %q", buf.String(), wantInfo.String())
+	}
+	data, err := c.Fetch(e.ctx, "longer", 100)
+	e.must(err)
+	if string(data) != whole+"!" {
+		t.Fatalf("fetch %q", data)
+	}
+	// check-target: one file per part, in order
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		e.must(os.WriteFile(p, []byte(content), 0o644))
+		return p
+	}
+	p1, p2, p3 := file("1", "first part\n"), file("2", "BBBB"), file("3", "third")
+	e.must(c.CheckTarget(e.ctx, "multi", p1, p2, p3))
+	e.must(c.CheckTarget(e.ctx, "b.bin", p2))
+	for what, paths := range map[string][]string{
+		"changed":   {p1, file("2x", "BBBC"), p3},
+		"reordered": {p2, p1, p3},
+		"moved":     {file("1x", "first part\nB"), file("2y", "BBB"), p3}, // same concatenation
+		"too few":   {p1, p2},
+		"too many":  {p1, p2, p3, p3},
+		"one file":  {file("w", whole)},
+	} {
+		if err := c.CheckTarget(e.ctx, "multi", paths...); !errors.Is(err, tuf.ErrTampered) {
+			t.Fatalf("%s files: want ErrTampered, got %v", what, err)
+		}
+	}
+	if err := c.CheckTarget(e.ctx, "b.bin", p2, p2); !errors.Is(err, tuf.ErrTampered) {
+		t.Fatalf("two files for a single-part target: %v", err)
+	}
+	// the keeper references each distinct part blob, never the whole
+	kept, err := e.store.Keeper(e.ctx)
+	e.must(err)
+	got := map[string]bool{}
+	for _, k := range kept {
+		got[k.SHA256] = true
+	}
+	for _, s := range []string{"hello, world\n", "BBBB", "first part\n", "third", "!"} {
+		if !got[sha256hex(s)] {
+			t.Fatalf("keeper lacks the blob of %q: %+v", s, kept)
+		}
+	}
+	if len(kept) != 5 {
+		t.Fatalf("keeper = %+v", kept)
+	}
+	// a missing @target and a reserved name are refused
+	if err := e.pub.PushTargetParts(e.ctx, "x", "", "@nope", p1); !errors.Is(err, tuf.ErrNotFound) {
+		t.Fatalf("@nope: %v", err)
+	}
+	if err := e.pub.PushTargetParts(e.ctx, "../x", "", p1, p2); !errors.Is(err, tuf.ErrReserved) {
+		t.Fatalf("reserved name: %v", err)
+	}
+}
+
+func TestTamperedPartRefused(t *testing.T) {
+	e := newEnv(t)
+	e.setup(nil, nil)
+	e.pushFile("b.bin", "BBBB")
+	e.pushParts("multi", "first part\n", "@b.bin", "third")
+	e.must(e.pub.PushMetadata(e.ctx))
+	for _, extend := range []bool{false, true} {
+		for _, part := range []string{"first part\n", "BBBB", "third"} {
+			rc := registry.NewClient(registry.WithInsecure(true),
+				registry.WithTransport(tamperTransport{"sha256:" + sha256hex(part), http.DefaultTransport, extend}))
+			store, err := ocistore.New(rc, e.repo)
+			e.must(err)
+			cdir := t.TempDir()
+			c := client.New(store, cdir)
+			_, err = c.Bootstrap(e.ctx, e.rootJSON())
+			e.must(err)
+			outDir := t.TempDir()
+			out := filepath.Join(outDir, "out")
+			e.must(os.WriteFile(out, []byte("previous"), 0o644))
+			if _, err := c.Download(e.ctx, "multi", out); !errors.Is(err, tuf.ErrTampered) {
+				t.Fatalf("part %q (extend %v): want ErrTampered, got %v", part, extend, err)
+			} else {
+				t.Logf("refused: %v", err)
+			}
+			if b, _ := os.ReadFile(out); string(b) != "previous" {
+				t.Fatalf("destination changed: %q", b)
+			}
+			var buf bytes.Buffer
+			if err := c.WriteTo(e.ctx, &buf, &buf, "multi"); !errors.Is(err, tuf.ErrTampered) || buf.Len() != 0 {
+				t.Fatalf("want ErrTampered and nothing written, got %v, %q", err, buf.String())
+			}
+			if _, err := c.Fetch(e.ctx, "multi", 100); !errors.Is(err, tuf.ErrTampered) {
+				t.Fatalf("fetch: want ErrTampered, got %v", err)
+			}
+			if ents, _ := os.ReadDir(outDir); len(ents) != 1 {
+				t.Fatalf("temp files left: %v", ents)
+			}
+			if ents, _ := filepath.Glob(filepath.Join(cdir, ".tuf-*")); len(ents) != 0 {
+				t.Fatalf("temp files left: %v", ents)
+			}
+		}
+	}
+}

@@ -10,8 +10,10 @@
 //     delegated role names that are not tag-safe become "7._<sha256(name)>.json".
 //     Mutable tags: "root.json" (latest root, for key-pinned bootstrap) and
 //     "timestamp.json", always written last.
-//   - a target is one blob addressed by the sha256 in the signed metadata.
-//     Every target blob is a layer of the "tuf-targets" manifest, so registry
+//   - a target is one blob addressed by the sha256 in the signed metadata,
+//     or, for a multi-part target, the concatenation of part blobs listed in
+//     the target's custom field (see tuf.Parts). Every target or part blob is
+//     a layer of the "tuf-targets" manifest, so registry
 //     garbage collection keeps what is published (and staged) and nothing else.
 package ocistore
 
@@ -240,7 +242,7 @@ func (s *Store) writeBlob(ctx context.Context, l v1.Layer) error {
 	return remote.WriteLayer(s.repo, l, s.client.RemoteOptions(ctx)...)
 }
 
-// TargetBlob describes one target blob for the keeper manifest.
+// TargetBlob describes one target (or target part) blob for the keeper manifest.
 type TargetBlob struct {
 	Name   string // a target name using the blob (the first one, sorted)
 	SHA256 string // hex
@@ -251,12 +253,24 @@ type TargetBlob struct {
 // it) and returns its sha256 and size. It reads the file twice (hash, then
 // upload) and never holds it in memory.
 func (s *Store) PushTargetFile(ctx context.Context, path string, progress io.Writer) (TargetBlob, error) {
+	return s.PushTargetFileTee(ctx, path, progress, nil)
+}
+
+// PushTargetFileTee is PushTargetFile that also writes the file's bytes,
+// as they are hashed, to tee (when not nil): the publisher hashes a
+// multi-part target's concatenation in the same pass. The upload itself is
+// checked by the registry against the digest of that pass.
+func (s *Store) PushTargetFileTee(ctx context.Context, path string, progress, tee io.Writer) (TargetBlob, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return TargetBlob{}, err
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	var w io.Writer = h
+	if tee != nil {
+		w = io.MultiWriter(h, tee)
+	}
+	n, err := io.Copy(w, f)
 	f.Close()
 	if err != nil {
 		return TargetBlob{}, fmt.Errorf("hash %s: %w", path, err)
@@ -284,7 +298,12 @@ func (s *Store) PushTargetBytes(ctx context.Context, data []byte) (TargetBlob, e
 // appear become garbage for the registry's GC unless another manifest
 // still uses them; trainyard itself never deletes a blob.
 func (s *Store) PutKeeper(ctx context.Context, blobs []TargetBlob) error {
-	sort.Slice(blobs, func(i, j int) bool { return blobs[i].Name < blobs[j].Name })
+	sort.SliceStable(blobs, func(i, j int) bool {
+		if blobs[i].Name != blobs[j].Name {
+			return blobs[i].Name < blobs[j].Name
+		}
+		return blobs[i].SHA256 < blobs[j].SHA256
+	})
 	seen := map[string]bool{}
 	var layers []v1.Descriptor
 	for _, b := range blobs {

@@ -657,25 +657,102 @@ func (p *Publisher) roleFor(top *metadata.Metadata[metadata.TargetsType], role, 
 	return "", fmt.Errorf("no delegated role %q", role)
 }
 
-// Source of a pushed target: a local file, or "@name" to reuse the content
-// of an existing target.
-func (p *Publisher) resolveSource(ctx context.Context, src string) (*metadata.TargetFiles, error) {
-	if other, ok := strings.CutPrefix(src, "@"); ok {
-		all, err := p.allTargets()
-		if err != nil {
-			return nil, err
+// resolveSources turns the sources of a pushed target into its signed
+// description. A source is a local file (uploaded as a blob unless the
+// registry has it) or "@name", the parts of an existing target. One source
+// is stored as today: a file is one blob, "@name" copies the target's
+// length, hashes and custom field. Several sources make a multi-part
+// target: length and hashes of the concatenation (so clients verify the
+// whole), the parts in the custom field (tuf.Parts). The concatenation is
+// hashed in order in one pass: files while they are hashed for upload, the
+// parts of "@name" sources streamed back from the registry (and checked).
+func (p *Publisher) resolveSources(ctx context.Context, srcs []string) (*metadata.TargetFiles, error) {
+	if len(srcs) == 0 {
+		return nil, errors.New("a target needs at least one file or @target")
+	}
+	var all map[string]*metadata.TargetFiles
+	existing := func(other string) (*metadata.TargetFiles, error) {
+		if all == nil {
+			var err error
+			if all, err = p.allTargets(); err != nil {
+				return nil, err
+			}
 		}
 		tf, ok := all[other]
 		if !ok {
 			return nil, fmt.Errorf("%w: no target %q to copy", tuf.ErrNotFound, other)
 		}
-		return &metadata.TargetFiles{Length: tf.Length, Hashes: tf.Hashes, Custom: tf.Custom}, nil
+		return tf, nil
 	}
-	tb, err := p.store.PushTargetFile(ctx, src, p.progress)
-	if err != nil {
+	if len(srcs) == 1 {
+		if other, ok := strings.CutPrefix(srcs[0], "@"); ok {
+			tf, err := existing(other)
+			if err != nil {
+				return nil, err
+			}
+			return &metadata.TargetFiles{Length: tf.Length, Hashes: tf.Hashes, Custom: tf.Custom}, nil
+		}
+		tb, err := p.store.PushTargetFile(ctx, srcs[0], p.progress)
+		if err != nil {
+			return nil, err
+		}
+		return targetFiles(tb), nil
+	}
+	whole := sha256.New()
+	var parts []tuf.Part
+	var length int64
+	for _, src := range srcs {
+		if other, ok := strings.CutPrefix(src, "@"); ok {
+			tf, err := existing(other)
+			if err != nil {
+				return nil, err
+			}
+			cp := *tf
+			cp.Path = other
+			ps, err := tuf.Parts(&cp)
+			if err != nil {
+				return nil, err
+			}
+			for _, part := range ps {
+				if err := p.hashPart(ctx, part, whole); err != nil {
+					return nil, fmt.Errorf("@%s: %w", other, err)
+				}
+				parts = append(parts, part)
+				length += part.Length
+			}
+			continue
+		}
+		tb, err := p.store.PushTargetFileTee(ctx, src, p.progress, whole)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, tuf.Part{SHA256: tb.SHA256, Length: tb.Size})
+		length += tb.Size
+	}
+	tf := &metadata.TargetFiles{Length: length, Hashes: metadata.Hashes{"sha256": whole.Sum(nil)}}
+	if err := tuf.SetParts(tf, parts); err != nil {
 		return nil, err
 	}
-	return targetFiles(tb), nil
+	return tf, nil
+}
+
+// hashPart streams a part blob from the registry into w, checking its
+// length and sha256 (a reused part must be what its target signed).
+func (p *Publisher) hashPart(ctx context.Context, part tuf.Part, w io.Writer) error {
+	rc, err := p.store.OpenBlob(ctx, part.SHA256)
+	if err != nil {
+		return fmt.Errorf("blob sha256:%s: %w", part.SHA256, err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(h, w), io.LimitReader(rc, part.Length+1))
+	if err != nil {
+		return fmt.Errorf("blob sha256:%s: %w", part.SHA256, err)
+	}
+	if n != part.Length || hex.EncodeToString(h.Sum(nil)) != part.SHA256 {
+		return fmt.Errorf("%w: blob sha256:%s is not the %d bytes its target signed", tuf.ErrTampered, part.SHA256, part.Length)
+	}
+	return nil
 }
 
 func targetFiles(tb ocistore.TargetBlob) *metadata.TargetFiles {
@@ -686,6 +763,15 @@ func targetFiles(tb ocistore.TargetBlob) *metadata.TargetFiles {
 // PushTarget uploads src (a file path or "@existing-target") as target name
 // into role ("" = top-level targets). It is published by PushMetadata.
 func (p *Publisher) PushTarget(ctx context.Context, name, src, role string) error {
+	return p.PushTargetParts(ctx, name, role, src)
+}
+
+// PushTargetParts stages target name (in role, "" = top-level targets) as
+// the concatenation of srcs, each a file path or "@existing-target" (whose
+// parts are reused): dtuf's push-target. One source is a plain single-blob
+// target; several make a multi-part target (see resolveSources). It is
+// published by PushMetadata.
+func (p *Publisher) PushTargetParts(ctx context.Context, name, role string, srcs ...string) error {
 	unlock, err := flock.Lock(p.dir)
 	if err != nil {
 		return err
@@ -695,7 +781,7 @@ func (p *Publisher) PushTarget(ctx context.Context, name, src, role string) erro
 	if err := ValidTargetName(name); err != nil {
 		return err
 	}
-	tf, err := p.resolveSource(ctx, src)
+	tf, err := p.resolveSources(ctx, srcs)
 	if err != nil {
 		return err
 	}
@@ -839,11 +925,15 @@ func (p *Publisher) keeperBlobs() ([]ocistore.TargetBlob, error) {
 	}
 	var out []ocistore.TargetBlob
 	for n, tf := range all {
-		h, ok := tf.Hashes["sha256"]
-		if !ok {
-			return nil, fmt.Errorf("target %q has no sha256", n)
+		cp := *tf
+		cp.Path = n
+		parts, err := tuf.Parts(&cp)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, ocistore.TargetBlob{Name: n, SHA256: hex.EncodeToString(h), Size: tf.Length})
+		for _, part := range parts {
+			out = append(out, ocistore.TargetBlob{Name: n, SHA256: part.SHA256, Size: part.Length})
+		}
 	}
 	return out, nil
 }
@@ -1119,7 +1209,8 @@ func (p *Publisher) RootPath() string { return p.metaPath(Root) }
 
 // AddTargets signs targets whose content is already in the registry,
 // given only their length and hashes (e.g. a blob pushed by another tool,
-// or many names for one blob). Each distinct blob must exist with that size.
+// or many names for one blob), and for a multi-part target its parts in
+// the custom field (tuf.SetParts). Each distinct blob must exist with that size.
 func (p *Publisher) AddTargets(ctx context.Context, role string, targets map[string]*metadata.TargetFiles) error {
 	unlock, err := flock.Lock(p.dir)
 	if err != nil {
@@ -1132,22 +1223,29 @@ func (p *Publisher) AddTargets(ctx context.Context, role string, targets map[str
 		if err := ValidTargetName(name); err != nil {
 			return err
 		}
-		h, ok := tf.Hashes["sha256"]
-		if !ok {
+		if _, ok := tf.Hashes["sha256"]; !ok {
 			return fmt.Errorf("target %q: a sha256 hash is required", name)
 		}
-		d := hex.EncodeToString(h)
-		if checked[d] {
-			continue
-		}
-		n, err := p.store.BlobSize(ctx, d)
+		cp := *tf
+		cp.Path = name
+		parts, err := tuf.Parts(&cp)
 		if err != nil {
-			return fmt.Errorf("target %q: blob sha256:%s: %w", name, d, err)
+			return err
 		}
-		if n != tf.Length {
-			return fmt.Errorf("%w: target %q: blob is %d bytes, not %d", tuf.ErrTampered, name, n, tf.Length)
+		for _, part := range parts {
+			d := part.SHA256
+			if checked[d] {
+				continue
+			}
+			n, err := p.store.BlobSize(ctx, d)
+			if err != nil {
+				return fmt.Errorf("target %q: blob sha256:%s: %w", name, d, err)
+			}
+			if n != part.Length {
+				return fmt.Errorf("%w: target %q: blob is %d bytes, not %d", tuf.ErrTampered, name, n, part.Length)
+			}
+			checked[d] = true
 		}
-		checked[d] = true
 	}
 	top, err := p.targets(Targets)
 	if err != nil {

@@ -215,3 +215,127 @@ func TestAddTargetsChecksBlob(t *testing.T) {
 		t.Fatalf("targets %v %v", names, err)
 	}
 }
+
+// TestGarbageCollectionMultiPart: parts of multi-part targets survive
+// distribution's mark-and-sweep; a part another target still uses is never
+// dropped when its first target goes; a deleted multi-part target's own
+// parts are collected.
+func TestGarbageCollectionMultiPart(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	host, stop := distRegistry(t, data)
+	rc := registry.NewClient(registry.WithInsecure(true))
+	store, err := ocistore.New(rc, host+"/gc/multi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPublisher(t, store, t.TempDir())
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(p.PushTarget(ctx, "a", writeFile(t, "shared part"), ""))
+	// m reuses a's blob as its middle part; gone's parts: one shared with m, one its own
+	must(p.PushTargetParts(ctx, "m", "", writeFile(t, "head "), "@a", writeFile(t, " tail")))
+	must(p.PushTargetParts(ctx, "gone", "", writeFile(t, "only gone"), writeFile(t, " tail")))
+	must(p.PushMetadata(ctx))
+	must(p.PushTargetParts(ctx, "staged", "", writeFile(t, "staged one"), writeFile(t, "staged two")))
+	must(p.DelTarget(ctx, "a", "gone"))
+	must(p.PushMetadata(ctx))
+	stop()
+
+	d, err := filesystem.FromParameters(map[string]any{"rootdirectory": data})
+	must(err)
+	ns, err := storage.NewRegistry(ctx, d, storage.EnableDelete)
+	must(err)
+	must(storage.MarkAndSweep(ctx, d, ns, storage.GCOpts{RemoveUntagged: true, Quiet: true}))
+
+	host2, stop2 := distRegistry(t, data)
+	defer stop2()
+	store2, err := ocistore.New(rc, host2+"/gc/multi")
+	must(err)
+	sum := func(s string) string {
+		tf, err := metadata.TargetFile().FromBytes("x", []byte(s), "sha256")
+		must(err)
+		return tf.Hashes["sha256"].String()
+	}
+	for _, s := range []string{"head ", "shared part", " tail", "staged one", "staged two"} {
+		if _, err := store2.BlobSize(ctx, sum(s)); err != nil {
+			t.Fatalf("part %q still in use was collected: %v", s, err)
+		}
+	}
+	if _, err := store2.BlobSize(ctx, sum("only gone")); !errors.Is(err, tuf.ErrNotFound) {
+		t.Fatalf("part of deleted target gone survived GC: %v", err)
+	}
+	c := client.New(store2, t.TempDir())
+	root, err := os.ReadFile(p.RootPath())
+	must(err)
+	changed, err := c.Bootstrap(ctx, root)
+	must(err)
+	if strings.Join(changed, ",") != "m,staged" {
+		t.Fatalf("targets after GC: %v", changed)
+	}
+	got, err := c.Fetch(ctx, "m", 100)
+	must(err)
+	if string(got) != "head shared part tail" {
+		t.Fatalf("m = %q", got)
+	}
+	got, err = c.Fetch(ctx, "staged", 100)
+	must(err)
+	if string(got) != "staged onestaged two" {
+		t.Fatalf("staged = %q", got)
+	}
+}
+
+func TestAddTargetsMultiPart(t *testing.T) {
+	ctx := context.Background()
+	host, stop := distRegistry(t, t.TempDir())
+	defer stop()
+	store, err := ocistore.New(registry.NewClient(registry.WithInsecure(true)), host+"/add/multi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPublisher(t, store, t.TempDir())
+	for _, s := range []string{"one", "two"} {
+		if _, err := store.PushTargetBytes(ctx, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	part := func(s string) tuf.Part {
+		tf, _ := metadata.TargetFile().FromBytes("x", []byte(s), "sha256")
+		return tuf.Part{SHA256: tf.Hashes["sha256"].String(), Length: int64(len(s))}
+	}
+	whole, _ := metadata.TargetFile().FromBytes("x", []byte("onetwo"), "sha256")
+	if err := tuf.SetParts(whole, []tuf.Part{part("one"), part("two")}); err != nil {
+		t.Fatal(err)
+	}
+	missing := *whole
+	if err := tuf.SetParts(&missing, []tuf.Part{part("one"), part("owt")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AddTargets(ctx, "", map[string]*metadata.TargetFiles{"m": &missing}); !errors.Is(err, tuf.ErrNotFound) {
+		t.Fatalf("missing part accepted: %v", err)
+	}
+	short := *whole
+	short.Length--
+	if err := p.AddTargets(ctx, "", map[string]*metadata.TargetFiles{"m": &short}); !errors.Is(err, tuf.ErrTampered) {
+		t.Fatalf("parts not adding up to the length accepted: %v", err)
+	}
+	if err := p.AddTargets(ctx, "", map[string]*metadata.TargetFiles{"m": whole}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PushMetadata(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(store, t.TempDir())
+	root, _ := os.ReadFile(p.RootPath())
+	if _, err := c.Bootstrap(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Fetch(ctx, "m", 100)
+	if err != nil || string(got) != "onetwo" {
+		t.Fatalf("m = %q, %v", got, err)
+	}
+}
