@@ -20,10 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -833,15 +835,7 @@ func (p *Publisher) stage(ctx context.Context, name, role string, tf *metadata.T
 		return err
 	}
 	// keep the new blob referenced at once, together with what is published
-	blobs, err := p.keeperBlobs()
-	if err != nil {
-		return err
-	}
-	old, err := p.store.Keeper(ctx)
-	if err != nil && !errors.Is(err, tuf.ErrNotFound) {
-		return err
-	}
-	return p.store.PutKeeper(ctx, append(blobs, old...))
+	return p.keepStaged(ctx)
 }
 
 // DelTarget removes targets from the working metadata. Their blobs stay in
@@ -938,18 +932,28 @@ func (p *Publisher) keeperBlobs() ([]ocistore.TargetBlob, error) {
 	return out, nil
 }
 
+// keepStaged adds the working metadata's blobs to the keeper manifest,
+// keeping what it already references, so a staged target's blobs are safe
+// from registry GC before they are published.
+func (p *Publisher) keepStaged(ctx context.Context) error {
+	blobs, err := p.keeperBlobs()
+	if err != nil {
+		return err
+	}
+	old, err := p.store.Keeper(ctx)
+	if err != nil && !errors.Is(err, tuf.ErrNotFound) {
+		return err
+	}
+	return p.store.PutKeeper(ctx, append(blobs, old...))
+}
+
 // ListTargets returns every target name in the working metadata.
 func (p *Publisher) ListTargets() ([]string, error) {
 	all, err := p.allTargets()
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(all))
-	for n := range all {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names, nil
+	return slices.Sorted(maps.Keys(all)), nil
 }
 
 // Expiration is one role's expiry.
@@ -1281,15 +1285,7 @@ func (p *Publisher) AddTargets(ctx context.Context, role string, targets map[str
 	if err := p.saveState(st); err != nil {
 		return err
 	}
-	blobs, err := p.keeperBlobs()
-	if err != nil {
-		return err
-	}
-	old, err := p.store.Keeper(ctx)
-	if err != nil && !errors.Is(err, tuf.ErrNotFound) {
-		return err
-	}
-	return p.store.PutKeeper(ctx, append(blobs, old...))
+	return p.keepStaged(ctx)
 }
 
 // PublishTarget adds or replaces one small target held in memory and
