@@ -84,23 +84,7 @@ func (d *Docker) Available(ctx context.Context) error {
 // Run loads img, runs it to completion and removes the container, its
 // volume and the image again, whatever happens.
 func (d *Docker) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result, err error) {
-	s, err := spec.withDefaults()
-	if err != nil {
-		return res, err
-	}
-	if s.ResultsDir, err = checkDir(s.ResultsDir, "ResultsDir"); err != nil {
-		return res, err
-	}
-	if s.DataDir != "" {
-		if s.DataDir, err = checkDir(s.DataDir, "DataDir"); err != nil {
-			return res, err
-		}
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return res, fmt.Errorf("reading image config: %w", err)
-	}
-	p, err := resolveProcess(cfg, s)
+	s, p, err := prepare(img, spec)
 	if err != nil {
 		return res, err
 	}

@@ -91,23 +91,7 @@ func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result,
 	if err := r.Available(); err != nil {
 		return res, err
 	}
-	s, err := spec.withDefaults()
-	if err != nil {
-		return res, err
-	}
-	if s.ResultsDir, err = checkDir(s.ResultsDir, "ResultsDir"); err != nil {
-		return res, err
-	}
-	if s.DataDir != "" {
-		if s.DataDir, err = checkDir(s.DataDir, "DataDir"); err != nil {
-			return res, err
-		}
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return res, fmt.Errorf("reading image config: %w", err)
-	}
-	p, err := resolveProcess(cfg, s)
+	s, p, err := prepare(img, spec)
 	if err != nil {
 		return res, err
 	}

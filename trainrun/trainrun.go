@@ -181,6 +181,29 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 
 // resolveProcess merges the image's config with the spec's overrides the way
 // Docker does: Args replaces entrypoint+cmd, Env entries override by name.
+// prepare is what every backend does first: defaults, the host directories
+// checked, and the process resolved from the image config and the spec.
+func prepare(img v1.Image, spec RunSpec) (RunSpec, process, error) {
+	s, err := spec.withDefaults()
+	if err != nil {
+		return s, process{}, err
+	}
+	if s.ResultsDir, err = checkDir(s.ResultsDir, "ResultsDir"); err != nil {
+		return s, process{}, err
+	}
+	if s.DataDir != "" {
+		if s.DataDir, err = checkDir(s.DataDir, "DataDir"); err != nil {
+			return s, process{}, err
+		}
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return s, process{}, fmt.Errorf("reading image config: %w", err)
+	}
+	p, err := resolveProcess(cfg, s)
+	return s, p, err
+}
+
 func resolveProcess(cfg *v1.ConfigFile, s RunSpec) (process, error) {
 	var c v1.Config
 	if cfg != nil {
