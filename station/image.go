@@ -2,6 +2,7 @@ package station
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,7 +12,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -218,18 +218,16 @@ func writeState(img v1.Image, tmp string, env *hardened.Envelope, code, results 
 }
 
 func writeStateBody(w *train.LayerWriter, cfg []byte, code, results string) error {
-	if err := w.File(train.ConfigPath, 0o644, int64(len(cfg)), strings.NewReader(string(cfg))); err != nil {
+	if err := w.File(train.ConfigPath, 0o644, int64(len(cfg)), bytes.NewReader(cfg)); err != nil {
 		return err
 	}
-	for name, p := range map[string]string{CodeBlob: code, ResultsBlob: results} {
-		if p == "" {
-			continue
-		}
-		if err := addFile(w, name, p); err != nil {
-			return err
-		}
+	if err := addFile(w, CodeBlob, code); err != nil {
+		return err
 	}
-	return nil
+	if results == "" {
+		return nil
+	}
+	return addFile(w, ResultsBlob, results)
 }
 
 func addFile(w *train.LayerWriter, name, p string) error {
