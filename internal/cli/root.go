@@ -32,6 +32,14 @@ type ExitError struct {
 func (e *ExitError) Error() string { return e.Err.Error() }
 func (e *ExitError) Unwrap() error { return e.Err }
 
+// hintError is a usage error with a suggestion printed on a line of its own.
+type hintError struct {
+	*ExitError
+	hint string
+}
+
+func (e *hintError) Unwrap() error { return e.ExitError }
+
 // NewRoot builds the whole command tree.
 func NewRoot() *cobra.Command {
 	var verbose bool
@@ -48,6 +56,8 @@ func NewRoot() *cobra.Command {
 			slog.SetDefault(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})))
 		},
 	}
+	root.Version = buildVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug messages to stderr (also TRAINYARD_DEBUG=1)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &ExitError{Code: 2, Err: err} })
 	for _, c := range commands {
@@ -57,9 +67,30 @@ func NewRoot() *cobra.Command {
 	return root
 }
 
-// usageExit makes every argument-count error a usage error (exit 2).
+// usageExit makes every argument-count error a usage error (exit 2), and
+// makes command groups refuse what cobra would otherwise answer with help and
+// exit 0: an unknown subcommand (a script must not carry on after a typo) or
+// none at all.
 func usageExit(c *cobra.Command) {
-	if args := c.Args; args != nil {
+	if c.HasSubCommands() && !c.Runnable() {
+		c.Args = func(cmd *cobra.Command, a []string) error {
+			if len(a) == 0 {
+				return nil
+			}
+			err := &ExitError{Code: 2, Err: fmt.Errorf("unknown command %q for %q", a[0], cmd.CommandPath())}
+			if cmd.SuggestionsMinimumDistance <= 0 {
+				cmd.SuggestionsMinimumDistance = 2 // cobra's default, applied only by its own error path
+			}
+			if s := cmd.SuggestionsFor(a[0]); len(s) > 0 {
+				return &hintError{ExitError: err, hint: fmt.Sprintf("did you mean %q?", s[0])}
+			}
+			return err
+		}
+		c.RunE = func(cmd *cobra.Command, _ []string) error {
+			_ = cmd.Help()
+			return &ExitError{Code: 2, Err: fmt.Errorf("%s needs a subcommand (see the list above)", cmd.CommandPath())}
+		}
+	} else if args := c.Args; args != nil {
 		c.Args = func(cmd *cobra.Command, a []string) error {
 			if err := args(cmd, a); err != nil {
 				return &ExitError{Code: 2, Err: err}
@@ -97,12 +128,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		return 0
 	}
 	fmt.Fprintf(stderr, "trainyard: %s\n", oneLine(err.Error()))
+	var he *hintError
+	if errors.As(err, &he) {
+		fmt.Fprintf(stderr, "trainyard: %s\n", he.hint)
+	}
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		return ee.Code
-	}
-	if strings.HasPrefix(err.Error(), "unknown command") { // cobra's own, untyped
-		return 2
 	}
 	return 1
 }
