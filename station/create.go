@@ -116,7 +116,9 @@ func withHistory(img v1.Image) (v1.Image, error) {
 // OpenResults is the creator's last step: it verifies the finished train in
 // img (every stop, from the first) and decrypts the final results into dir.
 func OpenResults(ctx context.Context, trust hardened.TrustStore, userID string, key *hardened.PrivateKey, img v1.Image, dir, tmp string) (*hardened.Verified, error) {
-	sealed, err := readTrain(ctx, img, tmp)
+	sealed, _, err := readTrain(ctx, img, tmp, func(env *hardened.Envelope) (*hardened.Verified, error) {
+		return hardened.Verify(ctx, trust, env)
+	})
 	if err != nil {
 		return nil, err
 	}

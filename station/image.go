@@ -3,11 +3,13 @@ package station
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path"
@@ -16,8 +18,11 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
+	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/train"
 )
 
@@ -134,12 +139,67 @@ func (s *sealedTrain) open() (hardened.Train, func(), error) {
 	}, nil
 }
 
-// readTrain reads the envelope and sealed blobs of a train image in one
-// streaming pass; anything else under the train directories is refused.
-func readTrain(ctx context.Context, img v1.Image, tmp string) (_ *sealedTrain, err error) {
+// Bounds on what a station reads from a train image, checked from the
+// manifest's descriptors before the bytes are fetched. Real manifests and
+// image configs are a few KiB; 4 MiB is the size the OCI distribution spec
+// asks registries to accept for manifests.
+const (
+	MaxManifestSize = 4 << 20
+	MaxConfigSize   = 8 << 20
+	// maxEnvelopeSize bounds the envelope entry, read before anything is
+	// verified (the protocol refuses larger envelopes anyway).
+	maxEnvelopeSize = 4 << 20
+	// stateSlack covers what the state layer holds besides the envelope and
+	// the signed blobs: tar headers, directories, whiteouts, padding.
+	stateSlack = 1 << 20
+)
+
+// ErrLimit is wrapped when an input is larger than a station bound (a
+// manifest, an image config, the state layer or one of its entries).
+var ErrLimit = errors.New("over a station size limit")
+
+// verifyFunc checks an envelope against the trust store (hardened.Verify).
+type verifyFunc func(*hardened.Envelope) (*hardened.Verified, error)
+
+// checkImage bounds the manifest and the image config from their sizes in
+// hand before the config is fetched, and returns the manifest.
+func checkImage(img v1.Image) (*v1.Manifest, error) {
+	raw, err := img.RawManifest()
+	if err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", ErrImage, err)
+	}
+	if len(raw) > MaxManifestSize {
+		return nil, fmt.Errorf("%w: %w: manifest is %d bytes, at most %d", ErrImage, ErrLimit, len(raw), MaxManifestSize)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", ErrImage, err)
+	}
+	if m.Config.Size < 0 || m.Config.Size > MaxConfigSize {
+		return nil, fmt.Errorf("%w: %w: image config is %d bytes, at most %d", ErrImage, ErrLimit, m.Config.Size, MaxConfigSize)
+	}
+	return m, nil
+}
+
+// readTrain reads the state layer of a train image in one streaming pass.
+// The envelope must be its first file: it is parsed and verified (verify)
+// before any other byte is kept, and then each sealed blob is read through a
+// limit of its signed size and its signed digest checked while it is
+// spooled. The layer's compressed and uncompressed reads are bounded by its
+// descriptor and by the signed sizes, so a gzip or sparse bomb costs
+// neither disk nor much time. Anything but the expected entries is refused.
+func readTrain(ctx context.Context, img v1.Image, tmp string, verify verifyFunc) (_ *sealedTrain, _ *hardened.Verified, err error) {
+	m, err := checkImage(img)
+	if err != nil {
+		return nil, nil, err
+	}
+	layer, desc, err := stateLayer(img, m)
+	if err != nil {
+		return nil, nil, err
+	}
 	dir, err := os.MkdirTemp(tmp, "train-")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st := &sealedTrain{dir: dir}
 	defer func() {
@@ -147,46 +207,247 @@ func readTrain(ctx context.Context, img v1.Image, tmp string) (_ *sealedTrain, e
 			st.Close()
 		}
 	}()
-	cfg, err := train.ReadFile(ctx, img, train.ConfigPath, train.MaxConfigSize)
+	rc, err := layer.Compressed()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrImage, err)
+		return nil, nil, fmt.Errorf("%w: state layer: %v", ErrImage, err)
 	}
-	if st.env, err = hardened.ParseEnvelope(cfg); err != nil {
-		return nil, err
-	}
-	err = train.Walk(ctx, img, func(prefix, rel string, hdr *tar.Header, r io.Reader) error {
-		full := path.Join(prefix, rel)
-		switch {
-		case rel == "" && hdr.Typeflag == tar.TypeDir:
-			return nil
-		case full == CodeBlob && r != nil:
-			st.code = filepath.Join(dir, "code.sealed")
-			return spool(st.code, r)
-		case full == ResultsBlob && r != nil:
-			st.results = filepath.Join(dir, "results.sealed")
-			return spool(st.results, r)
+	defer rc.Close()
+	comp := newDigestReader(rc, desc.Size)
+	var body io.Reader = comp
+	var gz *gzip.Reader
+	switch desc.MediaType {
+	case types.DockerLayer, types.OCILayer:
+		if gz, err = gzip.NewReader(comp); err != nil {
+			return nil, nil, fmt.Errorf("%w: state layer: %v", ErrImage, err)
 		}
-		return fmt.Errorf("%w: unexpected entry /%s", ErrImage, full)
-	}, train.TrainDir, train.ResultsDir)
+		body = gz
+	case types.DockerUncompressedLayer, types.OCIUncompressedLayer:
+	default:
+		return nil, nil, fmt.Errorf("%w: state layer media type %q", ErrImage, desc.MediaType)
+	}
+	// Until the envelope is verified, only room for it is granted.
+	plain := &boundedReader{r: body, limit: maxEnvelopeSize + stateSlack}
+	v, err := readState(ctx, tar.NewReader(plain), plain, st, verify)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if st.code == "" {
-		return nil, fmt.Errorf("%w: no /%s", ErrImage, CodeBlob)
+	// Read to the end (still bounded) so the layer's digest can be checked:
+	// what was pulled is what the manifest named.
+	if _, err := io.Copy(io.Discard, plain); err != nil {
+		return nil, nil, fmt.Errorf("%w: state layer: %w", ErrImage, err)
 	}
-	return st, nil
+	if gz != nil {
+		if err := gz.Close(); err != nil {
+			return nil, nil, fmt.Errorf("%w: state layer: %v", ErrImage, err)
+		}
+	}
+	if err := comp.check(desc.Digest); err != nil {
+		return nil, nil, fmt.Errorf("state layer: %w", err)
+	}
+	return st, v, nil
 }
 
-func spool(p string, r io.Reader) error {
+// stateLayer returns the top layer of img, which must be its one state
+// layer, with its manifest descriptor.
+func stateLayer(img v1.Image, m *v1.Manifest) (v1.Layer, v1.Descriptor, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, v1.Descriptor{}, fmt.Errorf("%w: image config: %v", ErrImage, err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, v1.Descriptor{}, fmt.Errorf("%w: layers: %v", ErrImage, err)
+	}
+	var hist []v1.History
+	for _, h := range cf.History {
+		if !h.EmptyLayer {
+			hist = append(hist, h)
+		}
+	}
+	n := len(layers)
+	if n == 0 || len(hist) != n || len(m.Layers) != n {
+		return nil, v1.Descriptor{}, fmt.Errorf("%w: history names %d layers, image has %d", ErrImage, len(hist), n)
+	}
+	for i, h := range hist {
+		if train.IsStateLayer(h) != (i == n-1) {
+			return nil, v1.Descriptor{}, fmt.Errorf("%w: the state layer must be the one top layer (layer %d of %d)", ErrImage, i, n)
+		}
+	}
+	return layers[n-1], m.Layers[n-1], nil
+}
+
+// readState walks the state layer's entries: the envelope first, then the
+// sealed blobs, each checked against the verified envelope.
+func readState(ctx context.Context, tr *tar.Reader, plain *boundedReader, st *sealedTrain, verify verifyFunc) (*hardened.Verified, error) {
+	var v *hardened.Verified
+	var results *hardened.BlobRef
+	allowed := map[string]bool{"opt": true, train.TrainDir: true, train.ResultsDir: true,
+		train.TrainDir + "/.wh..wh..opq": true, train.ResultsDir + "/.wh..wh..opq": true}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: state layer: %w", ErrImage, err)
+		}
+		name := path.Clean("/" + hdr.Name)[1:]
+		if train.IsSparse(hdr) {
+			return nil, fmt.Errorf("%w: sparse entry /%s (%d bytes) in the state layer", ErrImage, name, hdr.Size)
+		}
+		reg := hdr.Typeflag == tar.TypeReg
+		switch {
+		case allowed[name] && (hdr.Typeflag == tar.TypeDir || (reg && hdr.Size == 0)):
+			delete(allowed, name) // each once
+			continue
+		case name == train.ConfigPath && reg && v == nil:
+			if hdr.Size > maxEnvelopeSize {
+				return nil, fmt.Errorf("%w: %w: envelope is %d bytes, at most %d", ErrImage, ErrLimit, hdr.Size, maxEnvelopeSize)
+			}
+			data, err := io.ReadAll(io.LimitReader(tr, hdr.Size))
+			if err != nil {
+				return nil, fmt.Errorf("%w: envelope: %w", ErrImage, err)
+			}
+			if st.env, err = hardened.ParseEnvelope(data); err != nil {
+				return nil, err
+			}
+			if v, err = verify(st.env); err != nil {
+				return nil, err
+			}
+			// Now the signed sizes say how much more may come.
+			more := v.Statement.Code.Blob.Size + stateSlack
+			if n := len(v.Stops); n > 0 {
+				results = &v.Stops[n-1].Output.Blob
+				more += results.Size
+			}
+			plain.limit = plain.n + more
+			continue
+		case v == nil:
+			return nil, fmt.Errorf("%w: /%s before the envelope in the state layer", ErrImage, name)
+		case name == CodeBlob && reg && st.code == "":
+			st.code = filepath.Join(st.dir, "code.sealed")
+			if err := spoolSigned(st.code, tr, hdr, v.Statement.Code.Blob, "code"); err != nil {
+				return nil, err
+			}
+			continue
+		case name == ResultsBlob && reg && st.results == "" && results != nil:
+			st.results = filepath.Join(st.dir, "results.sealed")
+			if err := spoolSigned(st.results, tr, hdr, *results, "results"); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return nil, fmt.Errorf("%w: unexpected entry /%s (type %q, %d bytes) in the state layer", ErrImage, name, hdr.Typeflag, hdr.Size)
+	}
+	switch {
+	case v == nil:
+		return nil, fmt.Errorf("%w: no /%s", ErrImage, train.ConfigPath)
+	case st.code == "":
+		return nil, fmt.Errorf("%w: no /%s", ErrImage, CodeBlob)
+	case results != nil && st.results == "":
+		return nil, fmt.Errorf("%w: no /%s after %d stops", ErrImage, ResultsBlob, len(v.Stops))
+	}
+	return v, nil
+}
+
+// spoolSigned copies one sealed blob to a new private file at p: its header
+// must announce the signed size, and its digest is checked as it streams.
+// A blob that does not match leaves no file behind.
+func spoolSigned(p string, r io.Reader, hdr *tar.Header, ref hardened.BlobRef, what string) (err error) {
+	if hdr.Size != ref.Size {
+		return fmt.Errorf("%w: %s blob is %d bytes, signed %d", hardened.ErrTampered, what, hdr.Size, ref.Size)
+	}
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(p)
+		}
+	}()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, ref.Size))
+	if err != nil {
+		return fmt.Errorf("%w: %s blob: %w", ErrImage, what, err)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); n != ref.Size || got != ref.Digest {
+		return fmt.Errorf("%w: %s blob is %s (%d bytes), signed %s (%d bytes)", hardened.ErrTampered, what, got, n, ref.Digest, ref.Size)
+	}
+	return nil
+}
+
+// boundedReader fails once more than limit bytes have been read.
+type boundedReader struct {
+	r        io.Reader
+	n, limit int64
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.n >= b.limit {
+		// Probe one byte: exactly limit bytes followed by EOF is fine.
+		var one [1]byte
+		if n, err := b.r.Read(one[:]); n > 0 {
+			return 0, fmt.Errorf("%w: state layer is larger than %d bytes uncompressed", ErrLimit, b.limit)
+		} else if err != nil {
+			return 0, err
+		}
+		return 0, nil
+	}
+	if rem := b.limit - b.n; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+// digestReader reads at most size bytes and hashes them.
+type digestReader struct {
+	r    io.Reader
+	h    hash.Hash
+	n    int64
+	size int64
+}
+
+func newDigestReader(r io.Reader, size int64) *digestReader {
+	return &digestReader{r: r, h: sha256.New(), size: size}
+}
+
+func (d *digestReader) Read(p []byte) (int, error) {
+	if d.n >= d.size {
+		var one [1]byte
+		if n, _ := d.r.Read(one[:]); n > 0 {
+			return 0, fmt.Errorf("%w: %w: layer is longer than its %d bytes", ErrImage, ErrLimit, d.size)
+		}
+		return 0, io.EOF
+	}
+	if rem := d.size - d.n; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	n, err := d.r.Read(p)
+	d.h.Write(p[:n])
+	d.n += int64(n)
+	return n, err
+}
+
+// check drains what is left (at most the descriptor's size) and compares
+// the digest.
+func (d *digestReader) check(want v1.Hash) error {
+	if _, err := io.Copy(io.Discard, d); err != nil {
 		return err
 	}
-	return f.Close()
+	got := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(d.h.Sum(nil))}
+	if d.n != d.size || got != want {
+		return fmt.Errorf("%w: layer is %s (%d bytes), the manifest names %s (%d bytes)", hardened.ErrTampered, got, d.n, want, d.size)
+	}
+	return nil
 }
 
 // writeState returns img with a fresh state layer holding the envelope and
@@ -291,4 +552,23 @@ func runnableImage(img v1.Image, base []v1.Layer, codeDir, tmp string, exec hard
 		return nil, nil, err
 	}
 	return out, func() { code.Remove() }, nil
+}
+
+// PullTrain fetches the train image at ref. The manifest's size is checked
+// with a HEAD request before it is downloaded, and the image is then pulled
+// by the digest that HEAD named, so a registry cannot swap a larger or
+// different manifest in between.
+func PullTrain(ctx context.Context, c *registry.Client, ref string) (v1.Image, error) {
+	r, err := c.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := remote.Head(r, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if desc.Size > MaxManifestSize {
+		return nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes, at most %d", ErrImage, ErrLimit, ref, desc.Size, MaxManifestSize)
+	}
+	return c.Pull(ctx, r.Context().Name()+"@"+desc.Digest.String())
 }

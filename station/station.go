@@ -132,23 +132,22 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) error {
 		return fmt.Errorf("unknown protocol %q (%s or %s)", s.Protocol, ProtocolV1, ProtocolPHTv2)
 	}
 
-	img, err := s.Client.Pull(ctx, ref)
+	img, err := PullTrain(ctx, s.Client, ref)
 	if err != nil {
 		return err
 	}
-	sealed, err := readTrain(ctx, img, work)
-	if err != nil {
-		return err
-	}
-	defer sealed.Close()
+	// The envelope is verified inside readTrain, before any blob is kept.
 	// What runs is the signed base, the signed code and the signed exec
 	// config; the image's own config must agree with them. These checks
 	// come before PreRun marks the stop as started, so a tampered copy of a
 	// genuine train cannot burn the genuine train's stop at this station.
-	v, err := hardened.Verify(ctx, s.Trust, sealed.env)
+	sealed, v, err := readTrain(ctx, img, work, func(env *hardened.Envelope) (*hardened.Verified, error) {
+		return hardened.Verify(ctx, s.Trust, env)
+	})
 	if err != nil {
 		return err
 	}
+	defer sealed.Close()
 	st.Train, st.Digest = v.Statement.ID, v.TrainDigest
 	base, diffIDs, err := baseLayers(img)
 	if err != nil {

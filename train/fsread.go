@@ -278,3 +278,18 @@ func parent(name string) string {
 	}
 	return d
 }
+
+// IsSparse reports whether a tar entry is a GNU or PAX sparse file: a few
+// bytes in the layer that read back as a file of any logical size. No train
+// needs one, and a reader that expands it can fill a disk.
+func IsSparse(h *tar.Header) bool {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
