@@ -1,0 +1,31 @@
+package testutil
+
+import (
+	"os"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	StopDockerd()
+	os.Exit(code)
+}
+
+func TestInCI(t *testing.T) {
+	for v, want := range map[string]bool{"": false, "0": false, "false": false, "true": true, "1": true} {
+		t.Setenv("CI", v)
+		if InCI() != want {
+			t.Errorf("CI=%q: InCI() = %v, want %v", v, !want, want)
+		}
+	}
+}
+
+func TestDockerdAnswers(t *testing.T) {
+	host := Dockerd(t)
+	if host == "" || host[:7] != "unix://" {
+		t.Fatalf("host %q", host)
+	}
+	if _, err := os.Stat(host[len("unix://"):]); err != nil {
+		t.Fatalf("socket: %v", err)
+	}
+}
