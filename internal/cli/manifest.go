@@ -94,8 +94,18 @@ func (e *manifestEnv) load(cmd *cobra.Command, arg string) (*source, error) {
 }
 
 // looksLikePath keeps a mistyped file name from becoming a Docker Hub request.
+// A name ending in .json is a path unless it is shaped like a tagged
+// reference (HOST/REPO:TAG), as trainyard's own TUF tags are
+// (REG/repo:1.root.json); an existing file of that name still wins.
 func looksLikePath(p string) bool {
-	return strings.HasSuffix(p, ".json") || strings.HasPrefix(p, ".") || strings.HasPrefix(p, "/") || strings.HasPrefix(p, "~")
+	if strings.HasPrefix(p, ".") || strings.HasPrefix(p, "/") || strings.HasPrefix(p, "~") {
+		return true
+	}
+	if !strings.HasSuffix(p, ".json") {
+		return false
+	}
+	slash := strings.LastIndex(p, "/")
+	return slash < 0 || !strings.Contains(p[slash+1:], ":")
 }
 
 func fileExists(p string) bool {

@@ -173,6 +173,20 @@ func TestManifestRegistryConvert(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("verify by ref: %q", stderr)
 	}
+	// A tag that ends in .json (trainyard's TUF tags) is a reference, not a file.
+	tuf, _ := name.ParseReference(host+"/trains/demo:1.root.json", name.Insecure)
+	if err := remote.Write(tuf, img, remote.WithContext(t.Context())); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr = execRoot(t, "", "manifest", "digest", "--insecure", tuf.String())
+	if code != 0 || strings.TrimSpace(out) != d.String() {
+		t.Fatalf("digest of %s: %d %q %q", tuf, code, out, stderr)
+	}
+	// A plain missing file name ending in .json stays a file error.
+	code, _, stderr = execRoot(t, "", "manifest", "digest", "missing.json")
+	if code == 0 || !strings.Contains(stderr, "missing.json") || !strings.Contains(stderr, "no such file") {
+		t.Fatalf("missing file: %d %q", code, stderr)
+	}
 	dir := t.TempDir()
 	key := filepath.Join(dir, "k.pem")
 	execRoot(t, "", "manifest", "keygen", "-o", key)
