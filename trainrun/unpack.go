@@ -2,9 +2,16 @@ package trainrun
 
 import (
 	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -13,7 +20,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Unpack limits applied unless overridden with UnpackOptions.
@@ -37,20 +44,64 @@ type UnpackOptions struct {
 	NoChown bool
 }
 
-// UnpackImage writes the flattened filesystem of img into dir, streaming
-// (mutate.Extract applies the layers in order and honours whiteouts). Every
-// entry is written through an os.Root, so neither "..", absolute names nor
-// symlinks planted by an earlier entry can place a file outside dir; such
+// UnpackImage writes the filesystem of img into dir, streaming, one layer
+// after the other (whiteouts and opaque directories applied as the OCI
+// image spec says). Every layer is verified while it streams: its
+// compressed bytes against the manifest's digest and size, its uncompressed
+// bytes against the config's rootfs.diff_ids entry; a mismatch, or layer and
+// diff-id counts that differ, fails with ErrLayerDigest. (go-containerregistry's
+// Uncompressed and mutate.Extract trust a blob to be what the manifest says.)
+// The caller must discard dir on any error: a refused layer may have been
+// partly written before its digest could be checked at its end.
+//
+// Every entry is written through an os.Root, so neither "..", absolute names
+// nor symlinks planted by an earlier entry can place a file outside dir; such
 // entries fail with ErrUnsafeImage. Device nodes and FIFOs are skipped (the
 // runtime provides /dev); setuid and setgid bits are dropped.
 func UnpackImage(ctx context.Context, img v1.Image, dir string, opt UnpackOptions) error {
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	return UnpackTar(ctx, rc, dir, opt)
+	layers, checks, err := layerChecks(img)
+	if err != nil {
+		return err
+	}
+	u, err := newUnpacker(dir, opt)
+	if err != nil {
+		return err
+	}
+	defer u.root.Close()
+	for i, l := range layers {
+		r, err := openVerified(l, checks[i])
+		if err != nil {
+			return err
+		}
+		err = u.layer(ctx, r, true)
+		if err == nil {
+			err = drainTrailing(r, checks[i])
+		} else if !errors.Is(err, ErrLayerDigest) && ctx.Err() == nil {
+			// Bytes that are not a tar stream are most likely not the
+			// approved layer: say so when the rest of it shows it.
+			if derr := drainTrailing(r, checks[i]); errors.Is(derr, ErrLayerDigest) {
+				err = fmt.Errorf("%w (%v)", derr, err)
+			}
+		}
+		r.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UnpackTar writes the tar stream r into dir with the same checks as UnpackImage.
 func UnpackTar(ctx context.Context, r io.Reader, dir string, opt UnpackOptions) error {
+	u, err := newUnpacker(dir, opt)
+	if err != nil {
+		return err
+	}
+	defer u.root.Close()
+	return u.layer(ctx, r, false)
+}
+
+func newUnpacker(dir string, opt UnpackOptions) (*unpacker, error) {
 	if opt.MaxBytes == 0 {
 		opt.MaxBytes = DefaultMaxUnpackBytes
 	}
@@ -59,12 +110,32 @@ func UnpackTar(ctx context.Context, r io.Reader, dir string, opt UnpackOptions) 
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return fmt.Errorf("unpack: %w", err)
+		return nil, fmt.Errorf("unpack: %w", err)
 	}
-	defer root.Close()
-	u := unpacker{root: root, opt: opt, budget: opt.MaxBytes}
+	return &unpacker{root: root, opt: opt, budget: opt.MaxBytes}, nil
+}
+
+type unpacker struct {
+	root    *os.Root
+	opt     UnpackOptions
+	budget  int64
+	entries int // across all layers, bounded by opt.MaxEntries
+	// written holds what the current layer wrote, so that an opaque
+	// whiteout removes only what lower layers left in its directory. Its
+	// size is bounded by MaxEntries.
+	written map[string]bool
+}
+
+// layer applies one tar stream. With whiteouts, ".wh.NAME" removes NAME and
+// ".wh..wh..opq" empties its directory of lower layers' entries; without,
+// such names are ordinary files (a results tree is not a layer).
+func (u *unpacker) layer(ctx context.Context, r io.Reader, whiteouts bool) error {
+	u.written = nil
+	if whiteouts {
+		u.written = map[string]bool{}
+	}
 	tr := tar.NewReader(r)
-	for n := 0; ; n++ {
+	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -75,8 +146,18 @@ func UnpackTar(ctx context.Context, r io.Reader, dir string, opt UnpackOptions) 
 		if err != nil {
 			return fmt.Errorf("unpack: reading image: %w", err)
 		}
-		if n >= opt.MaxEntries {
-			return fmt.Errorf("%w: more than %d entries", ErrUnsafeImage, opt.MaxEntries)
+		if u.entries >= u.opt.MaxEntries {
+			return fmt.Errorf("%w: more than %d entries", ErrUnsafeImage, u.opt.MaxEntries)
+		}
+		u.entries++
+		if whiteouts {
+			done, err := u.whiteout(hdr.Name)
+			if err != nil {
+				return err
+			}
+			if done {
+				continue
+			}
 		}
 		if err := u.entry(hdr, tr); err != nil {
 			return err
@@ -84,10 +165,48 @@ func UnpackTar(ctx context.Context, r io.Reader, dir string, opt UnpackOptions) 
 	}
 }
 
-type unpacker struct {
-	root   *os.Root
-	opt    UnpackOptions
-	budget int64
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutOpaque = ".wh..wh..opq"
+)
+
+// whiteout applies name if it is a whiteout entry and reports whether it was.
+func (u *unpacker) whiteout(name string) (bool, error) {
+	base := path.Base(name)
+	if !strings.HasPrefix(base, whiteoutPrefix) {
+		return false, nil
+	}
+	p, ok, err := u.cleanName(name)
+	if err != nil || !ok {
+		return true, err
+	}
+	dir := path.Dir(p)
+	if base == whiteoutOpaque {
+		entries, err := fs.ReadDir(u.root.FS(), dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return true, nil
+		}
+		if err != nil {
+			return true, fmt.Errorf("unpack %q: %w", name, err)
+		}
+		for _, e := range entries {
+			child := path.Join(dir, e.Name())
+			if !u.written[child] {
+				if err := u.root.RemoveAll(child); err != nil {
+					return true, fmt.Errorf("unpack %q: %w", name, err)
+				}
+			}
+		}
+		return true, nil
+	}
+	target := path.Join(dir, strings.TrimPrefix(base, whiteoutPrefix))
+	if target == "." || !filepath.IsLocal(target) {
+		return true, fmt.Errorf("%w: whiteout %q", ErrUnsafeImage, name)
+	}
+	if err := u.root.RemoveAll(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return true, fmt.Errorf("unpack %q: %w", name, err)
+	}
+	return true, nil
 }
 
 // cleanName turns a tar name into a local path, reports it unsafe, or says
@@ -114,6 +233,9 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	name, ok, err := u.cleanName(hdr.Name)
 	if err != nil || !ok {
 		return err
+	}
+	if u.written != nil {
+		u.written[name] = true
 	}
 	fail := func(err error) error {
 		if errors.Is(err, ErrUnsafeImage) {
@@ -211,12 +333,209 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	return nil
 }
 
-// replace removes whatever is at name so a later layer's entry wins; a
-// directory is only replaced by a non-directory when it is empty.
+// replace removes whatever is at name so a later layer's entry wins, a
+// lower layer's directory with everything in it included.
 func (u *unpacker) replace(name string) error {
-	err := u.root.Remove(name)
+	err := u.root.RemoveAll(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	return err
+}
+
+// ErrLayerDigest: a layer's bytes are not the ones the image names for it
+// (the manifest's digest and size, the config's diff id), or the image's
+// layer and diff-id counts disagree. What a station approves are diff ids,
+// so a layer that does not hash to its diff id must never reach a container.
+var ErrLayerDigest = errors.New("layer content does not match its digest")
+
+// maxTrailing bounds what may follow a layer's end-of-archive marker (tar
+// writers pad to a 10 KiB record); it must still be read to hash the layer.
+const maxTrailing = 1 << 20
+
+// maxLayerStream bounds a layer's uncompressed stream where no unpack budget
+// applies (hashing a layer on its way to the Docker daemon).
+const maxLayerStream = DefaultMaxUnpackBytes + 1<<30
+
+// layerCheck is what one layer must hash to.
+type layerCheck struct {
+	index  int
+	digest v1.Hash // compressed blob, from the manifest
+	size   int64   // compressed size, from the manifest
+	diffID v1.Hash // uncompressed tar, from the config's rootfs.diff_ids
+}
+
+// layerChecks pairs img's layers with the manifest's descriptors and the
+// config's diff ids, taken from the image's own documents rather than from
+// the layers (a v1.Layer may claim any digest).
+func layerChecks(img v1.Image) ([]v1.Layer, []layerCheck, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading image manifest: %w", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading image config: %w", err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading image layers: %w", err)
+	}
+	if len(layers) != len(cf.RootFS.DiffIDs) || len(layers) != len(m.Layers) {
+		return nil, nil, fmt.Errorf("%w: the image has %d layers, its manifest %d, its config %d diff ids",
+			ErrLayerDigest, len(layers), len(m.Layers), len(cf.RootFS.DiffIDs))
+	}
+	checks := make([]layerCheck, len(layers))
+	for i := range layers {
+		c := layerCheck{index: i, digest: m.Layers[i].Digest, size: m.Layers[i].Size, diffID: cf.RootFS.DiffIDs[i]}
+		for _, h := range []v1.Hash{c.digest, c.diffID} {
+			if _, err := newHash(h); err != nil {
+				return nil, nil, fmt.Errorf("%w: layer %d: %v", ErrLayerDigest, i, err)
+			}
+		}
+		if c.size <= 0 {
+			return nil, nil, fmt.Errorf("%w: layer %d: manifest size %d", ErrLayerDigest, i, c.size)
+		}
+		checks[i] = c
+	}
+	return layers, checks, nil
+}
+
+func newHash(h v1.Hash) (hash.Hash, error) {
+	var f func() hash.Hash
+	switch h.Algorithm {
+	case "sha256":
+		f = sha256.New
+	case "sha512":
+		f = sha512.New
+	default:
+		return nil, fmt.Errorf("unsupported digest algorithm %q", h.Algorithm)
+	}
+	if len(h.Hex) != 2*f().Size() {
+		return nil, fmt.Errorf("malformed digest %q", h)
+	}
+	return f(), nil
+}
+
+// hashingReader hashes and counts what passes and refuses more than max bytes.
+type hashingReader struct {
+	r    io.Reader
+	h    hash.Hash
+	n    int64
+	max  int64
+	what string
+	idx  int
+}
+
+func (h *hashingReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	h.n += int64(n)
+	if h.n > h.max {
+		return n, fmt.Errorf("%w: layer %d: %s is larger than %d bytes", ErrLayerDigest, h.idx, h.what, h.max)
+	}
+	return n, err
+}
+
+func (h *hashingReader) matches(want v1.Hash) bool {
+	return hex.EncodeToString(h.h.Sum(nil)) == want.Hex
+}
+
+// verifiedReader yields a layer's uncompressed tar from its compressed blob
+// and, in place of io.EOF, ErrLayerDigest when either hash is wrong.
+type verifiedReader struct {
+	src   io.ReadCloser
+	comp  *hashingReader // compressed bytes
+	dec   io.Reader
+	close func()
+	un    *hashingReader // uncompressed bytes
+	chk   layerCheck
+	err   error // sticky end-of-stream verdict
+}
+
+// openVerified decompresses l.Compressed() itself (gzip, zstd or plain tar,
+// told by magic bytes as containerd does) so that one read of the blob
+// checks both the manifest digest and the diff id.
+func openVerified(l v1.Layer, chk layerCheck) (*verifiedReader, error) {
+	src, err := l.Compressed()
+	if err != nil {
+		return nil, fmt.Errorf("layer %d: %w", chk.index, err)
+	}
+	ch, _ := newHash(chk.digest)
+	uh, _ := newHash(chk.diffID)
+	v := &verifiedReader{src: src, chk: chk, close: func() {}}
+	v.comp = &hashingReader{r: src, h: ch, max: chk.size, what: "the compressed blob", idx: chk.index}
+	br := bufio.NewReader(v.comp)
+	magic, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			src.Close()
+			return nil, fmt.Errorf("%w: layer %d: %v", ErrLayerDigest, chk.index, err)
+		}
+		v.dec = zr
+	case bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(128<<20))
+		if err != nil {
+			src.Close()
+			return nil, fmt.Errorf("%w: layer %d: %v", ErrLayerDigest, chk.index, err)
+		}
+		v.dec, v.close = zr, zr.Close
+	default:
+		v.dec = br
+	}
+	v.un = &hashingReader{r: v.dec, h: uh, max: maxLayerStream, what: "the uncompressed layer", idx: chk.index}
+	return v, nil
+}
+
+func (v *verifiedReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.un.Read(p)
+	if errors.Is(err, io.EOF) {
+		err = v.finish()
+	} else if err != nil && !errors.Is(err, ErrLayerDigest) {
+		// A corrupt compressed stream is not the blob the manifest names.
+		err = fmt.Errorf("%w: layer %d: %v", ErrLayerDigest, v.chk.index, err)
+	}
+	if err != nil {
+		v.err = err
+	}
+	return n, err
+}
+
+// finish reads what the decompressor left of the blob and checks both hashes.
+func (v *verifiedReader) finish() error {
+	if _, err := io.Copy(io.Discard, v.comp); err != nil {
+		return err
+	}
+	switch {
+	case v.comp.n != v.chk.size:
+		return fmt.Errorf("%w: layer %d: blob is %d bytes, the manifest says %d", ErrLayerDigest, v.chk.index, v.comp.n, v.chk.size)
+	case !v.comp.matches(v.chk.digest):
+		return fmt.Errorf("%w: layer %d: blob is not %s", ErrLayerDigest, v.chk.index, v.chk.digest)
+	case !v.un.matches(v.chk.diffID):
+		return fmt.Errorf("%w: layer %d: content does not hash to diff id %s", ErrLayerDigest, v.chk.index, v.chk.diffID)
+	}
+	return io.EOF
+}
+
+func (v *verifiedReader) Close() error {
+	v.close()
+	return v.src.Close()
+}
+
+// drainTrailing reads a layer past its end-of-archive marker to the end, so
+// that the whole stream is hashed and its verdict seen.
+func drainTrailing(r io.Reader, chk layerCheck) error {
+	n, err := io.Copy(io.Discard, io.LimitReader(r, maxTrailing+1))
+	if err != nil {
+		return err
+	}
+	if n > maxTrailing {
+		return fmt.Errorf("%w: layer %d: more than %d bytes after its end-of-archive marker", ErrUnsafeImage, chk.index, maxTrailing)
+	}
+	return nil
 }
