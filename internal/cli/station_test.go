@@ -79,6 +79,18 @@ func TestStationCLIRoute(t *testing.T) {
 	}
 	ok(append([]string{"train", "create", "--code", code, "--route", "st1", "--creator", "alice", "--id", "t1",
 		"--key", p("alice.key"), "--trust-dir", p("alice-trust"), root}, exec...)...)
+	// The same id again would replace the train in st1's inbox: refused.
+	c, _, stderr = execRoot(t, "", append([]string{"train", "create", "--code", code, "--route", "st1", "--creator", "alice", "--id", "t1",
+		"--key", p("alice.key"), "--trust-dir", p("alice-trust"), root}, exec...)...)
+	if c != 1 || !strings.Contains(stderr, "already holds other content") || !strings.Contains(stderr, "--force") {
+		t.Fatalf("create over an existing train: exit %d, %q", c, stderr)
+	}
+	// A definition without an entrypoint or with a missing code dir: usage errors before any work.
+	for _, args := range [][]string{{"train", "digest", "--code", code}, {"train", "digest", "--code", p("nonexist")}} {
+		if c, _, stderr := execRoot(t, "", args...); c != 2 || strings.Count(stderr, "\n") != 1 {
+			t.Fatalf("%v: exit %d, %q", args, c, stderr)
+		}
+	}
 	out := ok("station", "run", host+"/net/stations/st1:t1", "--id", "st1", "--key", p("st1.key"), "--data", data,
 		"--trust-dir", p("st1-trust"), root)
 	if !strings.Contains(out, "pushed to "+host+"/net/users/alice:t1") {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
+	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/train"
 )
@@ -23,6 +25,7 @@ func newTrainCreateCmd() *cobra.Command {
 	var exec execFlags
 	var code, base, creator, key, id, to, network, tmp string
 	var route []string
+	var force bool
 	c := &cobra.Command{
 		Use:   "create --code DIR --route ST1,ST2,... --creator ID --key FILE.key [--to REF | --network PREFIX]",
 		Short: "Create a trainyard/v1 train: seal the code to the route, sign route, code and exec config, push it",
@@ -35,6 +38,9 @@ under --network (TRAINYARD_NETWORK).`,
 			ctx := cmd.Context()
 			if code == "" || creator == "" || key == "" || len(route) == 0 {
 				return &ExitError{Code: 2, Err: fmt.Errorf("--code, --route, --creator and --key are required")}
+			}
+			if err := checkTrainDef(code, exec); err != nil {
+				return err
 			}
 			if to == "" {
 				if network == "" {
@@ -64,7 +70,14 @@ under --network (TRAINYARD_NETWORK).`,
 			if !strings.Contains(to, "@") && !strings.Contains(to[strings.LastIndex(to, "/")+1:], ":") {
 				to += ":" + st.ID
 			}
-			dgst, err := rc.Push(ctx, built.Image, to)
+			push := rc.PushIfAbsent
+			if force {
+				push = rc.Push
+			}
+			dgst, err := push(ctx, built.Image, to)
+			if errors.Is(err, registry.ErrExists) {
+				return fmt.Errorf("%w: pick another --id, or --force to replace that train", err)
+			}
 			if err != nil {
 				return err
 			}
@@ -83,7 +96,23 @@ under --network (TRAINYARD_NETWORK).`,
 	c.Flags().StringVar(&to, "to", "", "where to push the train (default the first station's inbox)")
 	c.Flags().StringVar(&network, "network", envOr("TRAINYARD_NETWORK", ""), "registry prefix of the inboxes (TRAINYARD_NETWORK)")
 	c.Flags().StringVar(&tmp, "tmp", "", "directory for temporary files")
+	c.Flags().BoolVar(&force, "force", false, "replace a train already pushed under the same tag")
 	return c
+}
+
+// checkTrainDef catches the two mistakes that would otherwise surface late
+// or not at all: a code directory that is not there, and a train without an
+// entrypoint (nothing would run, yet the digest would be approvable).
+func checkTrainDef(code string, exec execFlags) error {
+	if st, err := os.Stat(code); err != nil {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--code %s: no such directory", code)}
+	} else if !st.IsDir() {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--code %s: not a directory", code)}
+	}
+	if len(exec.entrypoint) == 0 && len(exec.cmd) == 0 {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--entrypoint is required (what the train runs, e.g. /opt/pht_train/main); approvals cover it")}
+	}
+	return nil
 }
 
 func newTrainOpenCmd() *cobra.Command {
@@ -134,12 +163,15 @@ func newTrainDigestCmd() *cobra.Command {
 	var code, base string
 	var insecure bool
 	c := &cobra.Command{
-		Use:   "digest --code DIR [exec flags] [--base IMAGE]",
+		Use:   "digest --code DIR --entrypoint PATH [exec flags] [--base IMAGE]",
 		Short: "Print the approval digest of a train definition (code tree, exec config, base), what approvers sign",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if code == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("--code is required")}
+			}
+			if err := checkTrainDef(code, exec); err != nil {
+				return err
 			}
 			b, err := train.Load(cmd.Context(), base, newClient(cmd, insecure))
 			if err != nil {
