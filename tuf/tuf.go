@@ -37,6 +37,10 @@ var (
 	ErrNotInitialized = errors.New("tuf: no trusted root; bootstrap with a root.json or root public key")
 	// ErrReserved: a target name that cannot be published.
 	ErrReserved = errors.New("tuf: reserved or invalid target name")
+	// ErrConflict: a publish would replace what another publisher (or
+	// another state directory) put in the registry: a foreign repository,
+	// a newer version, or a versioned file with other bytes.
+	ErrConflict = errors.New("tuf: registry holds metadata this state did not publish")
 )
 
 // Classify wraps a go-tuf error with the sentinel that describes it, so that

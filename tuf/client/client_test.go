@@ -343,6 +343,18 @@ func TestTamperedMetadataRefused(t *testing.T) {
 	bad, err := md.ToBytes(true)
 	e.must(err)
 	e.must(e.store.PutMetadata(e.ctx, "2.targets.json", bad))
+	// The snapshot signs the targets file's length and hash: refused
+	// before its signatures are even looked at.
+	refused(t, dir, c, tuf.ErrTooLarge, func() error { _, err := c.PullMetadata(e.ctx); return err })
+	// The timestamp is not hashed anywhere: its own signature refuses it.
+	data, err = e.store.GetMetadata(e.ctx, "timestamp.json", 0)
+	e.must(err)
+	ts, err := metadata.Timestamp().FromBytes(data)
+	e.must(err)
+	ts.Signed.Expires = ts.Signed.Expires.Add(time.Hour)
+	bad, err = ts.ToBytes(true)
+	e.must(err)
+	e.must(e.store.PutMetadata(e.ctx, "timestamp.json", bad))
 	refused(t, dir, c, tuf.ErrSignature, func() error { _, err := c.PullMetadata(e.ctx); return err })
 }
 
@@ -357,7 +369,8 @@ func TestMixAndMatchRefused(t *testing.T) {
 	e.must(e.pub.PushMetadata(e.ctx))
 	// serve the old (validly signed) targets v1 where snapshot v2 expects v2
 	e.must(e.rc.Tag(e.ctx, e.repo+":1.targets.json", "2.targets.json"))
-	refused(t, dir, c, tuf.ErrRollback, func() error { _, err := c.PullMetadata(e.ctx); return err })
+	// the snapshot's hash of targets v2 refuses it
+	refused(t, dir, c, tuf.ErrTampered, func() error { _, err := c.PullMetadata(e.ctx); return err })
 }
 
 func TestEndlessDataRefused(t *testing.T) {
@@ -585,6 +598,12 @@ func TestFastForwardRecovery(t *testing.T) {
 	_, err = c.PullMetadata(e.ctx) // validly signed: accepted
 	e.must(err)
 	e.pushFile("fix", "fix")
+	// the publisher sees a timestamp it did not publish and refuses...
+	if err := e.pub.PushMetadata(e.ctx); !errors.Is(err, tuf.ErrConflict) {
+		t.Fatalf("publish over a foreign timestamp: %v", err)
+	}
+	// ...until its admin, who knows the key leaked, forces it
+	e.pub = repo.New(e.store, e.master, repo.WithForce(true), repo.WithPasswords(func(role string) ([]byte, error) { return []byte("pw-" + role), nil }))
 	e.must(e.pub.PushMetadata(e.ctx)) // timestamp v2 < 1000
 	refused(t, dir, c, tuf.ErrRollback, func() error { _, err := c.PullMetadata(e.ctx); return err })
 	// rotate the timestamp key: the client drops the old timestamp

@@ -196,21 +196,75 @@ func (s *Store) BlobSize(ctx context.Context, sha256Hex string) (int64, error) {
 // PutMetadata uploads a metadata file and tags it; extra tags (e.g.
 // "root.json", "timestamp.json") point at the same manifest.
 func (s *Store) PutMetadata(ctx context.Context, filename string, data []byte, extraTags ...string) error {
+	if err := s.UploadMetadataBlobs(ctx, filename, data); err != nil {
+		return err
+	}
+	return s.TagMetadata(ctx, filename, data, extraTags...)
+}
+
+func (s *Store) metadataManifest(filename string, data []byte) *v1.Manifest {
+	d, _ := bytesLayer{data: data, mt: MetadataMediaType}.Digest()
+	return s.artifact(MetadataMediaType, []v1.Descriptor{{MediaType: MetadataMediaType, Digest: d, Size: int64(len(data)),
+		Annotations: map[string]string{TitleAnnotation: filename}}})
+}
+
+// UploadMetadataBlobs uploads the blobs of a metadata file's manifest
+// without tagging it: a publisher uploads first so that the check of a
+// versioned tag and its write are one request apart.
+func (s *Store) UploadMetadataBlobs(ctx context.Context, filename string, data []byte) error {
+	if err := s.writeBlob(ctx, bytesLayer{data: data, mt: MetadataMediaType}); err != nil {
+		return fmt.Errorf("push %s: %w", filename, err)
+	}
+	if err := s.writeBlob(ctx, bytesLayer{data: emptyConfig, mt: EmptyMediaType}); err != nil {
+		return fmt.Errorf("push %s: %w", filename, err)
+	}
+	return nil
+}
+
+// TagMetadata writes the manifest of a metadata file whose blobs are
+// uploaded, under its own tag and extraTags.
+func (s *Store) TagMetadata(ctx context.Context, filename string, data []byte, extraTags ...string) error {
 	tag, err := TagFor(filename)
 	if err != nil {
 		return err
 	}
-	layer := bytesLayer{data: data, mt: MetadataMediaType}
-	if err := s.writeBlob(ctx, layer); err != nil {
-		return fmt.Errorf("push %s: %w", filename, err)
+	raw, err := json.Marshal(s.metadataManifest(filename, data))
+	if err != nil {
+		return err
 	}
-	d, _ := layer.Digest()
-	m := s.artifact(MetadataMediaType, []v1.Descriptor{{MediaType: MetadataMediaType, Digest: d, Size: int64(len(data)),
-		Annotations: map[string]string{TitleAnnotation: filename}}})
-	if err := s.putManifest(ctx, m, append([]string{tag}, extraTags...)...); err != nil {
-		return fmt.Errorf("push %s: %w", filename, err)
+	t := rawManifest{raw: raw, mt: types.OCIManifestSchema1}
+	for _, tg := range append([]string{tag}, extraTags...) {
+		if err := remote.Put(s.repo.Tag(tg), t, s.client.RemoteOptions(ctx)...); err != nil {
+			return fmt.Errorf("push %s: tag %s: %w", filename, tg, err)
+		}
 	}
 	return nil
+}
+
+// MetadataDigest is the manifest digest PutMetadata writes for filename
+// with data: the manifest is deterministic, so equal digests mean equal
+// content and a publisher compares tags without downloading them.
+func (s *Store) MetadataDigest(filename string, data []byte) (string, error) {
+	raw, err := json.Marshal(s.metadataManifest(filename, data))
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(raw)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// TagDigest returns the manifest digest the tag of metadata file filename
+// points at, or an error wrapping tuf.ErrNotFound when there is none.
+func (s *Store) TagDigest(ctx context.Context, filename string) (string, error) {
+	tag, err := TagFor(filename)
+	if err != nil {
+		return "", err
+	}
+	desc, err := remote.Head(s.repo.Tag(tag), s.client.RemoteOptions(ctx)...)
+	if err != nil {
+		return "", fmt.Errorf("head %s: %w", filename, notFound(err))
+	}
+	return desc.Digest.String(), nil
 }
 
 func (s *Store) artifact(artifactType string, layers []v1.Descriptor) *v1.Manifest {

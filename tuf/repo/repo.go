@@ -75,6 +75,8 @@ type Publisher struct {
 	now       func() time.Time
 	progress  io.Writer
 	cache     map[string][]byte
+	force     bool
+	settle    time.Duration
 }
 
 // Option configures a Publisher.
@@ -97,10 +99,23 @@ func WithClock(now func() time.Time) Option { return func(p *Publisher) { p.now 
 // WithProgress shows upload progress bars on w when it is a terminal.
 func WithProgress(w io.Writer) Option { return func(p *Publisher) { p.progress = w } }
 
+// WithForce publishes even when the registry holds metadata this state did
+// not publish (a foreign repository, a newer version, a versioned file
+// with other bytes): the operator knowingly replaces it.
+func WithForce(force bool) Option { return func(p *Publisher) { p.force = force } }
+
+// WithSettle sets how long a publish waits after writing its first
+// versioned tag before reading it back (default DefaultSettle). A
+// concurrent publisher that wrote the same tag in that time is detected.
+func WithSettle(d time.Duration) Option { return func(p *Publisher) { p.settle = d } }
+
+// DefaultSettle is the wait between writing and re-reading the claim tag.
+const DefaultSettle = 100 * time.Millisecond
+
 // New returns a publisher keeping its state in dir and publishing to store.
 func New(store *ocistore.Store, dir string, opts ...Option) *Publisher {
 	p := &Publisher{dir: dir, store: store, lifetimes: map[string]time.Duration{}, now: time.Now,
-		passwords: func(string) ([]byte, error) { return nil, nil }}
+		passwords: func(string) ([]byte, error) { return nil, nil }, settle: DefaultSettle}
 	for r, d := range DefaultLifetimes {
 		p.lifetimes[r] = d
 	}
@@ -291,6 +306,10 @@ func (p *Publisher) signers(role string, ids []string) ([]keys.Signer, error) {
 type state struct {
 	Published map[string]int64 `json:"published"`
 	Dirty     map[string]bool  `json:"dirty"`
+	// Pending records the manifest digests of versioned files a publish
+	// wrote before it finished: a retry may replace its own leftovers,
+	// never another publisher's file.
+	Pending map[string]string `json:"pending,omitempty"`
 }
 
 func (p *Publisher) loadState() (*state, error) {
@@ -310,6 +329,9 @@ func (p *Publisher) loadState() (*state, error) {
 	}
 	if st.Dirty == nil {
 		st.Dirty = map[string]bool{}
+	}
+	if st.Pending == nil {
+		st.Pending = map[string]string{}
 	}
 	return st, nil
 }
@@ -392,6 +414,10 @@ func (p *Publisher) CreateMetadata(ctx context.Context, th Thresholds) error {
 		return err
 	}
 	if err := p.signRoot(root, nil); err != nil {
+		return err
+	}
+	// A new repository must not replace one already in the registry.
+	if err := p.checkRegistry(ctx, &state{Published: map[string]int64{}}); err != nil {
 		return err
 	}
 	targets := metadata.Targets(now.Add(p.lifetime(Targets)))
@@ -1059,7 +1085,11 @@ func (p *Publisher) PushMetadata(ctx context.Context) error {
 				return err
 			}
 		}
-		snap.Signed.Meta[dr.Name+".json"] = metadata.MetaFile(md.Signed.Version)
+		data, err := md.ToBytes(true)
+		if err != nil {
+			return err
+		}
+		snap.Signed.Meta[dr.Name+".json"] = hashedMetaFile(md.Signed.Version, data)
 	}
 	// top-level targets
 	top.Signed.Version = st.Published[Targets] + 1
@@ -1076,7 +1106,7 @@ func (p *Publisher) PushMetadata(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	snap.Signed.Meta[Targets+".json"] = metadata.MetaFile(top.Signed.Version)
+	snap.Signed.Meta[Targets+".json"] = hashedMetaFile(top.Signed.Version, topData)
 	// snapshot
 	snap.Signed.Version = st.Published[Snapshot] + 1
 	sr := root.Signed.Roles[Snapshot]
@@ -1094,35 +1124,24 @@ func (p *Publisher) PushMetadata(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// publish: keeper, roots, delegated, targets, snapshot, timestamp
-	blobs, err := p.keeperBlobs()
-	if err != nil {
-		return err
-	}
-	if err := p.store.PutKeeper(ctx, blobs); err != nil {
-		return err
-	}
+	// publish: roots, delegated, targets, snapshot, timestamp; the keeper
+	// once the first versioned file is ours (see publish)
+	var files []pubFile
 	for v := st.Published[Root] + 1; v <= root.Signed.Version; v++ {
 		data, err := os.ReadFile(p.rootHistoryPath(v))
 		if err != nil {
 			return fmt.Errorf("root version %d: %w", v, err)
 		}
-		if err := p.store.PutMetadata(ctx, fmt.Sprintf("%d.root.json", v), data, ocistore.RootTag); err != nil {
-			return err
-		}
+		files = append(files, pubFile{fmt.Sprintf("%d.root.json", v), data, []string{ocistore.RootTag}})
 	}
 	for _, d := range delegated {
-		if err := p.store.PutMetadata(ctx, d.file, d.data); err != nil {
-			return err
-		}
+		files = append(files, pubFile{d.file, d.data, nil})
 	}
-	if err := p.store.PutMetadata(ctx, fmt.Sprintf("%d.targets.json", top.Signed.Version), topData); err != nil {
-		return err
-	}
-	if err := p.store.PutMetadata(ctx, fmt.Sprintf("%d.snapshot.json", snap.Signed.Version), snapData); err != nil {
-		return err
-	}
-	if err := p.store.PutMetadata(ctx, fmt.Sprintf("%d.timestamp.json", ts.Signed.Version), tsData, ocistore.TimestampTag); err != nil {
+	files = append(files,
+		pubFile{fmt.Sprintf("%d.targets.json", top.Signed.Version), topData, nil},
+		pubFile{fmt.Sprintf("%d.snapshot.json", snap.Signed.Version), snapData, nil},
+		pubFile{fmt.Sprintf("%d.timestamp.json", ts.Signed.Version), tsData, []string{ocistore.TimestampTag}})
+	if err := p.publish(ctx, st, files, true); err != nil {
 		return err
 	}
 	// record
@@ -1147,6 +1166,7 @@ func (p *Publisher) PushMetadata(ctx context.Context) error {
 		st.Published[dr.Name] = md.Signed.Version
 	}
 	st.Dirty = map[string]bool{}
+	st.Pending = nil
 	return p.saveState(st)
 }
 
@@ -1197,13 +1217,14 @@ func (p *Publisher) RefreshTimestamp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := p.store.PutMetadata(ctx, fmt.Sprintf("%d.timestamp.json", ts.Signed.Version), tsData, ocistore.TimestampTag); err != nil {
+	if err := p.publish(ctx, st, []pubFile{{fmt.Sprintf("%d.timestamp.json", ts.Signed.Version), tsData, []string{ocistore.TimestampTag}}}, false); err != nil {
 		return err
 	}
 	if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
 		return err
 	}
 	st.Published[Timestamp] = ts.Signed.Version
+	st.Pending = nil
 	return p.saveState(st)
 }
 

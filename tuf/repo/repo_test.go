@@ -137,7 +137,9 @@ func TestGarbageCollection(t *testing.T) {
 
 func TestPublisherRefusals(t *testing.T) {
 	ctx := context.Background()
-	store, err := ocistore.New(registry.NewClient(registry.WithInsecure(true)), "127.0.0.1:1/none")
+	host, stop := distRegistry(t, t.TempDir())
+	defer stop()
+	store, err := ocistore.New(registry.NewClient(registry.WithInsecure(true)), host+"/none")
 	if err != nil {
 		t.Fatal(err)
 	}
