@@ -3,6 +3,7 @@ package train
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -389,4 +390,239 @@ func (w *LayerWriter) treeFile(t *Tree, e *Entry, full string, tf Transform) err
 		err = aerr
 	}
 	return err
+}
+
+// ErrPlaintext is wrapped when a sealed image would still carry plaintext
+// train files or results in some layer and no clean base is known.
+var ErrPlaintext = errors.New("plaintext train files or results would remain in a layer")
+
+// layerScan is what one layer touches: train paths (TrainDir, ResultsDir,
+// ConfigPath, UserKeyPath, with /opt) and whether it holds regular files or
+// links under TrainDir or ResultsDir, which may be plaintext.
+type layerScan struct {
+	trainFiles bool // non-directory, non-whiteout entries under TrainDir/ResultsDir
+	other      bool // entries outside the train paths
+}
+
+func isTrainPath(n string) bool {
+	switch n {
+	case "", "opt", ConfigPath, UserKeyPath, TrainDir, ResultsDir:
+		return true
+	}
+	return strings.HasPrefix(n, TrainDir+"/") || strings.HasPrefix(n, ResultsDir+"/")
+}
+
+// scanLayer reads only the tar headers of l (contents are skipped).
+func scanLayer(ctx context.Context, l v1.Layer) (layerScan, error) {
+	var s layerScan
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return s, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for n := 0; ; n++ {
+		if n&0xff == 0 {
+			if err := ctx.Err(); err != nil {
+				return s, err
+			}
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return s, nil
+		}
+		if err != nil {
+			return s, fmt.Errorf("%w: read layer: %v", ErrLayout, err)
+		}
+		name := cleanName(hdr.Name)
+		base := path.Base(name)
+		if strings.HasPrefix(base, whiteoutPrefix) {
+			// A whiteout of a train path removes, it holds nothing.
+			if !isTrainPath(parent(name)) && !isTrainPath(path.Join(parent(name), strings.TrimPrefix(base, whiteoutPrefix))) {
+				s.other = true
+			}
+			continue
+		}
+		if !isTrainPath(name) {
+			s.other = true
+			continue
+		}
+		if hdr.Typeflag != tar.TypeDir && (strings.HasPrefix(name, TrainDir+"/") || strings.HasPrefix(name, ResultsDir+"/")) {
+			s.trainFiles = true
+		}
+	}
+}
+
+// layerEntry is one layer with its history entry (nil: none usable).
+type layerEntry struct {
+	layer v1.Layer
+	diff  v1.Hash
+	hist  *v1.History
+}
+
+// splitLayers pairs img's layers with their history entries; empty-layer
+// history entries are returned separately in their position (before the
+// layer they precede). ok is false when history and layers disagree.
+func splitLayers(img v1.Image) (cf *v1.ConfigFile, ls []layerEntry, ok bool, err error) {
+	cf, err = img.ConfigFile()
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("read image config: %w", err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("list layers: %w", err)
+	}
+	nonEmpty := 0
+	for _, h := range cf.History {
+		if !h.EmptyLayer {
+			nonEmpty++
+		}
+	}
+	ok = nonEmpty == len(layers) && len(cf.RootFS.DiffIDs) == len(layers)
+	li := 0
+	for i := range cf.History {
+		if !ok {
+			break
+		}
+		if cf.History[i].EmptyLayer {
+			continue
+		}
+		ls = append(ls, layerEntry{layer: layers[li], diff: cf.RootFS.DiffIDs[li], hist: &cf.History[i]})
+		li++
+	}
+	if !ok {
+		for _, l := range layers {
+			d, err := l.DiffID()
+			if err != nil {
+				return nil, nil, false, err
+			}
+			ls = append(ls, layerEntry{layer: l, diff: d})
+		}
+	}
+	return cf, ls, ok, nil
+}
+
+// WithSealedState returns img with layer as the only place where train
+// files and results live, for a post-run whose output leaves the station:
+//
+//   - layers above the last state layer (a run committed by a Docker
+//     engine, or anything else stacked on top) are dropped: the new state
+//     was read from the merged view, so it already holds what they changed
+//     under the train paths, and whatever else the run wrote stays behind;
+//   - from the first lower layer holding files under TrainDir or ResultsDir
+//     (a PHT image post-run without --rebase keeps its decrypted train files
+//     and results there) every layer is dropped too, which rebases the
+//     image onto the layers below, the base it was built on;
+//   - with base != nil the image is rebased onto base's layers instead
+//     (the PHT library's --rebase onto the train's ":base" image); base must
+//     hold no files under the train paths.
+//
+// The image config (CMD, ENV, ...) of img is kept. When the first layer
+// with train files also holds other content (a squashed image), dropping it
+// would drop part of the base, so it refuses with ErrPlaintext unless base
+// is given. Only tar headers of the lower layers are read.
+func WithSealedState(ctx context.Context, img v1.Image, layer v1.Layer, base v1.Image) (v1.Image, error) {
+	cf, ls, ok, err := splitLayers(img)
+	if err != nil {
+		return nil, err
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	cfg := cf.DeepCopy()
+	var keep []layerEntry
+	var hist []v1.History
+	if base != nil {
+		bcf, bls, bok, err := splitLayers(base)
+		if err != nil {
+			return nil, fmt.Errorf("base image: %w", err)
+		}
+		for i, e := range bls {
+			s, err := scanLayer(ctx, e.layer)
+			if err != nil {
+				return nil, fmt.Errorf("base image layer %d: %w", i, err)
+			}
+			if s.trainFiles {
+				return nil, fmt.Errorf("%w: base image layer %d holds files under /%s or /%s", ErrPlaintext, i, TrainDir, ResultsDir)
+			}
+		}
+		keep = bls
+		if bok {
+			hist = keptHistory(bcf.History, len(bls))
+		}
+	} else {
+		limit := len(ls)
+		if ok {
+			for i := range ls {
+				if IsStateLayer(*ls[i].hist) {
+					limit = i
+				}
+			}
+		}
+		cut := limit
+		for i := 0; i < limit; i++ {
+			s, err := scanLayer(ctx, ls[i].layer)
+			if err != nil {
+				return nil, fmt.Errorf("layer %d: %w", i, err)
+			}
+			if s.trainFiles {
+				if s.other {
+					return nil, fmt.Errorf("%w: layer %d holds train files or results mixed with other content; rebase onto the train's base image (--rebase / --base)", ErrPlaintext, i)
+				}
+				cut = i
+				break
+			}
+		}
+		keep = ls[:cut]
+		if ok {
+			hist = keptHistory(cf.History, cut)
+		}
+	}
+	if hist == nil {
+		for range keep {
+			hist = append(hist, v1.History{Created: cf.Created})
+		}
+	}
+	diffID, err := layer.DiffID()
+	if err != nil {
+		return nil, err
+	}
+	now := v1.Time{Time: time.Now().UTC().Truncate(time.Second)}
+	cfg.History = append(hist, v1.History{Created: now, CreatedBy: "trainyard", Comment: StateComment})
+	cfg.RootFS.Type = "layers"
+	cfg.RootFS.DiffIDs = nil
+	adds := make([]mutate.Addendum, 0, len(keep)+1)
+	for _, e := range keep {
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, e.diff)
+		adds = append(adds, mutate.Addendum{Layer: e.layer})
+	}
+	cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, diffID)
+	adds = append(adds, mutate.Addendum{Layer: layer})
+	cfg.Created = now
+	out := mutate.MediaType(empty.Image, mt)
+	if cmt, err := configMediaType(img); err == nil {
+		out = mutate.ConfigMediaType(out, cmt)
+	}
+	if out, err = mutate.Append(out, adds...); err != nil {
+		return nil, err
+	}
+	return mutate.ConfigFile(out, cfg)
+}
+
+// keptHistory returns the history entries up to (not including) the
+// history entry of layer number n, empty-layer entries included.
+func keptHistory(h []v1.History, n int) []v1.History {
+	out := []v1.History{}
+	li := 0
+	for _, e := range h {
+		if !e.EmptyLayer {
+			if li == n {
+				break
+			}
+			li++
+		}
+		out = append(out, e)
+	}
+	return out
 }

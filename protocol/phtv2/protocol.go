@@ -25,11 +25,17 @@ type Option func(*options)
 
 type options struct {
 	tmpDir string
+	base   v1.Image
 }
 
 // WithTempDir sets where file contents and the new layer are spooled
 // (default: the system temp directory). It needs room for the results.
 func WithTempDir(dir string) Option { return func(o *options) { o.tmpDir = dir } }
+
+// WithBase makes PostRun rebase the train onto base (the train's ":base"
+// image, like the PHT library's --rebase) instead of onto the lower layers
+// it finds free of train files. PreRun ignores it.
+func WithBase(base v1.Image) Option { return func(o *options) { o.base = base } }
 
 // Output is a protocol result: the new image and the config it carries.
 // Its layer lives in a temporary file: Close it after saving the image.
@@ -38,7 +44,10 @@ type Output struct {
 	Config *train.Config
 	// First is true when pre-run found no previous results (first stop).
 	First bool
-	layer *train.FileLayer
+	// Decrypted is true when Image holds plaintext train files or results
+	// (pre-run output): it must stay at the station.
+	Decrypted bool
+	layer     *train.FileLayer
 }
 
 // Close removes the temporary layer file backing Image.
@@ -156,7 +165,7 @@ func PreRun(ctx context.Context, img v1.Image, st Station, opts ...Option) (*Out
 	if err != nil {
 		return nil, fmt.Errorf("write decrypted image: %w", err)
 	}
-	return &Output{Image: out, Config: cfg, First: first, layer: layer}, nil
+	return &Output{Image: out, Config: cfg, First: first, Decrypted: true, layer: layer}, nil
 }
 
 // decryptTrain decrypts every regular train file in place and returns the
@@ -308,8 +317,9 @@ func verifyResults(cfg *train.Config, own *train.RouteEntry, t *train.Tree, key,
 // post_run_protocol: results hash and signature, the station's link of the
 // digest chain, a fresh key wrapped for every route entry and the creator,
 // results and train files encrypted under it, and the updated config; all
-// in one state layer replacing the previous one, so no plaintext remains in
-// the image. The train files must still hash to config.hash (the run must
+// in one state layer on the train's base layers (train.WithSealedState), so
+// no plaintext remains in any layer, whatever was stacked on the input.
+// The train files must still hash to config.hash (the run must
 // not have changed them; Python does not check this).
 func PostRun(ctx context.Context, img v1.Image, st Station, opts ...Option) (*Output, error) {
 	o := &options{}
@@ -427,7 +437,9 @@ func PostRun(ctx context.Context, img v1.Image, st Station, opts ...Option) (*Ou
 		return nil, err
 	}
 	layer = l
-	out, err := train.WithState(img, l)
+	// Not WithState: layers a run committed on top and plaintext lower
+	// layers of non-rebased PHT images must not leave the station.
+	out, err := train.WithSealedState(ctx, img, l, o.base)
 	if err != nil {
 		l.Remove()
 		return nil, err
