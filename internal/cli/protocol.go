@@ -2,7 +2,9 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/trainyard/trainyard/protocol/phtv2"
@@ -27,7 +29,7 @@ func newProtocolCmd() *cobra.Command {
 }
 
 func protocolStep(use, short string, step phtv2.Step) *cobra.Command {
-	var stationID, keyPath, keyPassword, out, tmpDir string
+	var stationID, keyPath, keyPassword, out, tmpDir, baseLoc string
 	var insecure, rebase bool
 	c := &cobra.Command{
 		Use:   use + " IMAGE",
@@ -38,7 +40,14 @@ IMAGE and --out are a registry reference, oci:DIR (OCI image layout) or a
 docker save tarball (docker-archive:FILE or FILE.tar). The result replaces
 the train's state layer and goes to --out (default: IMAGE itself; pre-run
 of a registry image needs an explicit --out because its output is
-decrypted). On any refusal nothing is written.`,
+decrypted). On any refusal nothing is written.
+
+post-run never leaves plaintext in any layer: layers a run committed on top
+of the state layer are folded into the new state, and layers with train
+files below it (a PHT image post-run without --rebase) are dropped, keeping
+the base layers under them. --rebase puts the new state on the train's
+base image instead (--base, default REPO:base of IMAGE) and, like the PHT
+container, writes REPO:latest unless --out is given.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if stationID == "" {
@@ -47,23 +56,39 @@ decrypted). On any refusal nothing is written.`,
 			if keyPath == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("no private key: set PRIVATE_KEY_PATH or --private-key")}
 			}
-			if kind, _ := train.ParseLocation(args[0]); use == "pre-run" && out == "" && kind == "registry" {
+			dst := out
+			if dst == "" {
+				dst = args[0]
+			}
+			if kind, _ := train.ParseLocation(dst); use == "pre-run" && kind == "registry" {
 				// The pre-run image holds the decrypted train and results:
-				// never push it back to a shared registry implicitly.
-				return &ExitError{Code: 2, Err: fmt.Errorf("pre-run output is decrypted: choose where it goes with --out (oci:DIR, FILE.tar, or a registry ref you trust)")}
+				// it never goes to a registry (phtv2.Run refuses it too).
+				return &ExitError{Code: 2, Err: fmt.Errorf("pre-run output is decrypted: write it with --out to oci:DIR or FILE.tar, not to registry %s", dst)}
 			}
 			key, err := phtv2.LoadPrivateKeyFile(keyPath, []byte(keyPassword))
 			if err != nil {
 				return err
 			}
 			st := phtv2.Station{ID: stationID, Key: key}
-			cfg, digest, err := phtv2.Run(cmd.Context(), step, args[0], out, st, newClient(cmd, insecure), phtv2.WithTempDir(tmpDir))
+			client := newClient(cmd, insecure)
+			opts := []phtv2.Option{phtv2.WithTempDir(tmpDir)}
+			if use == "post-run" && (rebase || baseLoc != "") {
+				b, latest, err := rebaseLocations(args[0], baseLoc)
+				if err != nil {
+					return &ExitError{Code: 2, Err: err}
+				}
+				if out == "" && latest != "" {
+					dst = latest
+				}
+				baseImg, err := train.Load(cmd.Context(), b, client)
+				if err != nil {
+					return fmt.Errorf("rebase: base image %s: %w", b, err)
+				}
+				opts = append(opts, phtv2.WithBase(baseImg))
+			}
+			cfg, digest, err := phtv2.Run(cmd.Context(), step, args[0], dst, st, client, opts...)
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", use, args[0], err)
-			}
-			dst := out
-			if dst == "" {
-				dst = args[0]
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s ok: train %s at station %s -> %s@%s\n", use, cfg.ID, stationID, dst, digest)
 			return nil
@@ -75,7 +100,37 @@ decrypted). On any refusal nothing is written.`,
 	f.StringVar(&keyPassword, "private-key-password", envOr("PRIVATE_KEY_PASSWORD", ""), "password of an encrypted private key (PRIVATE_KEY_PASSWORD)")
 	f.StringVar(&out, "out", envOr("TRAINYARD_OUT", ""), "where the result image goes: registry ref, oci:DIR or docker tarball (default: IMAGE)")
 	f.StringVar(&tmpDir, "tmp-dir", envOr("TRAINYARD_TMPDIR", ""), "directory for spooled files and the new layer (default: system temp)")
-	f.BoolVar(&rebase, "rebase", false, "accepted for compatibility with the PHT protocol container; trainyard always replaces the state layer")
+	if use == "post-run" {
+		f.BoolVar(&rebase, "rebase", false, "put the sealed state on the train's base image (--base) and write REPO:latest, like the PHT protocol container")
+		f.StringVar(&baseLoc, "base", envOr("TRAINYARD_BASE", ""), "base image for --rebase (default: REPO:base of IMAGE; required for oci:DIR and tarballs)")
+	}
 	registryFlags(c, &insecure)
 	return c
+}
+
+// rebaseLocations picks the base image of a --rebase and the REPO:latest
+// the PHT container writes, from IMAGE's repository when it is a reference.
+func rebaseLocations(image, base string) (baseLoc, latest string, err error) {
+	kind, p := train.ParseLocation(image)
+	if kind != "registry" {
+		if base == "" {
+			return "", "", fmt.Errorf("--rebase of %s needs --base (no repository to find REPO:base in)", image)
+		}
+		return base, "", nil
+	}
+	if _, err := name.ParseReference(p); err != nil {
+		return "", "", fmt.Errorf("--rebase: %w", err)
+	}
+	// Keep the user's spelling of the repository (a local engine knows
+	// "train:x", not "index.docker.io/library/train:x").
+	repo := p
+	if i := strings.LastIndex(repo, "@"); i >= 0 {
+		repo = repo[:i]
+	} else if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+		repo = repo[:i]
+	}
+	if base == "" {
+		base = repo + ":base"
+	}
+	return base, repo + ":latest", nil
 }

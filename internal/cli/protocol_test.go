@@ -108,13 +108,14 @@ func TestProtocolCLIRoute(t *testing.T) {
 
 	// Wrong station key: refused, registry tag untouched.
 	before := digestOf(t, ref)
-	refuse(t, map[string]string{"STATION_ID": "s1", "PRIVATE_KEY_PATH": p.key("s2")}, "not wrapped for this private key", "protocol", "pre-run", ref, "--out", ref)
+	refuse(t, map[string]string{"STATION_ID": "s1", "PRIVATE_KEY_PATH": p.key("s2")}, "not wrapped for this private key", "protocol", "pre-run", ref, "--out", "oci:"+t.TempDir())
 	if after := digestOf(t, ref); after != before {
 		t.Fatalf("refused pre-run changed the image: %s -> %s", before, after)
 	}
 
 	// Decrypted output is never pushed back to the registry implicitly.
 	refuse(t, st("s1"), "pre-run output is decrypted", "protocol", "pre-run", ref)
+	refuse(t, st("s1"), "pre-run output is decrypted", "protocol", "pre-run", ref, "--out", ref)
 	local := filepath.Join(t.TempDir(), "s1.tar")
 	out := mustRun(t, st("s1"), "protocol", "pre-run", ref, "--out", local)
 	if !strings.Contains(out, "pre-run ok") {
@@ -254,4 +255,66 @@ func TestTrainBuildOnRegistryBase(t *testing.T) {
 	}
 	refuse(t, nil, "--dir, --route, --creator-key and --out are required", "train", "build", "--dir", code)
 	refuse(t, nil, "STATION_ID=PUBLIC_KEY.pem", "train", "build", "--dir", code, "--route", "s1", "--creator-key", p.key("user"), "--out", out)
+}
+
+// A train built on REPO:base records it in source, and post-run --rebase
+// seals it on that base's layers: the output is the base plus one state
+// layer, written to REPO:latest as the PHT container does.
+func TestProtocolCLIRebaseAndSource(t *testing.T) {
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	baseRef := host + "/station/t1:base"
+	baseImg, err := random.Image(512, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := train.Save(context.Background(), baseImg, baseRef, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := newPKI(t, "s1", "s2", "user")
+	code := t.TempDir()
+	if err := os.WriteFile(filepath.Join(code, "entrypoint.py"), []byte("print('hi')\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ref := host + "/station/t1:run-7"
+	mustRun(t, nil, "train", "build", "--dir", code, "--base", baseRef,
+		"--route", "s1="+p.pub("s1")+",s2="+p.pub("s2"), "--creator-key", p.key("user"),
+		"--train-id", "t1", "--out", ref)
+	show := mustRun(t, nil, "train", "show", ref)
+	if !strings.Contains(show, `"address": "`+host+`/station/t1"`) || !strings.Contains(show, `"tag": "base"`) {
+		t.Fatalf("source does not name the base:\n%s", show)
+	}
+
+	env := map[string]string{"STATION_ID": "s1", "PRIVATE_KEY_PATH": p.key("s1")}
+	local := filepath.Join(t.TempDir(), "s1.tar")
+	mustRun(t, env, "protocol", "pre-run", ref, "--out", local)
+	refuse(t, env, "needs --base", "protocol", "post-run", local, "--rebase")
+	refuse(t, env, "base image", "protocol", "post-run", local, "--rebase", "--base", host+"/station/none:base", "--out", ref)
+	mustRun(t, env, "protocol", "post-run", local, "--rebase", "--base", baseRef, "--out", host+"/station/t1:latest")
+	img, err := train.Load(context.Background(), host+"/station/t1:latest", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := img.Layers()
+	want, _ := baseImg.Layers()
+	if len(got) != len(want)+1 {
+		t.Fatalf("rebased image has %d layers, want %d", len(got), len(want)+1)
+	}
+	for i := range want {
+		a, _ := got[i].Digest()
+		b, _ := want[i].Digest()
+		if a != b {
+			t.Fatalf("layer %d: %s, base has %s", i, a, b)
+		}
+	}
+	// The registry train post-run --rebase in place: REPO:latest from REPO:base.
+	env2 := map[string]string{"STATION_ID": "s2", "PRIVATE_KEY_PATH": p.key("s2")}
+	local2 := "oci:" + filepath.Join(t.TempDir(), "s2")
+	mustRun(t, env2, "protocol", "pre-run", host+"/station/t1:latest", "--out", local2)
+	out := mustRun(t, env2, "protocol", "post-run", local2, "--rebase", "--base", baseRef, "--out", host+"/station/t1:latest")
+	if !strings.Contains(out, "post-run ok") {
+		t.Fatalf("post-run: %s", out)
+	}
+	mustRun(t, nil, "train", "results", host+"/station/t1:latest", "--key", p.key("user"), "--dir", t.TempDir())
 }

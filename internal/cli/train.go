@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/trainyard/trainyard/internal/fsutil"
@@ -62,6 +63,7 @@ reference, oci:DIR, a docker tarball or "scratch".`,
 				}
 				spec.Route = append(spec.Route, phtv2.RouteStop{Station: id, PublicKey: pub})
 			}
+			spec.Source = baseSource(base)
 			client := newClient(cmd, insecure)
 			baseImg, err := train.Load(cmd.Context(), base, client)
 			if err != nil {
@@ -95,6 +97,28 @@ reference, oci:DIR, a docker tarball or "scratch".`,
 	f.StringVar(&tmpDir, "tmp-dir", envOr("TRAINYARD_TMPDIR", ""), "directory for temporary files")
 	registryFlags(c, &insecure)
 	return c
+}
+
+// baseSource is config.source for a train built on base, the way the PHT
+// builder names its master image: repository address and tag.
+func baseSource(base string) *train.Source {
+	src := &train.Source{Type: "docker_repository", Address: base}
+	kind, p := train.ParseLocation(base)
+	if kind == "scratch" {
+		src.Address = train.Scratch
+		return src
+	}
+	if kind != "registry" {
+		return src
+	}
+	ref, err := name.ParseReference(p)
+	if err != nil {
+		return src
+	}
+	src.Address = ref.Context().Name()
+	id := ref.Identifier()
+	src.Tag = &id
+	return src
 }
 
 func newTrainKeygenCmd() *cobra.Command {
