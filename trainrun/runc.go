@@ -132,6 +132,15 @@ func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result,
 	if err := UnpackImage(ctx, img, rootfs, unpack); err != nil {
 		return res, err
 	}
+	// The results live on a filesystem of the cap's size (results.go); its
+	// deferred check runs after the container is deleted.
+	rf, err := capResults(ctx, s)
+	if err != nil {
+		return res, err
+	}
+	if rf != nil {
+		defer func() { err = rf.afterRun(ctx, err) }()
+	}
 	uid, gid, err := userIn(rootfs, p.User)
 	if err != nil {
 		return res, err

@@ -96,6 +96,12 @@ type RunSpec struct {
 	TmpSize int64
 	// Timeout kills the train when exceeded; 0 = DefaultTimeout.
 	Timeout time.Duration
+	// MaxResults caps the results in bytes, counted by apparent size (a
+	// sparse file counts as big as it claims); 0 = DefaultMaxResults, < 0 =
+	// no cap. The runc backend enforces it while the train runs with a
+	// filesystem of that size on ResultsDir (see ResultsFS and MountResults);
+	// the Docker backend while it copies the results out.
+	MaxResults int64
 
 	// Stdout and Stderr receive the train's output; nil discards it.
 	Stdout, Stderr io.Writer
@@ -156,6 +162,12 @@ func (s RunSpec) withDefaults() (RunSpec, error) {
 	}
 	if s.Timeout == 0 {
 		s.Timeout = DefaultTimeout
+	}
+	if s.MaxResults == 0 {
+		s.MaxResults = DefaultMaxResults
+	}
+	if s.MaxResults > 0 && s.MaxResults < MinMaxResults {
+		return s, fmt.Errorf("%w: MaxResults %d is below the minimum %d bytes", ErrInvalidSpec, s.MaxResults, MinMaxResults)
 	}
 	if s.Memory < 4<<20 || s.PIDs < 1 || s.CPUs < 0 || s.Timeout < 0 {
 		return s, fmt.Errorf("%w: limits out of range (memory >= 4 MiB, pids >= 1, cpus >= 0, timeout >= 0)", ErrInvalidSpec)

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// resultsOp runs the operations that attack the results bounds; false for
+// an unknown op.
+func resultsOp(op string, args []string) bool {
+	arg := func(i int) string {
+		if i >= len(args) {
+			fail(fmt.Errorf("missing argument %d", i))
+		}
+		return args[i]
+	}
+	num := func(i int) int64 {
+		n, err := strconv.ParseInt(arg(i), 10, 64)
+		check(err)
+		return n
+	}
+	switch op {
+	case "fill": // fill PATH: writes 1 MiB blocks until a write fails; prints the bytes written
+		f, err := os.Create(arg(0))
+		check(err)
+		buf := make([]byte, 1<<20)
+		for i := range buf {
+			buf[i] = byte(i)
+		}
+		var total int64
+		for {
+			n, err := f.Write(buf)
+			total += int64(n)
+			if err != nil {
+				fmt.Println(total)
+				fail(err)
+			}
+		}
+	case "sparse": // sparse PATH SIZE: a file of SIZE bytes that holds no data
+		f, err := os.Create(arg(0))
+		check(err)
+		check(f.Truncate(num(1)))
+		check(f.Close())
+	case "nest": // nest DIR N: N directories, each inside the last
+		check(os.Chdir(arg(0)))
+		for i := int64(0); i < num(1); i++ {
+			check(os.Mkdir("d", 0o755))
+			check(os.Chdir("d"))
+		}
+	case "longpath": // longpath DIR LEN: nested 200-byte names until the path is longer than LEN
+		check(os.Chdir(arg(0)))
+		name := strings.Repeat("n", 200)
+		for total := int64(0); total <= num(1); total += 201 {
+			check(os.Mkdir(name, 0o755))
+			check(os.Chdir(name))
+		}
+	case "many": // many DIR N: N empty files
+		for i := int64(0); i < num(1); i++ {
+			f, err := os.Create(filepath.Join(arg(0), strconv.FormatInt(i, 10)))
+			check(err)
+			check(f.Close())
+		}
+	default:
+		return false
+	}
+	return true
+}
