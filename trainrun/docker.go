@@ -235,15 +235,34 @@ func (d *Docker) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Resul
 	return res, nil
 }
 
-// load streams img as a docker-save tarball into the daemon.
-func (d *Docker) load(ctx context.Context, img v1.Image, tag string) error {
+// load streams img as a docker-save tarball into the daemon. Every layer is
+// checked against the manifest's digest and the config's diff id on its way
+// (verifiedImage); a mismatch aborts the upload before its end, so the
+// daemon never completes the load. The engine checks diff ids on load as
+// well (TestDockerEngineRefusesSwappedLayer); this check does not depend on it.
+func (d *Docker) load(ctx context.Context, img v1.Image, tag string) (err error) {
 	ref, err := name.NewTag(tag)
 	if err != nil {
 		return err
 	}
+	vimg, err := verifyingImage(img)
+	if err != nil {
+		return err
+	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarball.Write(ref, img, pw)) }()
-	defer pr.Close()
+	written := make(chan error, 1)
+	go func() {
+		err := tarball.Write(ref, vimg, pw)
+		pw.CloseWithError(err)
+		written <- err
+	}()
+	defer func() {
+		pr.Close()
+		// The writer's error (a refused layer) explains a failed load best.
+		if werr := <-written; werr != nil && (err == nil || errors.Is(werr, ErrLayerDigest)) {
+			err = fmt.Errorf("docker load: %w", werr)
+		}
+	}()
 	resp, err := d.cli.ImageLoad(ctx, pr, client.ImageLoadWithQuiet(true))
 	if err != nil {
 		return fmt.Errorf("docker load: %w", err)

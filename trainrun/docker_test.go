@@ -36,7 +36,7 @@ func needDocker(t *testing.T) *Docker {
 	t.Helper()
 	dockerd.once.Do(startDockerd)
 	if dockerd.skip != "" {
-		t.Skip(dockerd.skip)
+		skipOrFail(t, dockerd.skip)
 	}
 	if dockerd.err != nil {
 		t.Fatalf("starting dockerd: %v", dockerd.err)

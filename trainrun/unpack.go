@@ -461,6 +461,11 @@ func openVerified(l v1.Layer, chk layerCheck) (*verifiedReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("layer %d: %w", chk.index, err)
 	}
+	return verifyStream(src, chk)
+}
+
+// verifyStream is openVerified over a compressed stream src.
+func verifyStream(src io.ReadCloser, chk layerCheck) (*verifiedReader, error) {
 	ch, _ := newHash(chk.digest)
 	uh, _ := newHash(chk.diffID)
 	v := &verifiedReader{src: src, chk: chk, close: func() {}}
@@ -538,4 +543,106 @@ func drainTrailing(r io.Reader, chk layerCheck) error {
 		return fmt.Errorf("%w: layer %d: more than %d bytes after its end-of-archive marker", ErrUnsafeImage, chk.index, maxTrailing)
 	}
 	return nil
+}
+
+// verifiedBlob passes a layer's compressed bytes on unchanged (to the Docker
+// daemon) while a goroutine decompresses a copy and checks both digests; in
+// place of io.EOF it returns the verdict, so a consumer never sees the clean
+// end of a blob that is not the approved one.
+type verifiedBlob struct {
+	src  io.ReadCloser
+	pw   *io.PipeWriter
+	done chan error
+	err  error
+}
+
+func openVerifiedBlob(l v1.Layer, chk layerCheck) (io.ReadCloser, error) {
+	src, err := l.Compressed()
+	if err != nil {
+		return nil, fmt.Errorf("layer %d: %w", chk.index, err)
+	}
+	pr, pw := io.Pipe()
+	b := &verifiedBlob{src: src, pw: pw, done: make(chan error, 1)}
+	go func() {
+		v, err := verifyStream(pr, chk)
+		if err == nil {
+			_, err = io.Copy(io.Discard, v)
+		}
+		// Unblock the writer side whatever happened.
+		pr.CloseWithError(err)
+		b.done <- err
+	}()
+	return b, nil
+}
+
+func (b *verifiedBlob) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.src.Read(p)
+	if n > 0 {
+		if _, werr := b.pw.Write(p[:n]); werr != nil {
+			b.err = werr
+			return 0, werr
+		}
+	}
+	if errors.Is(err, io.EOF) {
+		b.pw.Close()
+		if verdict := <-b.done; verdict != nil {
+			b.err = verdict
+			return n, verdict
+		}
+		b.err = io.EOF
+	} else if err != nil {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *verifiedBlob) Close() error {
+	b.pw.CloseWithError(errors.New("layer reader closed"))
+	return b.src.Close()
+}
+
+// verifiedImage is an image whose layers are read through verifiedBlob and
+// named by the manifest's digests and the config's diff ids.
+type verifiedImage struct {
+	v1.Image
+	layers []v1.Layer
+}
+
+func verifyingImage(img v1.Image) (v1.Image, error) {
+	layers, checks, err := layerChecks(img)
+	if err != nil {
+		return nil, err
+	}
+	out := &verifiedImage{Image: img, layers: make([]v1.Layer, len(layers))}
+	for i, l := range layers {
+		out.layers[i] = verifiedLayer{Layer: l, chk: checks[i]}
+	}
+	return out, nil
+}
+
+func (v *verifiedImage) Layers() ([]v1.Layer, error) { return v.layers, nil }
+
+func (v *verifiedImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	for _, l := range v.layers {
+		if l.(verifiedLayer).chk.digest == h {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no layer %s", ErrLayerDigest, h)
+}
+
+type verifiedLayer struct {
+	v1.Layer
+	chk layerCheck
+}
+
+func (l verifiedLayer) Digest() (v1.Hash, error)           { return l.chk.digest, nil }
+func (l verifiedLayer) DiffID() (v1.Hash, error)           { return l.chk.diffID, nil }
+func (l verifiedLayer) Size() (int64, error)               { return l.chk.size, nil }
+func (l verifiedLayer) Compressed() (io.ReadCloser, error) { return openVerifiedBlob(l.Layer, l.chk) }
+func (l verifiedLayer) Uncompressed() (io.ReadCloser, error) {
+	return nil, errors.New("trainrun: a verified layer is only read compressed")
 }

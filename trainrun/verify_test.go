@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/moby/moby/client"
 )
 
 func layerOf(t testing.TB, data []byte) v1.Layer {
@@ -364,11 +365,11 @@ func TestRuncRefusesSwappedBaseLayer(t *testing.T) {
 	if out, err := runImage(t, r, img, t.TempDir(), "read", "/etc/base.txt"); err != nil || out != "approved" {
 		t.Fatalf("genuine train: %q %v", out, err)
 	}
-	for name, bad := range map[string]v1.Image{
+	for what, bad := range map[string]v1.Image{
 		"registry copy with layer 0 repointed": pushSwapped(t, img, evil),
 		"layer claiming the genuine digests":   lyingImage{Image: img, layer0: evil},
 	} {
-		t.Run(name, func(t *testing.T) {
+		t.Run(what, func(t *testing.T) {
 			results := t.TempDir()
 			out, err := runImage(t, r, bad, results, "write", "/opt/pht_results/ran", "x")
 			if !errors.Is(err, ErrLayerDigest) {
@@ -381,6 +382,69 @@ func TestRuncRefusesSwappedBaseLayer(t *testing.T) {
 				if entries, _ := os.ReadDir(d); len(entries) != 0 {
 					t.Errorf("%s holds %d entries after the refusal", d, len(entries))
 				}
+			}
+		})
+	}
+}
+
+func TestDockerRefusesSwappedBaseLayer(t *testing.T) {
+	d := needDocker(t)
+	img, evil := baseProbeImage(t)
+	if out, err := runImage(t, d, img, t.TempDir(), "read", "/etc/base.txt"); err != nil || out != "approved" {
+		t.Fatalf("genuine train: %q %v", out, err)
+	}
+	for what, bad := range map[string]v1.Image{
+		"registry copy with layer 0 repointed": pushSwapped(t, img, evil),
+		"layer claiming the genuine digests":   lyingImage{Image: img, layer0: evil},
+	} {
+		t.Run(what, func(t *testing.T) {
+			results := t.TempDir()
+			out, err := runImage(t, d, bad, results, "write", "/opt/pht_results/ran", "x")
+			if !errors.Is(err, ErrLayerDigest) {
+				t.Fatalf("expected ErrLayerDigest, got %v (stdout %q)", err, out)
+			}
+			if _, err := os.Stat(filepath.Join(results, "ran")); err == nil {
+				t.Fatal("the train ran")
+			}
+			cs, err := d.cli.ContainerList(context.Background(), client.ContainerListOptions{All: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cs.Items) != 0 {
+				t.Fatalf("the daemon holds %d containers after the refusal", len(cs.Items))
+			}
+		})
+	}
+}
+
+// The engine itself refuses a layer that does not hash to its diff id, even
+// when handed the tampered image without trainyard's own check.
+func TestDockerEngineRefusesSwappedLayer(t *testing.T) {
+	d := needDocker(t)
+	img, evil := twoLayerImage(t)
+	// What the daemon receives is exactly the registry's tampered copy (a
+	// lying v1.Layer would already fail in ggcr's tarball writer on size).
+	for what, bad := range map[string]v1.Image{"registry copy with layer 0 repointed": pushSwapped(t, img, evil)} {
+		t.Run(what, func(t *testing.T) {
+			ref, _ := name.NewTag("trainyard.local/tampered:" + randomHex(4))
+			pr, pw := io.Pipe()
+			go func() { pw.CloseWithError(tarball.Write(ref, bad, pw)) }()
+			defer pr.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			resp, err := d.cli.ImageLoad(ctx, pr, client.ImageLoadWithQuiet(true))
+			if err == nil {
+				body, _ := io.ReadAll(io.LimitReader(resp, 1<<20))
+				resp.Close()
+				if !bytes.Contains(body, []byte(`"error"`)) {
+					t.Fatalf("the engine loaded a tampered image: %s", body)
+				}
+				t.Logf("engine refused: %s", bytes.TrimSpace(body))
+			} else {
+				t.Fatalf("the upload itself failed, the engine did not get to refuse: %v", err)
+			}
+			if _, err := d.cli.ImageInspect(ctx, ref.String()); err == nil {
+				t.Fatal("the tampered image is in the engine")
 			}
 		})
 	}
