@@ -52,8 +52,9 @@ var _ hardened.TrustStore = (*Store)(nil)
 // StoreOption tunes a Store.
 type StoreOption func(*Store)
 
-// WithApprovalThreshold requires n distinct known users to have signed an
-// approval (default 1).
+// WithApprovalThreshold requires at least n distinct known users to have
+// signed an approval (default 1); the directory's own threshold
+// (directory/settings.json) applies when it is higher.
 func WithApprovalThreshold(n int) StoreOption { return func(s *Store) { s.threshold = n } }
 
 // WithMaxAge sets how long trusted metadata is used before the next TUF
@@ -139,14 +140,87 @@ func (s *Store) TrainApproval(ctx context.Context, digest string) (hardened.Appr
 	if d.Digest != digest {
 		return hardened.Approval{}, fmt.Errorf("%w: approval document is for %s, not %s", ErrBadApproval, d.Digest, digest)
 	}
+	if exp := d.ExpiresAt(); !exp.IsZero() && !s.now().Before(exp) {
+		return hardened.Approval{}, fmt.Errorf("%w: %w: train %s's approval expired at %s", hardened.ErrUnapproved, ErrApprovalExpired, digest, exp.Format(time.RFC3339))
+	}
+	th, err := s.Threshold(ctx)
+	if err != nil {
+		return hardened.Approval{}, err
+	}
 	users, err := d.verify(ctx, s.UserKey)
 	if err != nil {
 		return hardened.Approval{}, err
 	}
-	if len(users) < s.threshold {
-		return hardened.Approval{}, fmt.Errorf("%w: %s has %d valid approver signature(s), %d needed", hardened.ErrUnapproved, digest, len(users), s.threshold)
+	if len(users) < th {
+		return hardened.Approval{}, fmt.Errorf("%w: %s has %d valid approver signature(s), %d needed", hardened.ErrUnapproved, digest, len(users), th)
 	}
 	return hardened.Approval{Digest: digest, Approvers: users, Stations: slices.Clone(d.Stations)}, nil
+}
+
+// Threshold is the number of valid approver signatures an approval needs:
+// the directory's setting, or the store's minimum when that is higher.
+func (s *Store) Threshold(ctx context.Context) (int, error) {
+	th := s.threshold
+	b, err := s.fetch(ctx, SettingsTarget, maxKeyDoc)
+	switch {
+	case isUnknownTarget(err):
+		// a directory made before settings existed: the store's minimum
+	case err != nil:
+		return 0, fmt.Errorf("trust directory: settings: %w", err)
+	default:
+		st, err := ParseSettings(b)
+		if err != nil {
+			return 0, fmt.Errorf("trust directory: %w", err)
+		}
+		th = max(th, st.ApprovalThreshold)
+	}
+	return max(th, 1), nil
+}
+
+// ApprovalInfo describes one approval for listings (trust show).
+type ApprovalInfo struct {
+	Digest    string    `json:"digest"`
+	Label     string    `json:"label,omitempty"`
+	Stations  []string  `json:"stations,omitempty"`
+	Expires   string    `json:"expires,omitempty"` // RFC 3339
+	Approvers []string  `json:"approvers"`          // whose signatures verify
+	Needed    int       `json:"needed"`             // the threshold
+	Valid     bool      `json:"valid"`              // a station would accept it now
+	Problem   string    `json:"problem,omitempty"`  // why not
+	Comments  []string  `json:"comments,omitempty"` // "user: comment"
+}
+
+// Approval describes the approval stored for digest (whether or not a
+// station would accept it now, and why).
+func (s *Store) Approval(ctx context.Context, digest string) (ApprovalInfo, error) {
+	info := ApprovalInfo{Digest: digest}
+	b, err := s.fetch(ctx, ApprovalTarget(digest), maxApprovalDoc)
+	if err != nil {
+		return info, err
+	}
+	d, err := ParseApproval(b)
+	if err != nil {
+		info.Problem = err.Error()
+		return info, nil
+	}
+	info.Label, info.Stations, info.Expires = d.Label, d.Stations, d.Expires
+	if info.Needed, err = s.Threshold(ctx); err != nil {
+		return info, err
+	}
+	if info.Approvers, err = d.verify(ctx, s.UserKey); err != nil {
+		return info, err
+	}
+	for _, sg := range d.Signatures {
+		if sg.Comment != "" && slices.Contains(info.Approvers, sg.User) {
+			info.Comments = append(info.Comments, sg.User+": "+sg.Comment)
+		}
+	}
+	if _, err := s.TrainApproval(ctx, digest); err != nil {
+		info.Problem = err.Error()
+	} else {
+		info.Valid = true
+	}
+	return info, nil
 }
 
 // isUnknownTarget reports whether err says the target is not in the signed

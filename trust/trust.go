@@ -9,7 +9,9 @@
 //	stations/<id>.pem         the station's public keys (hardened.PublicKey PEM)
 //	users/<id>.pem            a user's public keys
 //	approvals/<hex>.json      an approval: the train definition's digest, the
-//	                          stations it may run at, and approvers' signatures
+//	                          stations it may run at, an optional label and
+//	                          expiry, and approvers' signatures
+//	directory/settings.json   directory settings: the approval threshold
 package trust
 
 import (
@@ -22,6 +24,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
+	"unicode"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
 )
@@ -35,6 +39,18 @@ const (
 // ErrBadApproval is wrapped when an approval document is malformed or none of
 // its signatures verifies against a user of the directory.
 var ErrBadApproval = errors.New("approval not signed by a known user")
+
+// Errors of the directory's admin and readers that callers branch on.
+var (
+	// ErrApprovalExpired: the approval's expiry has passed.
+	ErrApprovalExpired = errors.New("approval expired")
+	// ErrExists: the id is already in the directory (use replace).
+	ErrExists = errors.New("already in the trust directory")
+	// ErrNotListed: the id or approval is not in the directory.
+	ErrNotListed = errors.New("not in the trust directory")
+	// ErrDuplicateKey: the public key is already registered under another id.
+	ErrDuplicateKey = errors.New("public key already registered under another id")
+)
 
 var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
 
@@ -58,38 +74,84 @@ func ApprovalTarget(digest string) string {
 	return "approvals/" + strings.TrimPrefix(digest, "sha256:") + ".json"
 }
 
-// ApprovalDoc is the signed approval of one train definition.
+// ApprovalDoc is the signed approval of one train definition. Every
+// approver signs the same terms (digest, stations, label, expiry), so the
+// signatures of several approvers merge into one document.
 type ApprovalDoc struct {
 	Digest     string      `json:"digest"`             // hardened.ApprovalDigest
 	Stations   []string    `json:"stations,omitempty"` // empty: every station
+	Label      string      `json:"label,omitempty"`    // e.g. "study 42, v3"
+	Expires    string      `json:"expires,omitempty"`  // RFC 3339; empty: no expiry
 	Signatures []Signature `json:"signatures"`
 }
 
-// Signature is one approver's ed25519 signature over SigningBytes.
+// Signature is one approver's ed25519 signature over SignedBytes.
 type Signature struct {
-	User string `json:"user"`
-	Sig  string `json:"sig"` // base64
+	User    string `json:"user"`
+	Comment string `json:"comment,omitempty"`
+	Sig     string `json:"sig"` // base64
 }
 
-// SigningBytes is what an approver signs: a domain-separated statement of
-// the digest and the station restriction, so a signature cannot be reused
-// for another train or a wider set of stations.
+// Bounds of the free text fields.
+const (
+	maxLabel   = 200
+	maxComment = 2000
+)
+
+// SigningBytes is the statement every approver signs: a domain-separated
+// rendering of the digest, the station restriction, the label and the
+// expiry, so a signature cannot be reused for another train, a wider set
+// of stations or a longer time. Free text cannot contain control
+// characters (ParseApproval), so the fields cannot run into each other.
 func (d *ApprovalDoc) SigningBytes() []byte {
 	st := slices.Clone(d.Stations)
 	slices.Sort(st)
-	return []byte("trainyard/v1 approval\n" + d.Digest + "\n" + strings.Join(st, ",") + "\n")
+	return []byte("trainyard/v2 approval\n" + d.Digest + "\n" + strings.Join(st, ",") + "\n" + d.Label + "\n" + d.Expires + "\n")
 }
 
-// Sign adds (or replaces) user's signature.
-func (d *ApprovalDoc) Sign(user string, key *hardened.PrivateKey) {
-	sig := base64.StdEncoding.EncodeToString(ed25519.Sign(key.Sign, d.SigningBytes()))
+// SignedBytes is what one signature covers: the statement, the signer's
+// id and the signer's comment.
+func (d *ApprovalDoc) SignedBytes(s Signature) []byte {
+	return append(d.SigningBytes(), []byte("signer "+s.User+"\ncomment "+s.Comment+"\n")...)
+}
+
+// Sign adds user's signature with comment (replacing an earlier one of the
+// same user in this document).
+func (d *ApprovalDoc) Sign(user string, key *hardened.PrivateKey) { d.SignWithComment(user, "", key) }
+
+// SignWithComment is Sign with the approver's comment.
+func (d *ApprovalDoc) SignWithComment(user, comment string, key *hardened.PrivateKey) {
+	s := Signature{User: user, Comment: comment}
+	s.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(key.Sign, d.SignedBytes(s)))
 	for i := range d.Signatures {
 		if d.Signatures[i].User == user {
-			d.Signatures[i].Sig = sig
+			d.Signatures[i] = s
 			return
 		}
 	}
-	d.Signatures = append(d.Signatures, Signature{User: user, Sig: sig})
+	d.Signatures = append(d.Signatures, s)
+}
+
+// ExpiresAt returns the expiry (zero: none).
+func (d *ApprovalDoc) ExpiresAt() time.Time {
+	t, _ := time.Parse(time.RFC3339, d.Expires)
+	return t
+}
+
+// SameTerms reports whether two documents approve the same thing on the
+// same terms (their signatures can be merged).
+func (d *ApprovalDoc) SameTerms(o *ApprovalDoc) bool {
+	return string(d.SigningBytes()) == string(o.SigningBytes())
+}
+
+// checkSignature verifies one signature with the signer's key.
+func (d *ApprovalDoc) checkSignature(s Signature, pk hardened.PublicKey) bool {
+	sig, err := base64.StdEncoding.DecodeString(s.Sig)
+	return err == nil && ed25519.Verify(pk.Sign, d.SignedBytes(s), sig)
+}
+
+func plainText(s string, max int) bool {
+	return len(s) <= max && !strings.ContainsFunc(s, unicode.IsControl)
 }
 
 // ParseApproval decodes an approval document strictly.
@@ -111,12 +173,24 @@ func ParseApproval(b []byte) (*ApprovalDoc, error) {
 			return nil, fmt.Errorf("%w: %v", ErrBadApproval, err)
 		}
 	}
+	if !plainText(d.Label, maxLabel) {
+		return nil, fmt.Errorf("%w: label longer than %d or with control characters", ErrBadApproval, maxLabel)
+	}
+	if d.Expires != "" {
+		if _, err := time.Parse(time.RFC3339, d.Expires); err != nil {
+			return nil, fmt.Errorf("%w: expires %q is not RFC 3339", ErrBadApproval, d.Expires)
+		}
+	}
+	for _, s := range d.Signatures {
+		if ValidID(s.User) != nil || !plainText(s.Comment, maxComment) {
+			return nil, fmt.Errorf("%w: signature of %q: bad signer id or comment", ErrBadApproval, s.User)
+		}
+	}
 	return &d, nil
 }
 
 // verify returns the users whose signatures hold, looking keys up with key.
 func (d *ApprovalDoc) verify(ctx context.Context, key func(context.Context, string) (hardened.PublicKey, error)) ([]string, error) {
-	msg := d.SigningBytes()
 	var ok []string
 	for _, s := range d.Signatures {
 		if slices.Contains(ok, s.User) {
@@ -124,10 +198,9 @@ func (d *ApprovalDoc) verify(ctx context.Context, key func(context.Context, stri
 		}
 		pk, err := key(ctx, s.User)
 		if err != nil {
-			continue // an unknown approver adds nothing
+			continue // an unknown (or removed) approver adds nothing
 		}
-		sig, err := base64.StdEncoding.DecodeString(s.Sig)
-		if err != nil || !ed25519.Verify(pk.Sign, msg, sig) {
+		if !d.checkSignature(s, pk) {
 			continue
 		}
 		ok = append(ok, s.User)

@@ -2,6 +2,7 @@ package trust_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log"
@@ -36,6 +37,10 @@ type fixture struct {
 }
 
 func setup(t *testing.T, opts ...trust.StoreOption) *fixture {
+	return setupWith(t, nil, opts...)
+}
+
+func setupWith(t *testing.T, initOpts []trust.InitOption, opts ...trust.StoreOption) *fixture {
 	t.Helper()
 	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
 	reqs := new(atomic.Int64)
@@ -50,7 +55,7 @@ func setup(t *testing.T, opts ...trust.StoreOption) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.admin, err = trust.Init(f.ctx, pub); err != nil {
+	if f.admin, err = trust.Init(f.ctx, pub, initOpts...); err != nil {
 		t.Fatal(err)
 	}
 	f.alice, _ = hardened.GenerateKey()
@@ -114,6 +119,9 @@ func TestApprovals(t *testing.T) {
 	}
 }
 
+// TestApprovalTampering: a forged approval is refused by the admin before
+// it is staged, and, should one reach the directory anyway (staged around
+// the admin's checks), by every station.
 func TestApprovalTampering(t *testing.T) {
 	f := setup(t, trust.WithMaxAge(0)) // every lookup sees the latest publish
 	mallory, _ := hardened.GenerateKey()
@@ -122,6 +130,12 @@ func TestApprovalTampering(t *testing.T) {
 		"forged signature": func(d *trust.ApprovalDoc) { d.Sign("alice", mallory) },
 		// Signed for one station, widened to all after signing.
 		"widened stations": func(d *trust.ApprovalDoc) { d.Sign("alice", f.alice); d.Stations = nil },
+		// Signed with a one-day expiry, extended after signing.
+		"extended expiry": func(d *trust.ApprovalDoc) {
+			d.Expires = time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
+			d.Sign("alice", f.alice)
+			d.Expires = time.Now().Add(1000 * time.Hour).UTC().Format(time.RFC3339)
+		},
 		// Signed by someone the directory does not know.
 		"unknown approver": func(d *trust.ApprovalDoc) { d.Sign("mallory", mallory) },
 	}
@@ -129,7 +143,12 @@ func TestApprovalTampering(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			d := &trust.ApprovalDoc{Digest: digest, Stations: []string{"st1"}}
 			mutate(d)
-			must(t, f.admin.Approve(f.ctx, d))
+			if err := f.admin.Approve(f.ctx, d); !errors.Is(err, trust.ErrBadApproval) {
+				t.Fatalf("admin staged it: %v", err)
+			}
+			b, err := json.Marshal(d)
+			must(t, err)
+			must(t, f.admin.Publisher().PutTargetBytes(f.ctx, trust.ApprovalTarget(digest), "", b))
 			must(t, f.admin.Publish(f.ctx))
 			if _, err := f.store.TrainApproval(f.ctx, digest); !errors.Is(err, hardened.ErrUnapproved) {
 				t.Fatalf("got %v, want ErrUnapproved", err)
@@ -163,7 +182,7 @@ func TestStoreMaxAge(t *testing.T) {
 	// The station's key is replaced; once the max age has passed, the
 	// store must answer with the new key.
 	st1b, _ := hardened.GenerateKey()
-	must(t, f.admin.AddStation(f.ctx, "st1", st1b.Public()))
+	must(t, f.admin.ReplaceStation(f.ctx, "st1", st1b.Public()))
 	must(t, f.admin.Publish(f.ctx))
 	now = now.Add(trust.DefaultMaxAge)
 	k, err := f.store.StationKey(f.ctx, "st1")

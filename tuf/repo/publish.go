@@ -194,3 +194,23 @@ func (p *Publisher) putVersioned(ctx context.Context, st *state, f pubFile, clai
 	}
 	return nil
 }
+
+// CheckRegistry reports (ErrConflict) whether a publish from this state
+// would be refused because the registry holds metadata it did not
+// publish; nil when it may publish (or WithForce is set).
+func (p *Publisher) CheckRegistry(ctx context.Context) error {
+	st, err := p.loadState()
+	if err != nil {
+		return err
+	}
+	return p.checkRegistry(ctx, st)
+}
+
+// HasMetadata reports whether this state has metadata (create-metadata ran).
+func (p *Publisher) HasMetadata() bool {
+	_, err := os.Stat(p.metaPath(Root))
+	return err == nil
+}
+
+// Dir is the publisher's state directory.
+func (p *Publisher) Dir() string { return p.dir }

@@ -1318,3 +1318,42 @@ func (p *Publisher) PublishTarget(ctx context.Context, name, role string, data [
 	}
 	return p.PushMetadata(ctx)
 }
+
+// ReadTarget returns a small target of the working metadata (staged or
+// published), read from the registry and checked against the length and
+// sha256 this state signed or will sign: the admin reads its own
+// directory with the same guarantee a client has.
+func (p *Publisher) ReadTarget(ctx context.Context, name string, maxSize int64) ([]byte, error) {
+	all, err := p.allTargets()
+	if err != nil {
+		return nil, err
+	}
+	tf, ok := all[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: target %q", tuf.ErrNotFound, name)
+	}
+	if tf.Length > maxSize {
+		return nil, fmt.Errorf("%w: target %q is %d bytes, limit %d", tuf.ErrTooLarge, name, tf.Length, maxSize)
+	}
+	h, ok := tf.Hashes["sha256"]
+	if !ok {
+		return nil, fmt.Errorf("target %q: no sha256 hash", name)
+	}
+	var buf strings.Builder
+	cp := *tf
+	cp.Path = name
+	parts, err := tuf.Parts(&cp)
+	if err != nil {
+		return nil, err
+	}
+	whole := sha256.New()
+	for _, part := range parts {
+		if err := p.hashPart(ctx, part, io.MultiWriter(whole, &buf)); err != nil {
+			return nil, fmt.Errorf("target %q: %w", name, err)
+		}
+	}
+	if int64(buf.Len()) != tf.Length || hex.EncodeToString(whole.Sum(nil)) != hex.EncodeToString(h) {
+		return nil, fmt.Errorf("%w: target %q differs from its signed length or sha256", tuf.ErrTampered, name)
+	}
+	return []byte(buf.String()), nil
+}
