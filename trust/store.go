@@ -179,15 +179,15 @@ func (s *Store) Threshold(ctx context.Context) (int, error) {
 
 // ApprovalInfo describes one approval for listings (trust show).
 type ApprovalInfo struct {
-	Digest    string    `json:"digest"`
-	Label     string    `json:"label,omitempty"`
-	Stations  []string  `json:"stations,omitempty"`
-	Expires   string    `json:"expires,omitempty"` // RFC 3339
-	Approvers []string  `json:"approvers"`          // whose signatures verify
-	Needed    int       `json:"needed"`             // the threshold
-	Valid     bool      `json:"valid"`              // a station would accept it now
-	Problem   string    `json:"problem,omitempty"`  // why not
-	Comments  []string  `json:"comments,omitempty"` // "user: comment"
+	Digest    string   `json:"digest"`
+	Label     string   `json:"label,omitempty"`
+	Stations  []string `json:"stations,omitempty"`
+	Expires   string   `json:"expires,omitempty"`  // RFC 3339
+	Approvers []string `json:"approvers"`          // whose signatures verify
+	Needed    int      `json:"needed"`             // the threshold
+	Valid     bool     `json:"valid"`              // a station would accept it now
+	Problem   string   `json:"problem,omitempty"`  // why not
+	Comments  []string `json:"comments,omitempty"` // "user: comment"
 }
 
 // Approval describes the approval stored for digest (whether or not a
