@@ -200,7 +200,7 @@ func (d *Docker) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Resul
 
 	// Results come back whatever the outcome, as runc's bind mount would leave them.
 	c, cancelCopy := cleanupCtx()
-	copyErr := d.copyOut(c, id, s.ResultsDir)
+	copyErr := d.copyOut(c, id, s.ResultsDir, s.MaxResults)
 	cancelCopy()
 
 	if runCtx.Err() != nil {
@@ -305,7 +305,7 @@ func (d *Docker) copyIn(ctx context.Context, id, dir string) error {
 }
 
 // copyOut replaces the contents of dir with the results volume's.
-func (d *Docker) copyOut(ctx context.Context, id, dir string) error {
+func (d *Docker) copyOut(ctx context.Context, id, dir string, maxResults int64) error {
 	out, err := d.cli.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: ResultsPath})
 	if err != nil {
 		return fmt.Errorf("docker copy from %s: %w", ResultsPath, err)
@@ -322,7 +322,13 @@ func (d *Docker) copyOut(ctx context.Context, id, dir string) error {
 	}
 	opt := d.unpack
 	opt.StripComponents, opt.NoChown = 1, true
-	if err := UnpackTar(ctx, out.Content, dir, opt); err != nil {
+	var content io.Reader = out.Content
+	if maxResults > 0 {
+		lr := limitResultsTar(ctx, out.Content, maxResults)
+		defer lr.Close()
+		content = lr
+	}
+	if err := UnpackTar(ctx, content, dir, opt); err != nil {
 		return fmt.Errorf("copying results out: %w", err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package trainrun
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -522,4 +523,54 @@ func command(ctx context.Context, name string, args ...string) error {
 		return fmt.Errorf("%s: %w: %s", name, err, msg)
 	}
 	return nil
+}
+
+// limitResultsTar passes the tar stream of a results directory (as the
+// Docker copy API sends it: every name under one top directory) through the
+// results bounds, so that a copy-out stops at the first entry over them:
+// sizes are the headers' (apparent) sizes, so a sparse file is refused
+// before its bytes are read.
+//
+// This is where the Docker backend enforces the cap. The results live in an
+// anonymous volume that the copy API fills and empties, and the engine can
+// size neither it (the local driver's only sized volume is a tmpfs, which
+// the copy API cannot see: it is mounted only while the container runs) nor
+// the container's root (--storage-opt size needs overlay2 on xfs with
+// pquota). While the train runs, its results are bounded by the daemon's
+// disk only; the station's disk never receives more than the cap.
+func limitResultsTar(ctx context.Context, r io.Reader, max int64) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(filterResultsTar(ctx, r, pw, max)) }()
+	return pr
+}
+
+func filterResultsTar(ctx context.Context, r io.Reader, w io.Writer, max int64) error {
+	tr, tw := tar.NewReader(r), tar.NewWriter(w)
+	wk := &resultsWalker{max: max}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return tw.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("results archive: %w", err)
+		}
+		if _, rel, _ := strings.Cut(strings.Trim(hdr.Name, "/"), "/"); rel != "" {
+			if err := wk.visit(rel, hdr.FileInfo()); err != nil {
+				return err
+			}
+			if hdr.Typeflag == tar.TypeSymlink && escapes(rel, hdr.Linkname) {
+				return fmt.Errorf("%w: symlink %s points out of the results (%s)", ErrUnsafeImage, rel, hdr.Linkname)
+			}
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
+	}
 }

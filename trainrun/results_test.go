@@ -1,9 +1,12 @@
 package trainrun
 
 import (
+	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -321,4 +324,53 @@ func TestCopyResultsSymlinks(t *testing.T) {
 	if err := copyResults(context.Background(), src, t.TempDir(), 1<<20); !errors.Is(err, ErrUnsafeImage) {
 		t.Fatalf("escaping symlink: %v", err)
 	}
+}
+
+// FuzzLimitResultsTar: whatever the archive, the filter never panics, and
+// what it lets through is a tar stream within the bounds.
+func FuzzLimitResultsTar(f *testing.F) {
+	mk := func(entries ...tar.Header) []byte {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		for _, h := range entries {
+			tw.WriteHeader(&h)
+			if h.Typeflag == tar.TypeReg {
+				tw.Write(bytes.Repeat([]byte("x"), int(h.Size)))
+			}
+		}
+		tw.Close()
+		return b.Bytes()
+	}
+	f.Add(mk(tar.Header{Name: "pht_results/", Typeflag: tar.TypeDir, Mode: 0o755},
+		tar.Header{Name: "pht_results/a.csv", Typeflag: tar.TypeReg, Size: 3, Mode: 0o644},
+		tar.Header{Name: "pht_results/l", Typeflag: tar.TypeSymlink, Linkname: "a.csv"}))
+	f.Add(mk(tar.Header{Name: "pht_results/" + strings.Repeat("d/", 70), Typeflag: tar.TypeDir, Mode: 0o755}))
+	f.Add(mk(tar.Header{Name: "pht_results/l", Typeflag: tar.TypeSymlink, Linkname: "../../etc/passwd"}))
+	f.Add(mk(tar.Header{Name: "pht_results/p", Typeflag: tar.TypeFifo}))
+	f.Add([]byte("not a tar"))
+	const max = 1 << 10
+	f.Fuzz(func(t *testing.T, in []byte) {
+		rc := limitResultsTar(context.Background(), bytes.NewReader(in), max)
+		defer rc.Close()
+		tr := tar.NewReader(rc)
+		var total int64
+		for {
+			hdr, err := tr.Next()
+			if err != nil {
+				return // io.EOF or the filter's refusal
+			}
+			if hdr.Typeflag == tar.TypeReg {
+				total += hdr.Size
+			}
+			if total > max {
+				t.Fatalf("%d bytes let through a %d-byte cap", total, max)
+			}
+			if n := strings.Count(strings.Trim(hdr.Name, "/"), "/"); n > MaxResultsDepth {
+				t.Fatalf("depth %d let through", n)
+			}
+			if _, err := io.Copy(io.Discard, tr); err != nil {
+				return
+			}
+		}
+	})
 }

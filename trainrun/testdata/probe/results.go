@@ -39,6 +39,15 @@ func resultsOp(op string, args []string) bool {
 				fail(err)
 			}
 		}
+	case "alloc-file": // alloc-file PATH MiB: a file of that many MiB of data
+		f, err := os.Create(arg(0))
+		check(err)
+		buf := make([]byte, 1<<20)
+		for i := int64(0); i < num(1); i++ {
+			_, err := f.Write(buf)
+			check(err)
+		}
+		check(f.Close())
 	case "sparse": // sparse PATH SIZE: a file of SIZE bytes that holds no data
 		f, err := os.Create(arg(0))
 		check(err)
