@@ -154,7 +154,10 @@ func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result,
 			return res, fmt.Errorf("handing the results directory to uid %d: %w", uid+shift, err)
 		}
 	}
-	ocfg := ociSpec(p, uid, gid, s)
+	ocfg, err := ociSpec(p, uid, gid, s)
+	if err != nil {
+		return res, err
+	}
 	if r.userns != nil {
 		m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: r.userns.host, Size: r.userns.size}}
 		ocfg.Linux.Namespaces = append(ocfg.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})

@@ -393,7 +393,10 @@ func TestOCISpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := ociSpec(process{Args: []string{"/x"}, Cwd: "/"}, 0, 0, s)
+	sp, err := ociSpec(process{Args: []string{"/x"}, Cwd: "/"}, 0, 0, s)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !sp.Root.Readonly || !sp.Process.NoNewPrivileges || sp.Process.Capabilities == nil || len(sp.Process.Capabilities.Bounding) != 0 {
 		t.Fatal("root not read-only, privileges not dropped")
 	}

@@ -108,7 +108,7 @@ func main() {
 		check(err)
 		os.Exit(n)
 	default:
-		if !resultsOp(os.Args[1], args) {
+		if !resultsOp(os.Args[1], args) && !sandboxOp(os.Args[1], args) {
 			fail(fmt.Errorf("unknown op %q", os.Args[1]))
 		}
 	}
