@@ -89,8 +89,10 @@ func PublicKeyHex(pub *rsa.PublicKey) train.HexString {
 }
 
 // ParsePrivateKey reads an RSA private key from PEM: PKCS#1 or PKCS#8,
-// either one optionally encrypted (legacy "Proc-Type: 4,ENCRYPTED" or
-// PKCS#8 PBES2 "ENCRYPTED PRIVATE KEY", as the desktop app writes).
+// either one optionally encrypted: legacy "Proc-Type: 4,ENCRYPTED" (the
+// standard library's DecryptPEMBlock) or "ENCRYPTED PRIVATE KEY" (PBES2
+// with PBKDF2 or scrypt and AES or DES-EDE3, PKCS#12 PBE-SHA1-3DES; see
+// pkcs8.go): every form Python's load_pem_private_key reads for RSA.
 func ParsePrivateKey(pemBytes, password []byte) (*rsa.PrivateKey, error) {
 	blk, _ := pem.Decode(pemBytes)
 	if blk == nil {
@@ -99,13 +101,11 @@ func ParsePrivateKey(pemBytes, password []byte) (*rsa.PrivateKey, error) {
 	der := blk.Bytes
 	switch {
 	case blk.Type == "ENCRYPTED PRIVATE KEY":
-		if len(password) == 0 {
-			return nil, fmt.Errorf("%w: private key is encrypted and no password was given (PRIVATE_KEY_PASSWORD)", ErrKey)
-		}
-		var err error
-		if der, err = decryptPKCS8(der, password); err != nil {
+		k, err := parseEncryptedPKCS8(der, password)
+		if err != nil {
 			return nil, err
 		}
+		return rsaKey(k)
 	case x509.IsEncryptedPEMBlock(blk): //nolint:staticcheck // legacy PEM encryption is what OpenSSL-era keys use
 		if len(password) == 0 {
 			return nil, fmt.Errorf("%w: private key is encrypted and no password was given (PRIVATE_KEY_PASSWORD)", ErrKey)
@@ -125,6 +125,10 @@ func ParsePrivateKey(pemBytes, password []byte) (*rsa.PrivateKey, error) {
 		}
 		return nil, fmt.Errorf("%w: private key is neither PKCS#1 nor PKCS#8", ErrKey)
 	}
+	return rsaKey(k)
+}
+
+func rsaKey(k any) (*rsa.PrivateKey, error) {
 	rk, ok := k.(*rsa.PrivateKey)
 	if !ok {
 		return nil, fmt.Errorf("%w: private key is %T, PHT v2 needs RSA", ErrKey, k)
