@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -26,6 +27,10 @@ type Client struct {
 	keychain  authn.Keychain
 	progress  io.Writer
 	transport http.RoundTripper
+	timeouts  *Timeouts
+
+	once sync.Once
+	rt   http.RoundTripper // built once so connections are reused across calls
 }
 
 // Option configures a Client.
@@ -41,8 +46,12 @@ func WithKeychain(k authn.Keychain) Option { return func(c *Client) { c.keychain
 // WithProgress draws a progress bar on w for uploads when w is a terminal.
 func WithProgress(w io.Writer) Option { return func(c *Client) { c.progress = w } }
 
-// WithTransport sets the HTTP transport (tests, proxies, custom TLS).
+// WithTransport sets the HTTP transport (tests, proxies, custom TLS). Stall
+// detection is still added on top; its dial/TLS/header timeouts are its own.
 func WithTransport(t http.RoundTripper) Option { return func(c *Client) { c.transport = t } }
+
+// WithTimeouts sets the network timeouts (default: TimeoutsFromEnv).
+func WithTimeouts(t Timeouts) Option { return func(c *Client) { c.timeouts = &t } }
 
 // NewClient returns a client with the given options.
 func NewClient(opts ...Option) *Client {
@@ -84,16 +93,38 @@ func (c *Client) ParseRepository(repo string) (name.Repository, error) {
 
 // RemoteOptions returns the go-containerregistry options for one call.
 func (c *Client) RemoteOptions(ctx context.Context) []remote.Option {
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain)}
-	if c.transport != nil {
-		opts = append(opts, remote.WithTransport(c.transport))
-	} else if c.insecure {
-		t := remote.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // only with --insecure
-		opts = append(opts, remote.WithTransport(t))
+	kc := c.keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
 	}
-	return opts
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(kc), remote.WithTransport(c.Transport())}
 }
+
+// Transport is the client's HTTP transport: every dial, TLS handshake,
+// header wait and body transfer bounded by the client's Timeouts. Code that
+// talks HTTP to a registry outside go-containerregistry should use it too.
+func (c *Client) Transport() http.RoundTripper {
+	c.once.Do(func() {
+		t := DefaultTimeouts()
+		if c.timeouts != nil {
+			t = *c.timeouts
+		} else if et, err := TimeoutsFromEnv(); err != nil {
+			c.rt = errTransport{err: err}
+			return
+		} else {
+			t = et
+		}
+		if c.transport != nil {
+			c.rt = WrapTransport(c.transport, t)
+			return
+		}
+		c.rt = NewTransport(c.insecure, t)
+	})
+	return c.rt
+}
+
+// HTTPClient is an http.Client over Transport.
+func (c *Client) HTTPClient() *http.Client { return &http.Client{Transport: c.Transport()} }
 
 // Push writes an image to ref, showing progress on a terminal.
 func (c *Client) Push(ctx context.Context, img v1.Image, ref string) (v1.Hash, error) {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -252,15 +251,13 @@ func newTUFCmd() *cobra.Command {
 			}},
 		&cobra.Command{Use: "auth REPO ACTION...", Short: "Authenticate (pull, push, *) and print the bearer token, if any", Args: cobra.MinimumNArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				s, err := ocistore.New(te.registryClient(cmd), te.repoName(args[0]))
+				rc := te.registryClient(cmd)
+				s, err := ocistore.New(rc, te.repoName(args[0]))
 				if err != nil {
 					return err
 				}
-				hc := http.DefaultClient
-				if te.insecure {
-					hc = &http.Client{Transport: insecureTransport()}
-				}
-				tok, err := s.Token(cmd.Context(), tufKeychain(), hc, args[1:]...)
+				// The registry client's transport: --insecure and the network timeouts.
+				tok, err := s.Token(cmd.Context(), tufKeychain(), rc.HTTPClient(), args[1:]...)
 				if tok != "" {
 					fmt.Fprintln(cmd.OutOrStdout(), tok)
 				}
@@ -284,12 +281,6 @@ func (te *tufEnv) stateDir(r, side string) string {
 
 func tufKeychain() authn.Keychain {
 	return ocistore.Keychain(os.Getenv("TRAINYARD_TUF_USERNAME"), os.Getenv("TRAINYARD_TUF_PASSWORD"), os.Getenv("TRAINYARD_TUF_TOKEN"))
-}
-
-func insecureTransport() http.RoundTripper {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // only with --insecure
-	return t
 }
 
 func (te *tufEnv) registryClient(cmd *cobra.Command) *registry.Client {
