@@ -338,7 +338,7 @@ func sealTreeWithKey(t *testing.T, key []byte, dir string, w *bytes.Buffer) (*Ma
 	if err != nil {
 		return nil, BlobRef{}, err
 	}
-	m, err := packTree(context.Background(), os.DirFS(dir), sw)
+	m, err := packTree(context.Background(), os.DirFS(dir), sw, -1)
 	if err != nil {
 		return nil, BlobRef{}, err
 	}

@@ -13,7 +13,10 @@
 // See docs/protocol.md for the wire format and the threat model.
 package hardened
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Every error returned by this package that describes a
 // refused train wraps exactly one of these, so callers branch with errors.Is.
@@ -38,4 +41,14 @@ var (
 	// ErrUnsupported: input the protocol refuses by design (a symlink or
 	// device in a tree, an oversized tree, an unknown algorithm).
 	ErrUnsupported = errors.New("unsupported input")
+)
+
+// Refinements of ErrUnsupported (they match it with errors.Is too).
+var (
+	// ErrResultsTooLarge: the results exceed the byte cap (WithMaxResults),
+	// counted by apparent size, so a sparse file counts as what it claims.
+	ErrResultsTooLarge = fmt.Errorf("%w: results too large", ErrUnsupported)
+	// ErrTreeBounds: a tree is nested too deep, has a path or name too long,
+	// or too many entries.
+	ErrTreeBounds = fmt.Errorf("%w: tree out of bounds", ErrUnsupported)
 )

@@ -127,7 +127,7 @@ func FuzzOpenReader(f *testing.F) {
 
 func FuzzUnpackTree(f *testing.F) {
 	var buf bytes.Buffer
-	if _, err := packTree(context.Background(), os.DirFS(newTestNet(f).code), &buf); err != nil {
+	if _, err := packTree(context.Background(), os.DirFS(newTestNet(f).code), &buf, -1); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(buf.Bytes())

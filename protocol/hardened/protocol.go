@@ -21,13 +21,14 @@ import (
 type Option func(*options)
 
 type options struct {
-	guard     ReplayGuard
-	chunkSize int
-	now       func() time.Time
+	guard      ReplayGuard
+	chunkSize  int
+	now        func() time.Time
+	maxResults int64
 }
 
 func collect(opts []Option) options {
-	o := options{chunkSize: DefaultChunkSize, now: time.Now}
+	o := options{chunkSize: DefaultChunkSize, now: time.Now, maxResults: DefaultMaxResults}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -42,6 +43,17 @@ func WithChunkSize(n int) Option { return func(o *options) { o.chunkSize = n } }
 
 // WithClock sets the clock used for timestamps in signed documents.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithMaxResults caps the results PostRun seals, in bytes counted by the
+// files' apparent sizes (default DefaultMaxResults; < 0 = no byte cap, the
+// bounds on depth, path length and entries still apply).
+func WithMaxResults(n int64) Option {
+	return func(o *options) {
+		if n != 0 {
+			o.maxResults = n
+		}
+	}
+}
 
 // Spec is what a creator decides about a train.
 type Spec struct {
@@ -79,7 +91,8 @@ func (c *countingHash) ref() BlobRef {
 }
 
 // sealTree packs fsys as a tar stream sealed under a fresh key into w.
-func sealTree(ctx context.Context, fsys fs.FS, w io.Writer, chunk int) (key []byte, m *Manifest, ref BlobRef, err error) {
+// maxBytes < 0 means no byte cap.
+func sealTree(ctx context.Context, fsys fs.FS, w io.Writer, chunk int, maxBytes int64) (key []byte, m *Manifest, ref BlobRef, err error) {
 	key = make([]byte, keySize)
 	if _, err = rand.Read(key); err != nil {
 		return nil, nil, ref, err
@@ -89,7 +102,7 @@ func sealTree(ctx context.Context, fsys fs.FS, w io.Writer, chunk int) (key []by
 	if err != nil {
 		return nil, nil, ref, err
 	}
-	if m, err = packTree(ctx, fsys, sw); err != nil {
+	if m, err = packTree(ctx, fsys, sw, maxBytes); err != nil {
 		return nil, nil, ref, err
 	}
 	if err = sw.Close(); err != nil {
@@ -182,7 +195,7 @@ func Create(ctx context.Context, trust TrustStore, spec Spec, creator *PrivateKe
 		}
 		st.Route = append(st.Route, Participant{ID: id, SignKey: keys[i].SignKeyID(), EncKey: keys[i].EncKeyID()})
 	}
-	key, m, ref, err := sealTree(ctx, code, codeOut, o.chunkSize)
+	key, m, ref, err := sealTree(ctx, code, codeOut, o.chunkSize, -1)
 	if err != nil {
 		return nil, fmt.Errorf("sealing code: %w", err)
 	}
@@ -356,7 +369,7 @@ func (s *Session) PostRun(ctx context.Context, resultsDir string, out io.Writer)
 		return nil, err
 	}
 	defer root.Close()
-	key, m, ref, err := sealTree(ctx, root.FS(), out, s.opts.chunkSize)
+	key, m, ref, err := sealTree(ctx, root.FS(), out, s.opts.chunkSize, s.opts.maxResults)
 	if err != nil {
 		return nil, fmt.Errorf("sealing results: %w", err)
 	}

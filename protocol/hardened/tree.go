@@ -17,11 +17,39 @@ import (
 	"time"
 )
 
-// Limits on a tree, so that a hostile tarball cannot exhaust inodes.
+// Bounds on a tree, so that neither a hostile tarball nor a hostile train's
+// results can exhaust inodes or make a walk quadratic: depth is checked
+// before a directory is read, so 10,000 nested directories cost 64 steps.
+// Linux allows 255 bytes per name and 4096 per path; deeper or longer trees
+// could not be opened by the creator anyway.
 const (
-	maxTreeEntries = 1 << 20
-	maxPathLen     = 4096
+	maxPathLen   = 4096
+	maxNameLen   = 255
+	maxTreeDepth = 64
 )
+
+// maxTreeEntries bounds the entries of a tree (a variable so that a test
+// can reach it without a million files).
+var maxTreeEntries = 1 << 20
+
+// DefaultMaxResults is the byte cap on sealed results unless WithMaxResults
+// says otherwise (the station's --max-results default).
+const DefaultMaxResults int64 = 1 << 30
+
+// checkTreePath refuses a path (slash separated, relative) that is too long,
+// too deep or has a name too long.
+func checkTreePath(p string) error {
+	if len(p) > maxPathLen {
+		return fmt.Errorf("%w: a path is longer than %d bytes (%.64s...)", ErrTreeBounds, maxPathLen, p)
+	}
+	if d := strings.Count(p, "/") + 1; d > maxTreeDepth {
+		return fmt.Errorf("%w: directories nested deeper than %d (%.64s...)", ErrTreeBounds, maxTreeDepth, p)
+	}
+	if n := len(p) - strings.LastIndexByte(p, '/') - 1; n > maxNameLen {
+		return fmt.Errorf("%w: a name is longer than %d bytes (%.64s...)", ErrTreeBounds, maxNameLen, p)
+	}
+	return nil
+}
 
 // Entry is one line of a tree manifest. Mode holds only permission bits.
 type Entry struct {
@@ -56,14 +84,19 @@ func digestOf(b []byte) string {
 
 // TreeManifest computes the manifest of a tree without packing it.
 func TreeManifest(ctx context.Context, fsys fs.FS) (*Manifest, error) {
-	return packTree(ctx, fsys, nil)
+	return packTree(ctx, fsys, nil, -1)
 }
 
 // packTree walks fsys and, when w is non-nil, writes it as a normalized tar
 // stream (no owners, no times, permission bits only). Only regular files and
-// directories are accepted: a symlink in results could point at host files.
-func packTree(ctx context.Context, fsys fs.FS, w io.Writer) (*Manifest, error) {
+// directories are accepted: a symlink in results could point at host files,
+// a device, FIFO or socket is no result. The sum of file sizes is bounded by
+// maxBytes (< 0: no cap), counted from the sizes the filesystem reports
+// before anything is read, so a sparse 1 TiB file is refused at once; the
+// shape is bounded by checkTreePath and maxTreeEntries.
+func packTree(ctx context.Context, fsys fs.FS, w io.Writer, maxBytes int64) (*Manifest, error) {
 	m := &Manifest{Version: 1}
+	var total int64
 	var tw *tar.Writer
 	if w != nil {
 		tw = tar.NewWriter(w)
@@ -82,11 +115,21 @@ func packTree(ctx context.Context, fsys fs.FS, w io.Writer) (*Manifest, error) {
 			return nil
 		}
 		if len(m.Entries) >= maxTreeEntries {
-			return fmt.Errorf("%w: more than %d entries", ErrUnsupported, maxTreeEntries)
+			return fmt.Errorf("%w: more than %d entries", ErrTreeBounds, maxTreeEntries)
+		}
+		// Before a directory is descended into: WalkDir calls this first.
+		if err := checkTreePath(p); err != nil {
+			return err
 		}
 		info, err := d.Info()
 		if err != nil {
 			return err
+		}
+		if info.Mode().IsRegular() && maxBytes >= 0 {
+			if info.Size() > maxBytes-total {
+				return fmt.Errorf("%w: more than %d bytes (%s is %d bytes)", ErrResultsTooLarge, maxBytes, p, info.Size())
+			}
+			total += info.Size()
 		}
 		perm := uint32(info.Mode().Perm())
 		hdr := &tar.Header{Name: p, Mode: int64(perm), ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
@@ -123,7 +166,7 @@ func packTree(ctx context.Context, fsys fs.FS, w io.Writer) (*Manifest, error) {
 			m.Entries = append(m.Entries, Entry{Path: p, Type: "file", Mode: perm, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))})
 			return nil
 		default:
-			return fmt.Errorf("%w: %s is a %s; only regular files and directories are allowed", ErrUnsupported, p, info.Mode().Type())
+			return fmt.Errorf("%w: %s is a %s; only regular files and directories are allowed", ErrUnsupported, p, typeName(info.Mode()))
 		}
 	})
 	if err != nil {
@@ -135,6 +178,21 @@ func packTree(ctx context.Context, fsys fs.FS, w io.Writer) (*Manifest, error) {
 		}
 	}
 	return m, nil
+}
+
+// typeName names a file type for an error message.
+func typeName(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	case m&fs.ModeNamedPipe != 0:
+		return "fifo"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "special file (" + m.Type().String() + ")"
 }
 
 // prepareDir makes dir if needed and insists it is empty, so that unpacked
@@ -194,7 +252,7 @@ func unpackTree(ctx context.Context, r io.Reader, dir string) (*Manifest, error)
 			return nil, fmt.Errorf("%w: tree archive: %v", ErrMalformed, err)
 		}
 		if len(m.Entries) >= maxTreeEntries {
-			return nil, fmt.Errorf("%w: more than %d entries", ErrUnsupported, maxTreeEntries)
+			return nil, fmt.Errorf("%w: more than %d entries", ErrTreeBounds, maxTreeEntries)
 		}
 		name := hdr.Name
 		if hdr.Typeflag == tar.TypeDir {
@@ -202,6 +260,9 @@ func unpackTree(ctx context.Context, r io.Reader, dir string) (*Manifest, error)
 		}
 		if len(name) > maxPathLen || !fs.ValidPath(name) || name == "." || strings.Contains(name, "\\") {
 			return nil, fmt.Errorf("%w: bad path %q in tree", ErrTampered, hdr.Name)
+		}
+		if err := checkTreePath(name); err != nil {
+			return nil, err
 		}
 		if _, dup := seen[name]; dup {
 			return nil, fmt.Errorf("%w: %q appears twice in tree", ErrTampered, name)
