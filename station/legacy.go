@@ -81,6 +81,17 @@ func (s *Station) processLegacy(ctx context.Context, ref, work string, st *Stop)
 		st.Next = next.Station.String()
 		dest = s.Network.Inbox(st.Next)
 	}
+	// A PHT station's post-run --rebase pulls REPO:base beside the train:
+	// push it first, so it is there when the train arrives.
+	if st.Train != "base" {
+		base, err := train.BaseOf(post.Image)
+		if err != nil {
+			return err
+		}
+		if _, err := s.Client.Push(ctx, base, dest+":base"); err != nil {
+			return fmt.Errorf("push %s:base: %w", dest, err)
+		}
+	}
 	dest += ":" + st.Train
 	dgst, err := s.Client.Push(ctx, post.Image, dest)
 	if err != nil {

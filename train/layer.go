@@ -626,3 +626,43 @@ func keptHistory(h []v1.History, n int) []v1.History {
 	}
 	return out
 }
+
+// BaseOf returns img without its state layer and anything above it: the
+// base the train runs on, what a PHT station pulls as REPO:base for its
+// post-run --rebase. The image config is img's.
+func BaseOf(img v1.Image) (v1.Image, error) {
+	cf, ls, ok, err := splitLayers(img)
+	if err != nil {
+		return nil, err
+	}
+	state := -1
+	for i := range ls {
+		if ok && IsStateLayer(*ls[i].hist) {
+			state = i
+		}
+	}
+	if state < 0 {
+		return nil, fmt.Errorf("%w: no train state layer marks where the base ends", ErrNotFound)
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	cfg := cf.DeepCopy()
+	cfg.History = keptHistory(cf.History, state)
+	cfg.RootFS.Type = "layers"
+	cfg.RootFS.DiffIDs = nil
+	var adds []mutate.Addendum
+	for _, e := range ls[:state] {
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, e.diff)
+		adds = append(adds, mutate.Addendum{Layer: e.layer})
+	}
+	out := mutate.MediaType(empty.Image, mt)
+	if cmt, err := configMediaType(img); err == nil {
+		out = mutate.ConfigMediaType(out, cmt)
+	}
+	if out, err = mutate.Append(out, adds...); err != nil {
+		return nil, err
+	}
+	return mutate.ConfigFile(out, cfg)
+}
