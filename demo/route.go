@@ -14,11 +14,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/station"
+	"github.com/trainyard/trainyard/train"
 	"github.com/trainyard/trainyard/trainrun"
 	"github.com/trainyard/trainyard/trust"
 	"github.com/trainyard/trainyard/tuf/repo"
@@ -95,7 +95,8 @@ func trainRoute(ctx context.Context, e *env) error {
 		return err
 	}
 	exec := hardened.ExecConfig{Entrypoint: []string{"/opt/pht_train/aggregate"}, WorkingDir: "/opt/pht_train"}
-	digest, err := station.ApprovalDigest(ctx, code, exec, empty.Image)
+	base := train.ScratchImage() // empty, but with the os/architecture the OCI spec requires
+	digest, err := station.ApprovalDigest(ctx, code, exec, base)
 	if err != nil {
 		return err
 	}
@@ -115,7 +116,7 @@ func trainRoute(ctx context.Context, e *env) error {
 	}
 	network := station.Network{Prefix: e.host + "/trainyard"}
 	built, err := station.Create(ctx, aliceTrust, hardened.Spec{ID: "demo-train-1", Creator: "alice", Route: stationIDs, Exec: exec},
-		p.creator, code, empty.Image, e.dir)
+		p.creator, code, base, e.dir)
 	if err != nil {
 		return err
 	}
@@ -271,7 +272,7 @@ func forgedTrain(ctx context.Context, e *env, p *people, ts *trust.Store, networ
 		return err
 	}
 	exec := hardened.ExecConfig{Entrypoint: []string{"/opt/pht_train/aggregate"}, WorkingDir: "/opt/pht_train"}
-	_, err := station.Create(ctx, ts, hardened.Spec{ID: "forged", Creator: "alice", Route: stationIDs, Exec: exec}, p.creator, dir, empty.Image, e.dir)
+	_, err := station.Create(ctx, ts, hardened.Spec{ID: "forged", Creator: "alice", Route: stationIDs, Exec: exec}, p.creator, dir, train.ScratchImage(), e.dir)
 	if !errors.Is(err, hardened.ErrUnapproved) {
 		return fmt.Errorf("a train with unapproved code was not refused (%v)", err)
 	}
