@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/trainyard/trainyard/internal/testutil"
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/train"
@@ -79,91 +80,6 @@ func gz(t *testing.T, b []byte) []byte {
 		t.Fatal(err)
 	}
 	return out.Bytes()
-}
-
-// zeroMembers returns gzip members that inflate to n bytes of zeros. One
-// member of 1 MiB is compressed once and repeated: gzip readers read
-// concatenated members as one stream, so the bomb costs the test nothing.
-func zeroMembers(t *testing.T, n int64) []byte {
-	t.Helper()
-	one := gz(t, make([]byte, 1<<20))
-	return bytes.Repeat(one, int(n>>20))
-}
-
-// octal writes a NUL-terminated octal number into a tar header field.
-func octal(b []byte, v int64) { copy(b, fmt.Sprintf("%0*o\x00", len(b)-1, v)) }
-
-// base256 writes v as GNU's binary number (for values octal cannot hold).
-func base256(b []byte, v int64) {
-	for i := len(b) - 1; i > 0; i-- {
-		b[i] = byte(v)
-		v >>= 8
-	}
-	b[0] = 0x80
-}
-
-func checksum(b []byte) {
-	copy(b[148:156], "        ")
-	var sum int64
-	for _, c := range b {
-		sum += int64(c)
-	}
-	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
-}
-
-// gnuSparse is an old-GNU sparse entry ('S'): no data blocks, one empty
-// region at the end of a file of logical size size.
-func gnuSparse(name string, size int64) []byte {
-	b := make([]byte, 512)
-	copy(b, name)
-	octal(b[100:108], 0o644)
-	octal(b[108:116], 0)
-	octal(b[116:124], 0)
-	octal(b[124:136], 0) // bytes stored in the archive
-	octal(b[136:148], 0)
-	b[156] = tar.TypeGNUSparse
-	copy(b[257:265], "ustar  \x00")
-	base256(b[386:398], size) // sparse[0].offset
-	octal(b[398:410], 0)      // sparse[0].numbytes
-	base256(b[483:495], size) // realsize
-	checksum(b)
-	return b
-}
-
-// paxSparse is a PAX 1.0 sparse entry: a PAX header naming a logical size
-// and a one-block sparse map with no data.
-func paxSparse(name string, size int64) []byte {
-	var recs bytes.Buffer
-	for _, kv := range [][2]string{{"GNU.sparse.major", "1"}, {"GNU.sparse.minor", "0"},
-		{"GNU.sparse.name", name}, {"GNU.sparse.realsize", fmt.Sprint(size)}} {
-		r := " " + kv[0] + "=" + kv[1] + "\n"
-		// The length prefix counts itself.
-		n := len(r)
-		for len(fmt.Sprint(n+len(fmt.Sprint(n)))) != len(fmt.Sprint(n)) {
-			n++
-		}
-		n += len(fmt.Sprint(n))
-		fmt.Fprintf(&recs, "%d%s", n, r)
-	}
-	x := make([]byte, 512)
-	copy(x, "PaxHeaders/sparse")
-	octal(x[100:108], 0o644)
-	octal(x[124:136], int64(recs.Len()))
-	x[156] = tar.TypeXHeader
-	copy(x[257:265], "ustar\x0000")
-	checksum(x)
-	data := append(recs.Bytes(), make([]byte, (512-recs.Len()%512)%512)...)
-	h := make([]byte, 512)
-	copy(h, "GNUSparseFile.0/sparse")
-	octal(h[100:108], 0o644)
-	octal(h[124:136], 512) // the sparse map block
-	h[156] = tar.TypeReg
-	copy(h[257:265], "ustar\x0000")
-	checksum(h)
-	m := make([]byte, 512)
-	copy(m, fmt.Sprintf("1\n%d\n0\n", size))
-	out := append(append(append(x, data...), h...), m...)
-	return append(out, make([]byte, 1024)...)
 }
 
 // peak samples the size of a directory tree and the Go heap while fn runs.
@@ -242,16 +158,16 @@ func TestStateLayerBombs(t *testing.T) {
 		text  string
 	}{
 		{"gzip bomb as the code blob", func() []byte {
-			return append(gz(t, stateHead(t, env, codeHeader(bomb))), zeroMembers(t, bomb)...)
+			return append(gz(t, stateHead(t, env, codeHeader(bomb))), testutil.GzipZeros(bomb)...)
 		}, hardened.ErrTampered, "signed"},
 		{"gzip bomb behind a forged envelope", func() []byte {
-			return append(gz(t, stateHead(t, forged, codeHeader(bomb))), zeroMembers(t, bomb)...)
+			return append(gz(t, stateHead(t, forged, codeHeader(bomb))), testutil.GzipZeros(bomb)...)
 		}, hardened.ErrSignature, ""},
 		{"gzip bomb before the envelope", func() []byte {
 			var buf bytes.Buffer
 			tw := tar.NewWriter(&buf)
 			tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: hardened.CodeBlobPath, Mode: 0o644, Size: bomb})
-			return append(gz(t, buf.Bytes()), zeroMembers(t, bomb)...)
+			return append(gz(t, buf.Bytes()), testutil.GzipZeros(bomb)...)
 		}, station.ErrImage, "before the envelope"},
 		{"gzip bomb after the tar's end", func() []byte {
 			head := stateHead(t, env, func(tw *tar.Writer, buf *bytes.Buffer) {
@@ -259,13 +175,13 @@ func TestStateLayerBombs(t *testing.T) {
 				tw.Write(code)
 				tw.Close()
 			})
-			return append(gz(t, head), zeroMembers(t, bomb)...)
+			return append(gz(t, head), testutil.GzipZeros(bomb)...)
 		}, station.ErrLimit, "uncompressed"},
 		{"GNU sparse entry of 100 GiB", func() []byte {
-			return gz(t, append(stateHead(t, env, nil), gnuSparse(hardened.CodeBlobPath, 100<<30)...))
+			return gz(t, append(stateHead(t, env, nil), testutil.GNUSparse(hardened.CodeBlobPath, 100<<30)...))
 		}, station.ErrImage, "sparse"},
 		{"PAX sparse entry of 100 GiB", func() []byte {
-			return gz(t, append(stateHead(t, env, nil), paxSparse(hardened.CodeBlobPath, 100<<30)...))
+			return gz(t, append(stateHead(t, env, nil), testutil.PAXSparse(hardened.CodeBlobPath, 100<<30)...))
 		}, station.ErrImage, "sparse"},
 	}
 	for i, c := range cases {

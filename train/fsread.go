@@ -197,6 +197,9 @@ func (m *merger) layer(ctx context.Context, l v1.Layer, fn VisitFunc) error {
 		if !isDir {
 			newNondir[name] = true
 		}
+		if err := checkEntry(prefix, name, hdr); err != nil {
+			return err
+		}
 		m.count++
 		if m.count > MaxEntries {
 			return fmt.Errorf("%w: more than %d entries under %s", ErrLayout, MaxEntries, strings.Join(m.prefixes, ", "))
@@ -225,8 +228,31 @@ func (m *merger) layer(ctx context.Context, l v1.Layer, fn VisitFunc) error {
 	return nil
 }
 
+// checkEntry refuses entries under a watched prefix that no train holds
+// and that would cost a reader more than their bytes in the layer: sparse
+// files (any logical size from a few bytes), devices and fifos, and hard
+// links to anything outside the prefix.
+func checkEntry(prefix, name string, hdr *tar.Header) error {
+	switch {
+	case IsSparse(hdr):
+		return fmt.Errorf("%w: /%s is a sparse file (%d bytes)", ErrLayout, name, hdr.Size)
+	case hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock || hdr.Typeflag == tar.TypeFifo:
+		return fmt.Errorf("%w: /%s is a device or fifo", ErrLayout, name)
+	case hdr.Typeflag == tar.TypeLink:
+		if t := cleanName(hdr.Linkname); t != prefix && !strings.HasPrefix(t, prefix+"/") {
+			return fmt.Errorf("%w: /%s is a hard link to /%s, outside /%s", ErrLayout, name, t, prefix)
+		}
+	}
+	return nil
+}
+
+// errFound stops a walk once ReadFile has its file: the merged view shows
+// the first entry it meets, so nothing later can change it.
+var errFound = errors.New("found")
+
 // ReadFile returns the content of one regular file of img (at most max
-// bytes), or an error wrapping ErrNotFound.
+// bytes), or an error wrapping ErrNotFound. It stops reading the layers as
+// soon as the file is read.
 func ReadFile(ctx context.Context, img v1.Image, name string, max int64) ([]byte, error) {
 	var data []byte
 	found := false
@@ -238,14 +264,17 @@ func ReadFile(ctx context.Context, img v1.Image, name string, max int64) ([]byte
 		if r == nil {
 			return fmt.Errorf("%w: /%s is not a regular file", ErrLayout, name)
 		}
+		if hdr.Size > max {
+			return fmt.Errorf("/%s: larger than %d bytes", name, max)
+		}
 		var err error
 		data, err = readLimited(r, max)
 		if err != nil {
 			return fmt.Errorf("/%s: %w", name, err)
 		}
-		return nil
+		return errFound
 	}, name)
-	if err != nil {
+	if err != nil && !errors.Is(err, errFound) {
 		return nil, err
 	}
 	if !found {

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -27,13 +28,39 @@ type State struct {
 // Close removes the spooled contents.
 func (s *State) Close() error { return s.Spool.Close() }
 
+// DefaultMaxStateBytes bounds what ReadState spools to disk (train files
+// and results together) unless WithMaxStateBytes says otherwise. A legacy
+// train carries no signed sizes that could bound it more tightly.
+const DefaultMaxStateBytes = 2 << 30
+
+// ErrTooLarge is wrapped when a train's state is larger than the reader's
+// bound.
+var ErrTooLarge = errors.New("train state too large")
+
+// ReadOption configures ReadState.
+type ReadOption func(*readOptions)
+
+type readOptions struct{ maxBytes int64 }
+
+// WithMaxStateBytes bounds the bytes ReadState spools (default
+// DefaultMaxStateBytes); each entry's header is checked before its content
+// is read, and the content is read through the remaining budget.
+func WithMaxStateBytes(n int64) ReadOption { return func(o *readOptions) { o.maxBytes = n } }
+
 // ReadState reads the train state of img, spooling file contents under
 // tmpDir ("" for the system temp directory). Close the State when done.
-func ReadState(ctx context.Context, img v1.Image, tmpDir string) (*State, error) {
+// Sparse files, devices, fifos and hard links leaving their directory are
+// refused (see Walk), and at most the WithMaxStateBytes budget is spooled.
+func ReadState(ctx context.Context, img v1.Image, tmpDir string, opts ...ReadOption) (*State, error) {
+	o := readOptions{maxBytes: DefaultMaxStateBytes}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	sp, err := NewSpool(tmpDir)
 	if err != nil {
 		return nil, err
 	}
+	budget := o.maxBytes
 	st := &State{Spool: sp, Train: &Tree{Root: TrainDir, spool: sp}, Results: &Tree{Root: ResultsDir, spool: sp}}
 	err = Walk(ctx, img, func(prefix, rel string, hdr *tar.Header, r io.Reader) error {
 		switch prefix {
@@ -55,6 +82,13 @@ func ReadState(ctx context.Context, img v1.Image, tmpDir string) (*State, error)
 		t := st.Train
 		if prefix == ResultsDir {
 			t = st.Results
+		}
+		if r != nil {
+			// The header's size is what the tar reader will deliver.
+			if hdr.Size > budget {
+				return fmt.Errorf("%w: /%s is %d bytes, %d left of the %d-byte bound", ErrTooLarge, path.Join(prefix, rel), hdr.Size, budget, o.maxBytes)
+			}
+			budget -= hdr.Size
 		}
 		return t.add(rel, hdr, r)
 	}, ConfigPath, UserKeyPath, TrainDir, ResultsDir)
