@@ -3,13 +3,16 @@ package train
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -283,4 +286,117 @@ func extractFile(root *os.Root, name string, mode os.FileMode, spool string) err
 		err = cerr
 	}
 	return err
+}
+
+// DefaultMaxResults is the byte cap CheckResultsDir applies for 0.
+const DefaultMaxResults int64 = 1 << 30
+
+// Bounds on a results tree (Linux's own limits are 255 bytes per name and
+// 4096 per path; the depth bound keeps every later walk linear).
+const (
+	MaxResultsDepth   = 64
+	MaxResultsPath    = 4096
+	MaxResultsName    = 255
+	MaxResultsEntries = 1 << 20
+)
+
+// maxResultsEntries is MaxResultsEntries, lowered by a test.
+var maxResultsEntries = MaxResultsEntries
+
+// ErrResultsTooLarge: a results directory exceeds the byte cap (counted by
+// apparent size, so a sparse file counts as what it claims) or a bound on
+// depth, path length or entry count, or holds what results may not (a
+// device, FIFO, socket or a symlink pointing out of the tree).
+var ErrResultsTooLarge = errors.New("results out of bounds")
+
+// CheckResultsDir walks what a train left in dir (through an os.Root, so no
+// host path is ever too long to open) and refuses it unless every bound
+// holds; it reads no file content. Depth is checked before a directory is
+// read, so 10,000 nested directories cost 64 steps. maxBytes 0 means
+// DefaultMaxResults, < 0 no byte cap.
+func CheckResultsDir(ctx context.Context, dir string, maxBytes int64) error {
+	if maxBytes == 0 {
+		maxBytes = DefaultMaxResults
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	var total int64
+	entries := 0
+	return fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
+		if errors.Is(err, syscall.ENAMETOOLONG) {
+			return fmt.Errorf("%w: a path is too long (%.64s...)", ErrResultsTooLarge, rel)
+		}
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if rel == "." {
+			return nil
+		}
+		if entries++; entries > maxResultsEntries {
+			return fmt.Errorf("%w: more than %d entries", ErrResultsTooLarge, maxResultsEntries)
+		}
+		if len(rel) > MaxResultsPath {
+			return fmt.Errorf("%w: a path is longer than %d bytes (%.64s...)", ErrResultsTooLarge, MaxResultsPath, rel)
+		}
+		if n := strings.Count(rel, "/") + 1; n > MaxResultsDepth {
+			return fmt.Errorf("%w: directories nested deeper than %d (%.64s...)", ErrResultsTooLarge, MaxResultsDepth, rel)
+		}
+		if n := len(rel) - strings.LastIndexByte(rel, '/') - 1; n > MaxResultsName {
+			return fmt.Errorf("%w: a name is longer than %d bytes (%.64s...)", ErrResultsTooLarge, MaxResultsName, rel)
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch m := info.Mode(); {
+		case m.IsDir():
+		case m.IsRegular():
+			if maxBytes >= 0 {
+				if info.Size() > maxBytes-total {
+					return fmt.Errorf("%w: more than %d bytes (%s is %d bytes)", ErrResultsTooLarge, maxBytes, rel, info.Size())
+				}
+				total += info.Size()
+			}
+		case m&fs.ModeSymlink != 0:
+			target, err := root.Readlink(rel)
+			if err != nil {
+				return err
+			}
+			if linkEscapes(rel, target) {
+				return fmt.Errorf("%w: symlink %s points out of the results (%s)", ErrResultsTooLarge, rel, target)
+			}
+		default:
+			return fmt.Errorf("%w: %s is a %s; results hold only files, directories and symlinks", ErrResultsTooLarge, rel, m.Type())
+		}
+		return nil
+	})
+}
+
+// linkEscapes reports whether a symlink at rel (relative to the tree's
+// root) whose target is target resolves, lexically, outside the tree. An
+// absolute target always escapes: it would be read against whatever root
+// the next reader has.
+func linkEscapes(rel, target string) bool {
+	if target == "" || strings.HasPrefix(target, "/") {
+		return true
+	}
+	depth := strings.Count(rel, "/")
+	for _, el := range strings.Split(target, "/") {
+		switch el {
+		case "", ".":
+		case "..":
+			if depth--; depth < 0 {
+				return true
+			}
+		default:
+			depth++
+		}
+	}
+	return false
 }
