@@ -124,6 +124,13 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	// Held while the stop runs: Recover removes only stop directories that
+	// no live station holds (plaintext left by a killed one).
+	unhold, err := holdWork(work)
+	if err != nil {
+		return err
+	}
+	defer unhold()
 	switch s.Protocol {
 	case "", ProtocolV1:
 	case ProtocolPHTv2:

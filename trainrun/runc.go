@@ -33,6 +33,8 @@ type Runc struct {
 	bundleDir string
 	unpack    UnpackOptions
 	userns    *idRange
+	// noWatchdog runs without the watchdog (tests of Cleanup alone).
+	noWatchdog bool
 }
 
 type idRange struct{ host, size uint32 }
@@ -96,11 +98,17 @@ func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result,
 		return res, err
 	}
 
-	bundle, err := os.MkdirTemp(r.bundleDir, "trainyard-bundle-")
+	bundle, err := os.MkdirTemp(r.bundleDir, bundlePrefix)
 	if err != nil {
 		return res, fmt.Errorf("creating bundle: %w", err)
 	}
 	defer os.RemoveAll(bundle)
+	// Held for the whole run: Cleanup leaves a locked bundle alone.
+	unlock, err := lockBundle(bundle)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
 	rootfs := filepath.Join(bundle, "rootfs")
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
 		return res, fmt.Errorf("creating bundle: %w", err)
@@ -176,6 +184,15 @@ func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result,
 
 	id := "trainyard-" + randomHex(8)
 	logFile := filepath.Join(bundle, "runc.log")
+	// The watchdog deletes the container should this process die before
+	// the deferred remove below has run (released after it).
+	if !r.noWatchdog {
+		wd, err := r.startWatchdog(id, bundle)
+		if err != nil {
+			return res, err
+		}
+		defer wd.release()
+	}
 	defer r.remove(id)
 
 	runCtx, cancel := context.WithTimeout(ctx, s.Timeout)

@@ -26,6 +26,9 @@ var probe struct {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(testStationEnv) == "1" {
+		os.Exit(testStationMain())
+	}
 	code := m.Run()
 	stopDockerd()
 	if probe.dir != "" {

@@ -95,6 +95,11 @@ func (f *stationFlags) station(cmd *cobra.Command) (*station.Station, error) {
 	default:
 		return nil, &ExitError{Code: 2, Err: fmt.Errorf("unknown --runtime %q (runc or docker)", f.runtime)}
 	}
+	// A predecessor killed mid-stop may have left a running train, its
+	// bundle and plaintext in the work dir: removed before the first stop.
+	if err := s.Recover(cmd.Context()); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -84,6 +85,11 @@ func sandboxOp(op string, args []string) bool {
 			check(err)
 		}
 		fmt.Println("threads", n)
+	case "hold": // hold PATH SECONDS: writes PATH, then sleeps (a long run that says it started)
+		check(os.WriteFile(arg(0), []byte("started"), 0o644))
+		n, err := strconv.Atoi(arg(1))
+		check(err)
+		time.Sleep(time.Duration(n) * time.Second)
 	case "tcp": // tcp: a loopback TCP echo inside the container
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		check(err)
