@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -106,31 +107,58 @@ func (e *HTTPError) Unwrap() error {
 	return nil
 }
 
+// ErrBadFragment: the key server answered 200 with an empty or oversized
+// body. It is a key refusal for callers (unseal exits 5), not a network error.
+var ErrBadFragment = errors.New("key server answered an empty or oversized fragment")
+
+// maxRetries429 bounds how often get waits out a 429 (Retry-After, at most
+// a few seconds each): a flood elsewhere slows a legitimate client down
+// instead of failing it at once.
+const maxRetries429 = 3
+
 func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		b, retryAfter, err := c.getOnce(ctx, path)
+		if !errors.Is(err, ErrRateLimited) || attempt >= maxRetries429 {
+			return b, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(retryAfter):
+		}
+	}
+}
+
+func (c *Client) getOnce(ctx context.Context, path string) ([]byte, time.Duration, error) {
 	if c.token == "" {
-		return nil, fmt.Errorf("%w: no token given", ErrUnauthorized)
+		return nil, 0, fmt.Errorf("%w: no token given", ErrUnauthorized)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+path, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("key server: %w", err)
+		return nil, 0, fmt.Errorf("key server: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxFragmentSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("key server: reading answer: %w", err)
+		return nil, 0, fmt.Errorf("key server: reading answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var ae apiError
 		_ = json.Unmarshal(body, &ae)
-		return nil, &HTTPError{Status: resp.StatusCode, Message: ae.Error}
+		wait := time.Second
+		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 && n <= 5 {
+			wait = time.Duration(n) * time.Second
+		}
+		return nil, wait, &HTTPError{Status: resp.StatusCode, Message: ae.Error}
 	}
 	if len(body) == 0 || len(body) > MaxFragmentSize {
-		return nil, errors.New("key server: fragment empty or too large")
+		return nil, 0, fmt.Errorf("%w (%d bytes, want 1 to %d)", ErrBadFragment, len(body), MaxFragmentSize)
 	}
-	return body, nil
+	return body, 0, nil
 }

@@ -76,6 +76,7 @@ func TestStoreLockedWhileOpen(t *testing.T) {
 type fixture struct {
 	store *Store
 	srv   *httptest.Server
+	ks    *Server
 	tokA  string
 	tokB  string
 	idA   string
@@ -97,7 +98,8 @@ func newFixture(t *testing.T, opts ...ServerOption) *fixture {
 	must(t, s.AddFragment("ar-1", "site-a", []byte("fragment-a1")))
 	must(t, s.AddFragment("ar-1", "site-b", []byte("fragment-b1")))
 	must(t, s.AddFragment("ar-2", "site-b", []byte("fragment-b2")))
-	fx.srv = httptest.NewServer(NewServer(s, append([]ServerOption{WithLogger(quiet())}, opts...)...))
+	fx.ks = NewServer(s, append([]ServerOption{WithLogger(quiet())}, opts...)...)
+	fx.srv = httptest.NewServer(fx.ks)
 	t.Cleanup(fx.srv.Close)
 	return fx
 }
@@ -190,12 +192,17 @@ func TestFragmentAPI(t *testing.T) {
 		t.Fatalf("legacy with archive: %q %v", f, err)
 	}
 
-	// Everything above is in the audit log.
+	// Every request made with a known token is an audit row; the two that
+	// reached the server without one (no header, a guessed token) are only
+	// counted (the client refuses to send an empty token itself).
 	log, err := fx.store.AuditLog(0)
 	must(t, err)
 	var ok, denied int
 	for _, e := range log {
 		if strings.HasPrefix(e.Action, "fragment.get") {
+			if e.TokenID == "" || e.Device == "" {
+				t.Fatalf("audit row without a token: %+v", e)
+			}
 			if e.Result == "ok" {
 				ok++
 			} else {
@@ -203,8 +210,20 @@ func TestFragmentAPI(t *testing.T) {
 			}
 		}
 	}
-	if ok < 4 || denied < 6 {
+	if ok < 4 || denied < 5 {
 		t.Fatalf("audit: %d ok, %d denied of %d events", ok, denied, len(log))
+	}
+	must(t, fx.ks.Flush())
+	rc, err := fx.store.Refusals()
+	must(t, err)
+	var refused uint64
+	for _, c := range rc {
+		if c.Reason == ReasonBadToken && c.Prefix == "127.0.0.0/24" {
+			refused += c.Count
+		}
+	}
+	if refused != 2 {
+		t.Fatalf("refusal counts %+v, want 2 unknown-token refusals from 127.0.0.0/24", rc)
 	}
 }
 

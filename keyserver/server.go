@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,18 +29,32 @@ const (
 )
 
 // Server is the key server's HTTP handler.
+//
+// What it records: every request made with a token the store knows is an
+// audit row (token id, device, archive, outcome). Everything refused before
+// that (rate limits, malformed requests, unknown tokens) is only counted, per
+// minute, address prefix and reason, and flushed to the store by Run; a flood
+// therefore costs a few rows a minute, not one row per request.
 type Server struct {
-	store  *Store
-	log    *slog.Logger
-	ipLim  *limiterSet
-	tokLim *limiterSet
-	mux    *http.ServeMux
+	store    *Store
+	log      *slog.Logger
+	ipLim    *limiterSet
+	tokLim   *limiterSet
+	failLim  *rate.Limiter
+	refusals *refusalCounter
+	v4, v6   int
+	mux      *http.ServeMux
 }
 
 type serverConfig struct {
 	log               *slog.Logger
 	ipRate, tokRate   rate.Limit
 	ipBurst, tokBurst int
+	failRate          rate.Limit
+	failBurst         int
+	v4, v6            int
+	maxAge            time.Duration
+	maxRows           int
 }
 
 // ServerOption configures a Server.
@@ -48,8 +63,9 @@ type ServerOption func(*serverConfig)
 // WithLogger sets the logger (audit events are logged too).
 func WithLogger(l *slog.Logger) ServerOption { return func(c *serverConfig) { c.log = l } }
 
-// WithIPRateLimit limits requests per client IP (before authentication, so
-// token guessing is slow). Default 5/s, burst 20.
+// WithIPRateLimit limits requests per client address prefix (see
+// WithPrefixBits), before authentication, so token guessing is slow and
+// taking more addresses of one network does not help. Default 5/s, burst 20.
 func WithIPRateLimit(perSecond float64, burst int) ServerOption {
 	return func(c *serverConfig) { c.ipRate, c.ipBurst = rate.Limit(perSecond), burst }
 }
@@ -59,16 +75,52 @@ func WithTokenRateLimit(perSecond float64, burst int) ServerOption {
 	return func(c *serverConfig) { c.tokRate, c.tokBurst = rate.Limit(perSecond), burst }
 }
 
-// NewServer returns the HTTP handler over store.
+// WithFailureLimit bounds failed token checks across all clients: once the
+// budget is spent, requests get 429 before their token is even looked at,
+// so many networks together cannot guess faster than this. Successful
+// requests do not use the budget. Default 10/s, burst 50.
+func WithFailureLimit(perSecond float64, burst int) ServerOption {
+	return func(c *serverConfig) { c.failRate, c.failBurst = rate.Limit(perSecond), burst }
+}
+
+// WithPrefixBits sets the address prefix that rate limits and refusal counts
+// are keyed by. Default /24 for IPv4 and /64 for IPv6 (what one site or one
+// host typically holds).
+func WithPrefixBits(v4, v6 int) ServerOption {
+	return func(c *serverConfig) { c.v4, c.v6 = v4, v6 }
+}
+
+// WithRetention bounds the store's audit log and refusal counts (see
+// Store.SetRetention). Default 90 days and 100,000 rows each.
+func WithRetention(maxAge time.Duration, maxRows int) ServerOption {
+	return func(c *serverConfig) { c.maxAge, c.maxRows = maxAge, maxRows }
+}
+
+// Defaults of the server options.
+const (
+	DefaultPrefixBitsV4 = 24
+	DefaultPrefixBitsV6 = 64
+	// maxRefusalKeys bounds the distinct (prefix, reason) counters kept per
+	// flush; past it, new prefixes are counted under "other".
+	maxRefusalKeys = 1024
+)
+
+// NewServer returns the HTTP handler over store. Call Run alongside it to
+// flush refusal counts and prune the audit log (Serve does).
 func NewServer(store *Store, opts ...ServerOption) *Server {
-	cfg := serverConfig{log: slog.Default(), ipRate: 5, ipBurst: 20, tokRate: 1, tokBurst: 10}
+	cfg := serverConfig{log: slog.Default(), ipRate: 5, ipBurst: 20, tokRate: 1, tokBurst: 10, failRate: 10, failBurst: 50,
+		v4: DefaultPrefixBitsV4, v6: DefaultPrefixBitsV6}
 	for _, o := range opts {
 		o(&cfg)
 	}
+	store.SetRetention(cfg.maxAge, cfg.maxRows)
 	s := &Server{store: store, log: cfg.log,
-		ipLim:  newLimiterSet(cfg.ipRate, cfg.ipBurst),
-		tokLim: newLimiterSet(cfg.tokRate, cfg.tokBurst),
-		mux:    http.NewServeMux()}
+		ipLim:    newLimiterSet(cfg.ipRate, cfg.ipBurst),
+		tokLim:   newLimiterSet(cfg.tokRate, cfg.tokBurst),
+		failLim:  rate.NewLimiter(cfg.failRate, cfg.failBurst),
+		refusals: newRefusalCounter(maxRefusalKeys),
+		v4:       cfg.v4, v6: cfg.v6,
+		mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET "+LegacyPath, func(w http.ResponseWriter, r *http.Request) {
 		s.serveFragment(w, r, r.URL.Query().Get("archive"), "legacy")
 	})
@@ -87,12 +139,71 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// FlushInterval is how often Run writes refusal counts and prunes.
+const FlushInterval = 10 * time.Second
+
+// Run flushes refusal counts and prunes the audit log every FlushInterval
+// until ctx is done, then flushes once more.
+func (s *Server) Run(ctx context.Context) {
+	t := time.NewTicker(FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := s.Flush(); err != nil {
+				s.log.Error("keyserver: flushing refusal counts", "err", err)
+			}
+			return
+		case <-t.C:
+			if err := s.Flush(); err != nil {
+				s.log.Error("keyserver: flushing refusal counts", "err", err)
+			}
+			if err := s.store.Prune(); err != nil {
+				s.log.Error("keyserver: pruning audit log", "err", err)
+			}
+		}
+	}
+}
+
+// Flush adds the refusals counted since the last flush to the store (and
+// logs them, one line per minute, prefix and reason).
+func (s *Server) Flush() error {
+	counts := s.refusals.take()
+	if len(counts) == 0 {
+		return nil
+	}
+	for _, c := range counts {
+		s.log.Info("keyserver refusals", "minute", c.Minute.Format(time.RFC3339), "prefix", c.Prefix, "reason", c.Reason, "count", c.Count)
+	}
+	return s.store.AddRefusals(counts)
+}
+
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// AddrPrefix returns the network of ip that rate limits are keyed by: the
+// first v4 bits of an IPv4 address (IPv4-mapped IPv6 included), the first
+// v6 bits of an IPv6 one, zone dropped. Unparsable input is returned as is.
+func AddrPrefix(ip string, v4, v6 int) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	bits := v6
+	if a.Is4() {
+		bits = v4
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
 }
 
 func bearer(r *http.Request) string {
@@ -111,16 +222,70 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="trainyard-keyserver"`)
 	}
+	if code == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(apiError{Error: msg})
 }
 
+// Refusal reasons (counted, not audited one by one).
+const (
+	ReasonPrefixRate  = "prefix rate limit"
+	ReasonFailureRate = "global failure limit"
+	ReasonTokenRate   = "token rate limit"
+	ReasonBadRequest  = "bad archive id"
+	ReasonBadToken    = "unknown or missing token"
+)
+
 // serveFragment answers both fragment endpoints. Failures say what kind of
 // refusal it was but never whether a token or archive exists.
 func (s *Server) serveFragment(w http.ResponseWriter, r *http.Request, archive, api string) {
 	ip := clientIP(r)
-	ev := Event{Action: "fragment.get." + api, Archive: archive, Remote: ip}
+	prefix := AddrPrefix(ip, s.v4, s.v6)
+	refuse := func(code int, reason, msg string) {
+		s.refusals.add(s.store.now(), prefix, reason)
+		writeError(w, code, msg)
+	}
+	if !s.ipLim.allow(prefix) {
+		refuse(http.StatusTooManyRequests, ReasonPrefixRate, "rate limited")
+		return
+	}
+	if archive != "" && !ValidName(archive) {
+		refuse(http.StatusBadRequest, ReasonBadRequest, "bad archive id")
+		return
+	}
+	// The global failure budget is taken before the token is checked and
+	// given back if the token is good: guesses are bounded even when they
+	// come from more networks than the prefix limit can see.
+	res := s.failLim.Reserve()
+	if !res.OK() || res.Delay() > 0 {
+		res.Cancel()
+		refuse(http.StatusTooManyRequests, ReasonFailureRate, "rate limited")
+		return
+	}
+	tok, err := s.store.Authenticate(bearer(r))
+	if tok == nil {
+		if err == nil || errors.Is(err, ErrUnauthorized) {
+			refuse(http.StatusUnauthorized, ReasonBadToken, "unauthorized")
+			return
+		}
+		res.Cancel()
+		s.log.Error("keyserver: store", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	if err == nil {
+		res.Cancel()
+	}
+	// From here the request names a token we know: an audit row each, at
+	// most the token's rate.
+	if !s.tokLim.allow(tok.ID) {
+		refuse(http.StatusTooManyRequests, ReasonTokenRate, "rate limited")
+		return
+	}
+	ev := Event{Action: "fragment.get." + api, Archive: archive, Remote: ip, TokenID: tok.ID, Device: tok.Device}
 	done := func(code int, result, msg string) {
 		ev.Result = result
 		if err := s.store.Audit(ev); err != nil {
@@ -131,26 +296,8 @@ func (s *Server) serveFragment(w http.ResponseWriter, r *http.Request, archive, 
 			writeError(w, code, msg)
 		}
 	}
-	if !s.ipLim.allow(ip) {
-		w.Header().Set("Retry-After", "1")
-		done(http.StatusTooManyRequests, "denied: ip rate limit", "rate limited")
-		return
-	}
-	if archive != "" && !ValidName(archive) {
-		done(http.StatusBadRequest, "denied: bad archive id", "bad archive id")
-		return
-	}
-	tok, err := s.store.Authenticate(bearer(r))
-	if tok != nil {
-		ev.TokenID, ev.Device = tok.ID, tok.Device
-	}
 	if err != nil {
 		done(http.StatusUnauthorized, "denied: "+err.Error(), "unauthorized")
-		return
-	}
-	if !s.tokLim.allow(tok.ID) {
-		w.Header().Set("Retry-After", "1")
-		done(http.StatusTooManyRequests, "denied: token rate limit", "rate limited")
 		return
 	}
 	if archive == "" {
@@ -208,6 +355,44 @@ func (l *limiterSet) allow(key string) bool {
 	return lim.Allow()
 }
 
+// refusalCounter aggregates refusals in memory between flushes.
+type refusalCounter struct {
+	mu  sync.Mutex
+	max int
+	m   map[refusalKey]uint64
+}
+
+type refusalKey struct {
+	minute         int64
+	prefix, reason string
+}
+
+func newRefusalCounter(max int) *refusalCounter {
+	return &refusalCounter{max: max, m: map[refusalKey]uint64{}}
+}
+
+func (c *refusalCounter) add(now time.Time, prefix, reason string) {
+	k := refusalKey{minute: now.Unix() / 60, prefix: prefix, reason: reason}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[k]; !ok && len(c.m) >= c.max {
+		k.prefix = "other"
+	}
+	c.m[k]++
+}
+
+func (c *refusalCounter) take() []RefusalCount {
+	c.mu.Lock()
+	m := c.m
+	c.m = map[refusalKey]uint64{}
+	c.mu.Unlock()
+	out := make([]RefusalCount, 0, len(m))
+	for k, n := range m {
+		out = append(out, RefusalCount{Minute: time.Unix(k.minute*60, 0).UTC(), Prefix: k.prefix, Reason: k.reason, Count: n})
+	}
+	return out
+}
+
 // Serve runs the key server on addr with the store in dataDir until ctx is
 // done. With certFile and keyFile it serves TLS (1.2 minimum).
 func Serve(ctx context.Context, addr, dataDir, certFile, keyFile string, ready func(net.Addr), opts ...ServerOption) error {
@@ -223,7 +408,13 @@ func Serve(ctx context.Context, addr, dataDir, certFile, keyFile string, ready f
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: NewServer(st, opts...), ReadHeaderTimeout: 10 * time.Second,
+	handler := NewServer(st, opts...)
+	runCtx, stopRun := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); handler.Run(runCtx) }()
+	// After the HTTP server has stopped: the last flush, then the store closes.
+	defer func() { stopRun(); <-ran }()
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
 	if certFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)

@@ -33,6 +33,8 @@ var (
 	ErrExists       = errors.New("already exists")
 	ErrRateLimited  = errors.New("rate limited")
 	ErrLocked       = errors.New("key-server database is locked (is a server running on this data dir?)")
+	// ErrNoStore: OpenExisting found no database (a mistyped --data).
+	ErrNoStore = errors.New("no key-server database")
 )
 
 var (
@@ -40,7 +42,8 @@ var (
 	bTokenIDs  = []byte("token_ids") // token id -> sha256 hex
 	bFragments = []byte("fragments") // archive \x00 device -> Fragment
 	bAudit     = []byte("audit")     // uint64 seq -> Event
-	allBuckets = [][]byte{bTokens, bTokenIDs, bFragments, bAudit}
+	bRefusals  = []byte("refusals")  // uint64 unix minute, prefix \x00 reason -> uint64 count
+	allBuckets = [][]byte{bTokens, bTokenIDs, bFragments, bAudit, bRefusals}
 )
 
 // DBFile is the database file name inside the data dir.
@@ -92,10 +95,53 @@ type Event struct {
 	Detail  string    `json:"detail,omitempty"`
 }
 
+// RefusalCount is how many requests were refused for one reason from one
+// address prefix in one minute.
+type RefusalCount struct {
+	Minute time.Time `json:"minute"`
+	Prefix string    `json:"prefix"`
+	Reason string    `json:"reason"`
+	Count  uint64    `json:"count"`
+}
+
 // Store is the key server's database.
 type Store struct {
-	db  *bolt.DB
-	now func() time.Time
+	db      *bolt.DB
+	now     func() time.Time
+	maxAge  time.Duration
+	maxRows int
+}
+
+// Retention defaults: audit rows and refusal counts older than this, or
+// past this many, are deleted oldest first.
+const (
+	DefaultAuditMaxAge  = 90 * 24 * time.Hour
+	DefaultAuditMaxRows = 100000
+)
+
+// SetRetention bounds the audit log and the refusal counts (each) by age and
+// by row count; zero keeps the default.
+func (s *Store) SetRetention(maxAge time.Duration, maxRows int) {
+	if maxAge > 0 {
+		s.maxAge = maxAge
+	}
+	if maxRows > 0 {
+		s.maxRows = maxRows
+	}
+}
+
+// OpenExisting opens the store in dataDir only if its database exists, for
+// commands that read or change existing state: a mistyped --data must not
+// silently create an empty database.
+func OpenExisting(dataDir string) (*Store, error) {
+	p := filepath.Join(dataDir, DBFile)
+	if _, err := os.Stat(p); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w at %s", ErrNoStore, p)
+		}
+		return nil, fmt.Errorf("open key-server store: %w", err)
+	}
+	return Open(dataDir)
 }
 
 // Open opens (creating if needed) the store in dataDir. bbolt takes an
@@ -123,7 +169,8 @@ func Open(dataDir string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Store{db: db, now: time.Now}, nil
+	st := &Store{db: db, now: time.Now, maxAge: DefaultAuditMaxAge, maxRows: DefaultAuditMaxRows}
+	return st, nil
 }
 
 // Close closes the database.
@@ -395,7 +442,104 @@ func (s *Store) audit(tx *bolt.Tx, e Event) error {
 		e.Time = s.now().UTC()
 	}
 	v, _ := json.Marshal(e)
-	return b.Put(binary.BigEndian.AppendUint64(nil, seq), v)
+	if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), v); err != nil {
+		return err
+	}
+	return s.pruneAudit(b)
+}
+
+// pruneAudit deletes the oldest rows past maxRows or maxAge. Rows are only
+// ever deleted from the front, so their keys stay one contiguous run of
+// sequence numbers and the count is last-first+1, no scan needed.
+func (s *Store) pruneAudit(b *bolt.Bucket) error {
+	c := b.Cursor()
+	lk, _ := c.Last()
+	if lk == nil {
+		return nil
+	}
+	last := binary.BigEndian.Uint64(lk)
+	cutoff := s.now().Add(-s.maxAge)
+	for k, v := c.First(); k != nil; k, v = c.First() {
+		first := binary.BigEndian.Uint64(k)
+		if last-first+1 <= uint64(s.maxRows) {
+			var e Event
+			if err := json.Unmarshal(v, &e); err == nil && !e.Time.Before(cutoff) {
+				return nil
+			}
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func refusalKeyBytes(minute int64, prefix, reason string) []byte {
+	k := binary.BigEndian.AppendUint64(nil, uint64(minute))
+	return append(append(append(k, prefix...), 0), reason...)
+}
+
+// AddRefusals merges refusal counts into the store and applies retention.
+func (s *Store) AddRefusals(counts []RefusalCount) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bRefusals)
+		for _, c := range counts {
+			k := refusalKeyBytes(c.Minute.Unix()/60, c.Prefix, c.Reason)
+			n := c.Count
+			if old := b.Get(k); len(old) == 8 {
+				n += binary.BigEndian.Uint64(old)
+			}
+			if err := b.Put(k, binary.BigEndian.AppendUint64(nil, n)); err != nil {
+				return err
+			}
+		}
+		return s.pruneRefusals(b)
+	})
+}
+
+// pruneRefusals: keys start with the minute, so the oldest come first.
+func (s *Store) pruneRefusals(b *bolt.Bucket) error {
+	excess := b.Stats().KeyN - s.maxRows
+	cutoff := s.now().Add(-s.maxAge).Unix() / 60
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.First() {
+		if excess <= 0 && len(k) >= 8 && int64(binary.BigEndian.Uint64(k[:8])) >= cutoff {
+			return nil
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		excess--
+	}
+	return nil
+}
+
+// Prune applies retention to the audit log and the refusal counts now (it
+// also happens on every write).
+func (s *Store) Prune() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := s.pruneAudit(tx.Bucket(bAudit)); err != nil {
+			return err
+		}
+		return s.pruneRefusals(tx.Bucket(bRefusals))
+	})
+}
+
+// Refusals returns the stored refusal counts, oldest minute first.
+func (s *Store) Refusals() ([]RefusalCount, error) {
+	var out []RefusalCount
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bRefusals).ForEach(func(k, v []byte) error {
+			if len(k) < 9 || len(v) != 8 {
+				return nil
+			}
+			prefix, reason, _ := strings.Cut(string(k[8:]), "\x00")
+			out = append(out, RefusalCount{Minute: time.Unix(int64(binary.BigEndian.Uint64(k[:8]))*60, 0).UTC(),
+				Prefix: prefix, Reason: reason, Count: binary.BigEndian.Uint64(v)})
+			return nil
+		})
+	})
+	return out, err
 }
 
 // AuditLog returns the last n events (all when n <= 0), oldest first.
