@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 
+	cerrdefs "github.com/containerd/errdefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/moby/client"
 )
@@ -146,8 +147,11 @@ func (t *DockerTarget) Abort(context.Context) {
 // classic store, manifest digest on the containerd store) and repo digests.
 func (t *DockerTarget) Resolve(ctx context.Context, n string) ([]string, error) {
 	res, err := t.api.ImageInspect(ctx, dockerName(n))
+	if cerrdefs.IsNotFound(err) {
+		return nil, nil // not there: the caller's expectation fails
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("docker engine: %w", err)
 	}
 	out := []string{res.ID}
 	for _, rd := range res.RepoDigests {

@@ -163,12 +163,12 @@ func (c *chunkReader) next() error {
 	case err == io.ErrUnexpectedEOF:
 		final = true
 	case err != nil:
-		return fmt.Errorf("reading sealed archive: %w", err)
+		return &readError{err: err}
 	default:
 		if _, perr := c.r.Peek(1); perr == io.EOF {
 			final = true
 		} else if perr != nil {
-			return fmt.Errorf("reading sealed archive: %w", perr)
+			return &readError{err: perr}
 		}
 	}
 	if n < tagSize {

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/trainyard/trainyard/internal/fsutil"
@@ -123,8 +126,12 @@ func (t *RegistryTarget) Resolve(ctx context.Context, n string) ([]string, error
 		return nil, err
 	}
 	d, err := remote.Head(tag, t.opts(ctx)...)
+	var te *transport.Error
+	if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+		return nil, nil // not there: the caller's expectation fails
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("registry %s: %w", t.host, err)
 	}
 	return []string{d.Digest.String()}, nil
 }
@@ -159,27 +166,72 @@ func (s *streamBlob) Compressed() (io.ReadCloser, error) {
 	return io.NopCloser(s.r), nil
 }
 
-// LayoutTarget loads images into an OCI image layout directory. Each blob
-// goes to a temp file that is renamed to blobs/sha256/<hex> only when its
-// digest matched; index.json (the only thing naming images) is rewritten
-// atomically at Commit.
+// LayoutTarget loads images into an OCI image layout directory. A blob is
+// written to an unnamed file (O_TMPFILE, where the filesystem has it) that is
+// linked in as blobs/sha256/<hex> only when its digest matched, so a killed
+// unseal leaves no partial plaintext behind; elsewhere to a .tmp- file that
+// the next unseal into the layout removes. index.json (the only thing naming
+// images) is rewritten atomically at Commit. One unseal at a time holds the
+// layout's lock file.
 type LayoutTarget struct {
-	dir string
-	inv *Inventory
+	dir    string
+	inv    *Inventory
+	unlock func()
 }
 
 // NewLayoutTarget returns a target for the OCI layout at dir (created if needed).
 func NewLayoutTarget(dir string) *LayoutTarget { return &LayoutTarget{dir: dir} }
 
-// Prepare implements Target.
+// layoutLockFile sits in the layout dir while an unseal writes to it.
+const layoutLockFile = ".trainyard-unseal.lock"
+
+// Prepare implements Target. It takes the layout's lock and removes what an
+// earlier, killed unseal left: .tmp-* blobs (plaintext that never verified).
 func (t *LayoutTarget) Prepare(_ context.Context, inv *Inventory) error {
 	t.inv = inv
-	if err := os.MkdirAll(filepath.Join(t.dir, "blobs", "sha256"), 0o755); err != nil {
+	blobs := filepath.Join(t.dir, "blobs", "sha256")
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		return err
+	}
+	unlock, err := lockDir(filepath.Join(t.dir, layoutLockFile))
+	if err != nil {
+		return fmt.Errorf("oci layout %s: %w", t.dir, err)
+	}
+	t.unlock = unlock
+	if err := removeStale(blobs); err != nil {
+		t.release()
 		return err
 	}
 	lp := filepath.Join(t.dir, ociLayoutFile)
 	if _, err := os.Stat(lp); errors.Is(err, os.ErrNotExist) {
-		return fsutil.WriteFileAtomic(lp, []byte(ociLayoutBytes), 0o644)
+		if err := fsutil.WriteFileAtomic(lp, []byte(ociLayoutBytes), 0o644); err != nil {
+			t.release()
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *LayoutTarget) release() {
+	if t.unlock != nil {
+		t.unlock()
+		t.unlock = nil
+	}
+}
+
+// removeStale deletes the temp files of earlier runs (only ever called with
+// the layout's lock held, so never another live unseal's).
+func removeStale(blobs string) error {
+	ents, err := os.ReadDir(blobs)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			if err := os.Remove(filepath.Join(blobs, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("removing a killed unseal's leftover: %w", err)
+			}
+		}
 	}
 	return nil
 }
@@ -198,7 +250,18 @@ func (t *LayoutTarget) put(d v1.Descriptor, r io.Reader) error {
 	if st, err := os.Stat(final); err == nil && st.Size() == d.Size {
 		return nil // content-addressed: already there (the stream is still verified by the caller)
 	}
-	f, err := os.CreateTemp(filepath.Dir(final), ".tmp-"+d.Digest.Hex[:12]+"-*")
+	dir := filepath.Dir(final)
+	if f, err := createUnnamed(dir); err == nil {
+		defer f.Close()
+		if _, err := io.Copy(f, r); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		return linkUnnamed(f, final)
+	}
+	f, err := os.CreateTemp(dir, ".tmp-"+d.Digest.Hex[:12]+"-*")
 	if err != nil {
 		return err
 	}
@@ -241,7 +304,9 @@ func (t *LayoutTarget) Commit(_ context.Context) error {
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(filepath.Join(t.dir, indexFile), b, 0o644)
+	err = fsutil.WriteFileAtomic(filepath.Join(t.dir, indexFile), b, 0o644)
+	t.release()
+	return err
 }
 
 func (t *LayoutTarget) readIndex() (*v1.IndexManifest, error) {
@@ -259,9 +324,9 @@ func (t *LayoutTarget) readIndex() (*v1.IndexManifest, error) {
 	return &idx, nil
 }
 
-// Abort implements Target. Verified blobs already renamed stay (they are
+// Abort implements Target. Verified blobs already linked in stay (they are
 // content-addressed and unreferenced).
-func (t *LayoutTarget) Abort(context.Context) {}
+func (t *LayoutTarget) Abort(context.Context) { t.release() }
 
 // Resolve implements Target.
 func (t *LayoutTarget) Resolve(_ context.Context, n string) ([]string, error) {

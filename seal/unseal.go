@@ -255,9 +255,11 @@ func postcheck(ctx context.Context, t Target, images []ArchiveImage, expect []Ex
 		}
 	}
 	for _, e := range expect {
+		// Resolve answers "not there" with no ids; an error is the target
+		// failing (registry down, engine gone), not a missing image.
 		ids, err := t.Resolve(ctx, e.Name)
 		if err != nil {
-			return fmt.Errorf("%w: %s not found after loading: %v", ErrExpectation, e, err)
+			return fmt.Errorf("checking %s after loading: %w", e, err)
 		}
 		if len(ids) == 0 {
 			return fmt.Errorf("%w: %s not found after loading", ErrExpectation, e)
@@ -447,15 +449,25 @@ func containsInt(s []int, v int) bool {
 	return false
 }
 
-// wrapStreamErr keeps sentinel errors from the chunk reader and otherwise
-// reports tar damage as tampering: the plaintext was authenticated, so a
-// broken tar inside means the archive was made wrong or the key is wrong.
+// wrapStreamErr keeps sentinel errors from the chunk reader, passes reading
+// failures of the archive file and cancellation through as they are (an I/O
+// error is not evidence of tampering), and reports any other tar damage as
+// malformed: the plaintext was authenticated, so a broken tar inside means
+// the archive was made wrong.
 func wrapStreamErr(what string, err error) error {
-	if errors.Is(err, ErrTampered) || errors.Is(err, ErrMalformed) || errors.Is(err, ErrWrongKey) {
+	var re *readError
+	if errors.Is(err, ErrTampered) || errors.Is(err, ErrMalformed) || errors.Is(err, ErrWrongKey) ||
+		errors.As(err, &re) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
 }
+
+// readError marks a failure to read the archive file itself.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return "reading sealed archive: " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
 
 func readSmall(r io.Reader, size, limit int64) ([]byte, error) {
 	if size > limit {
