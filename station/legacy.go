@@ -56,22 +56,32 @@ func (s *Station) processLegacy(ctx context.Context, ref, work string, st *Stop)
 	if err != nil {
 		return err
 	}
+	resultsFS, err := s.mountResults(ctx, resultsDir)
+	if err != nil {
+		return err
+	}
+	defer resultsFS.Close()
 	res, err := s.Runner.Run(ctx, pre.Image, trainrun.RunSpec{
 		ResultsDir: resultsDir, DataDir: s.DataDir, Env: []string{"PHT_STATION_ID=" + s.ID},
-		Memory: s.Memory, PIDs: s.PIDs, CPUs: s.CPUs, Timeout: s.Timeout, Stdout: s.Log, Stderr: s.Log,
+		Memory: s.Memory, PIDs: s.PIDs, CPUs: s.CPUs, Timeout: s.Timeout, MaxResults: s.MaxResults, Stdout: s.Log, Stderr: s.Log,
 	})
 	st.ExitCode = res.ExitCode
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
-	ran, layer, err := train.ReplaceResults(ctx, pre.Image, resultsDir, work)
-	if err != nil {
+	pctx, cancelPost := s.postRunContext(ctx)
+	defer cancelPost()
+	if err := train.CheckResultsDir(pctx, resultsDir, s.MaxResults); err != nil {
 		return err
 	}
-	defer layer.Remove()
-	post, err := phtv2.PostRun(ctx, ran, key, phtv2.WithTempDir(work))
+	ran, layer, err := train.ReplaceResults(pctx, pre.Image, resultsDir, work)
 	if err != nil {
-		return err
+		return postRunErr(pctx, err)
+	}
+	defer layer.Remove()
+	post, err := phtv2.PostRun(pctx, ran, key, phtv2.WithTempDir(work))
+	if err != nil {
+		return postRunErr(pctx, err)
 	}
 	defer post.Close()
 

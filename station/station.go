@@ -63,6 +63,10 @@ type Station struct {
 	PIDs    int64
 	CPUs    float64
 	Timeout time.Duration
+	// MaxResults caps a train's results in bytes (apparent sizes) while it
+	// runs and when they are sealed; 0 = trainrun.DefaultMaxResults, < 0 = no
+	// filesystem cap (post-run still bounds depth, paths and entries).
+	MaxResults int64
 	// Log receives the train's stdout and stderr; nil discards them.
 	Log io.Writer
 	// Logger receives one structured record per stop.
@@ -180,11 +184,19 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) error {
 	if s.Guard != nil {
 		opts = append(opts, hardened.WithReplayGuard(s.Guard))
 	}
+	opts = append(opts, hardened.WithMaxResults(s.MaxResults))
 	sess, err := hardened.PreRun(ctx, s.Trust, s.ID, s.Key, tr, codeDir, resultsDir, opts...)
 	closeTrain()
 	if err != nil {
 		return err
 	}
+	// From here until post-run has sealed them, the results live on a
+	// filesystem of the cap's size (unmounted on every path).
+	resultsFS, err := s.mountResults(ctx, resultsDir)
+	if err != nil {
+		return err
+	}
+	defer resultsFS.Close()
 	v = sess.Verified()
 	st.Index, st.Session = sess.Index(), sess.SessionID()
 
@@ -195,24 +207,29 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) error {
 	defer release()
 	res, err := s.Runner.Run(ctx, run, trainrun.RunSpec{
 		ResultsDir: resultsDir, DataDir: s.DataDir, Env: []string{"PHT_STATION_ID=" + s.ID},
-		Memory: s.Memory, PIDs: s.PIDs, CPUs: s.CPUs, Timeout: s.Timeout, Stdout: s.Log, Stderr: s.Log,
+		Memory: s.Memory, PIDs: s.PIDs, CPUs: s.CPUs, Timeout: s.Timeout, MaxResults: s.MaxResults, Stdout: s.Log, Stderr: s.Log,
 	})
 	st.ExitCode = res.ExitCode
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
 
+	pctx, cancelPost := s.postRunContext(ctx)
+	defer cancelPost()
 	resultsPath := filepath.Join(work, "results.sealed")
 	out, err := os.OpenFile(resultsPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
-	env, err := sess.PostRun(ctx, resultsDir, out)
+	env, err := sess.PostRun(pctx, resultsDir, out)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
+	if cerr := resultsFS.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		return err
+		return postRunErr(pctx, err)
 	}
 	next, releaseState, err := writeState(img, work, env, sealed.code, resultsPath)
 	if err != nil {
