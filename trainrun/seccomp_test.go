@@ -116,3 +116,16 @@ func TestTrainSeccompIsAnAllowList(t *testing.T) {
 		}
 	}
 }
+
+// The Docker backend applies the same filter through the engine.
+func TestDockerSeccompRefusesNamespacesAndVsock(t *testing.T) {
+	d := needDocker(t)
+	spec := RunSpec{}
+	wantErrno(t, runProbe(t, d, spec, "clone", hexArg(unix.CLONE_NEWUSER|unix.CLONE_NEWNET)), "operation not permitted")
+	wantErrno(t, runProbe(t, d, spec, "clone3", hexArg(unix.CLONE_NEWUSER)), "function not implemented")
+	wantErrno(t, runProbe(t, d, spec, "socket", hexArg(unix.AF_VSOCK), hexArg(unix.SOCK_STREAM), "0"), "operation not permitted")
+	wantOK(t, runProbe(t, d, spec, "clone", "0"))
+	if o := runProbe(t, d, spec, "tcp"); o.err != nil || strings.TrimSpace(o.stdout) != "ping" {
+		t.Fatalf("loopback tcp: %v %q %q", o.err, o.stdout, o.stderr)
+	}
+}
