@@ -1,9 +1,13 @@
 package cli
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
 )
@@ -14,12 +18,24 @@ func init() { register(newKeysCmd) }
 // sign, X25519 to receive wrapped keys) for stations and users.
 func newKeysCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "Key pairs of the trainyard/v1 protocol (ed25519 + X25519) for stations and users"}
-	cmd.AddCommand(&cobra.Command{
+	var encrypt bool
+	gen := &cobra.Command{
 		Use:   "generate PREFIX",
 		Short: "Write PREFIX.key (two PKCS#8 PEM blocks, mode 0600) and PREFIX.pub (two SPKI PEM blocks)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Write a new key pair. With --encrypt the private key is encrypted (PKCS#8
+PBES2: scrypt and AES-256-CBC, which openssl also reads) under a passphrase
+from TRAINYARD_KEY_PASSWORD or asked twice on the terminal; every command that
+reads the key then asks for it (or reads TRAINYARD_KEY_PASSWORD).`,
+		Example: `  trainyard keys generate hospital-a
+  trainyard keys generate --encrypt alice
+  TRAINYARD_KEY_PASSWORD=... trainyard keys generate --encrypt board`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := hardened.GenerateKeyFiles(args[0]+".key", args[0]+".pub")
+			var opts []hardened.KeyFileOption
+			if encrypt {
+				opts = append(opts, hardened.WithPassphrase(newPassphrase(cmd, "passphrase for "+args[0]+".key")))
+			}
+			k, err := hardened.GenerateKeyFiles(args[0]+".key", args[0]+".pub", opts...)
 			if err != nil {
 				return err
 			}
@@ -27,14 +43,16 @@ func newKeysCmd() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s.key and %s.pub\nsign key %s\nenc key  %s\n", args[0], args[0], pub.SignKeyID(), pub.EncKeyID())
 			return nil
 		},
-	}, &cobra.Command{
+	}
+	gen.Flags().BoolVar(&encrypt, "encrypt", false, "encrypt the private key with a passphrase (TRAINYARD_KEY_PASSWORD, else asked twice)")
+	cmd.AddCommand(gen, &cobra.Command{
 		Use:   "show FILE",
 		Short: "Print the key ids of a public (.pub) or private (.key) key file",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pub, err := hardened.LoadPublicKey(args[0])
 			if err != nil {
-				priv, perr := hardened.LoadPrivateKey(args[0])
+				priv, perr := loadPrivateKey(cmd, args[0])
 				if perr != nil {
 					return err
 				}
@@ -45,4 +63,54 @@ func newKeysCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// loadPrivateKey opens a trainyard/v1 key file, asking for the passphrase
+// (TRAINYARD_KEY_PASSWORD, else the terminal) only when it is encrypted.
+func loadPrivateKey(cmd *cobra.Command, path string) (*hardened.PrivateKey, error) {
+	return hardened.LoadPrivateKey(path, hardened.WithPassphrase(func() ([]byte, error) {
+		return readPassphrase(cmd, "passphrase for "+path, false)
+	}))
+}
+
+// newPassphrase returns the passphrase for a new key: TRAINYARD_KEY_PASSWORD,
+// else asked twice on the terminal; empty ones are refused.
+func newPassphrase(cmd *cobra.Command, what string) func() ([]byte, error) {
+	return func() ([]byte, error) { return readPassphrase(cmd, what, true) }
+}
+
+func readPassphrase(cmd *cobra.Command, what string, confirm bool) ([]byte, error) {
+	if v, ok := os.LookupEnv("TRAINYARD_KEY_PASSWORD"); ok {
+		if v == "" {
+			return nil, errors.New("TRAINYARD_KEY_PASSWORD is empty")
+		}
+		return []byte(v), nil
+	}
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return nil, fmt.Errorf("%s: set TRAINYARD_KEY_PASSWORD (no terminal to ask on)", what)
+	}
+	ask := func(prompt string) ([]byte, error) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s: ", prompt)
+		pw, err := term.ReadPassword(fd)
+		fmt.Fprintln(cmd.ErrOrStderr())
+		return pw, err
+	}
+	pw, err := ask(what)
+	if err != nil {
+		return nil, err
+	}
+	if len(pw) == 0 {
+		return nil, errors.New("empty passphrase")
+	}
+	if confirm {
+		again, err := ask("again")
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(pw, again) {
+			return nil, errors.New("the two passphrases differ")
+		}
+	}
+	return pw, nil
 }

@@ -54,7 +54,12 @@ func TestStationCLIRoute(t *testing.T) {
 		}
 		return out
 	}
-	ok("keys", "generate", p("alice"))
+	// alice's key is encrypted: every command that reads it opens it.
+	t.Setenv("TRAINYARD_KEY_PASSWORD", "alice's passphrase")
+	ok("keys", "generate", "--encrypt", p("alice"))
+	if raw, _ := os.ReadFile(p("alice.key")); !strings.Contains(string(raw), "ENCRYPTED PRIVATE KEY") {
+		t.Fatalf("keys generate --encrypt wrote:\n%s", raw)
+	}
 	ok("keys", "generate", p("st1"))
 	ok("trust", "init")
 	ok("trust", "add-user", "alice", "--key", p("alice.pub"))
@@ -98,6 +103,12 @@ func TestStationCLIRoute(t *testing.T) {
 	}
 	ok("train", "open", host+"/net/users/alice:t1", "--creator", "alice", "--key", p("alice.key"), "--out", p("results"),
 		"--trust-dir", p("alice-trust"))
+	t.Setenv("TRAINYARD_KEY_PASSWORD", "not alice's passphrase")
+	if c, _, stderr := execRoot(t, "", "train", "open", host+"/net/users/alice:t1", "--creator", "alice", "--key", p("alice.key"),
+		"--out", p("results2"), "--trust-dir", p("alice-trust")); c != 1 || !strings.Contains(stderr, "wrong passphrase") {
+		t.Fatalf("open with a wrong passphrase: exit %d, %q", c, stderr)
+	}
+	t.Setenv("TRAINYARD_KEY_PASSWORD", "alice's passphrase")
 	b, err := os.ReadFile(p("results/aggregate.json"))
 	if err != nil || !strings.Contains(string(b), `"patients": 2`) {
 		t.Fatalf("results: %s, %v", b, err)

@@ -48,7 +48,7 @@ under --network (TRAINYARD_NETWORK).`,
 				}
 				to = station.Network{Prefix: network}.Inbox(route[0])
 			}
-			k, err := hardened.LoadPrivateKey(key)
+			k, err := loadPrivateKey(cmd, key)
 			if err != nil {
 				return err
 			}
@@ -127,7 +127,7 @@ func newTrainOpenCmd() *cobra.Command {
 			if user == "" || key == "" || out == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("--creator, --key and --out are required")}
 			}
-			k, err := hardened.LoadPrivateKey(key)
+			k, err := loadPrivateKey(cmd, key)
 			if err != nil {
 				return err
 			}
