@@ -140,7 +140,7 @@ func (s *Store) TrainApproval(ctx context.Context, digest string) (hardened.Appr
 	if d.Digest != digest {
 		return hardened.Approval{}, fmt.Errorf("%w: approval document is for %s, not %s", ErrBadApproval, d.Digest, digest)
 	}
-	if exp := d.ExpiresAt(); !exp.IsZero() && !s.now().Before(exp) {
+	if exp := d.ExpiresAt(); d.Expires != "" && !s.now().Before(exp) {
 		return hardened.Approval{}, fmt.Errorf("%w: %w: train %s's approval expired at %s", hardened.ErrUnapproved, ErrApprovalExpired, digest, exp.Format(time.RFC3339))
 	}
 	th, err := s.Threshold(ctx)

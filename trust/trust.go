@@ -177,8 +177,8 @@ func ParseApproval(b []byte) (*ApprovalDoc, error) {
 		return nil, fmt.Errorf("%w: label longer than %d or with control characters", ErrBadApproval, maxLabel)
 	}
 	if d.Expires != "" {
-		if _, err := time.Parse(time.RFC3339, d.Expires); err != nil {
-			return nil, fmt.Errorf("%w: expires %q is not RFC 3339", ErrBadApproval, d.Expires)
+		if t, err := time.Parse(time.RFC3339, d.Expires); err != nil || t.Year() < 2000 {
+			return nil, fmt.Errorf("%w: expires %q is not an RFC 3339 time after 2000", ErrBadApproval, d.Expires)
 		}
 	}
 	for _, s := range d.Signatures {

@@ -199,10 +199,28 @@ func FuzzParseApproval(f *testing.F) {
 	f.Add([]byte(`{"digest":"` + digest + `","stations":["a"],"signatures":[{"user":"u","sig":"AA=="}]}`))
 	f.Add([]byte(`{"digest":"sha256:x"}`))
 	f.Add([]byte(`{}{}`))
+	f.Add([]byte(`{"digest":"` + digest + `","label":"study\n42","expires":"2030-01-01T00:00:00Z","signatures":[{"user":"u","comment":"ok","sig":"AA=="}]}`))
+	f.Add([]byte(`{"digest":"` + digest + `","expires":"soon","signatures":[]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := trust.ParseApproval(b)
 		if err == nil && (d == nil || !strings.HasPrefix(d.Digest, "sha256:")) {
 			t.Fatal("accepted a document without a digest")
+		}
+		if err == nil && (strings.ContainsAny(d.Label, "\n\r") || (d.Expires != "" && d.ExpiresAt().IsZero())) {
+			t.Fatalf("accepted label %q / expires %q", d.Label, d.Expires)
+		}
+	})
+}
+
+func FuzzParseSettings(f *testing.F) {
+	f.Add([]byte(`{"approval_threshold":2}`))
+	f.Add([]byte(`{"approval_threshold":-1}`))
+	f.Add([]byte(`{"approval_threshold":1}{}`))
+	f.Add([]byte(`{"other":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := trust.ParseSettings(b)
+		if err == nil && (s.ApprovalThreshold < 0 || s.ApprovalThreshold > 1000) {
+			t.Fatalf("accepted threshold %d", s.ApprovalThreshold)
 		}
 	})
 }

@@ -454,14 +454,12 @@ func (c *Client) Expirations() ([]Expiration, error) {
 // the named targets (length, hashes), searching delegations as TUF says.
 func (c *Client) TargetInfo(ctx context.Context, names ...string) ([]*metadata.TargetFiles, error) {
 	var out []*metadata.TargetFiles
-	err := c.update(ctx, nil, func(u *updater.Updater, _ string) error {
+	err := c.update(ctx, nil, func(u *updater.Updater, dir string) error {
+		// our walk, not u.GetTargetInfo: see walk.go (delegation diamonds)
+		w := newWalker(u, dir, c.store.MetadataURL(), c.store.NewFetcher(ctx), c.limits.Targets)
 		for _, n := range names {
-			tf, err := u.GetTargetInfo(n)
+			tf, err := w.find(n)
 			if err != nil {
-				err = tuf.Classify(err)
-				if strings.HasSuffix(err.Error(), "not found") && !errors.Is(err, tuf.ErrNotFound) {
-					err = fmt.Errorf("%w: %w", tuf.ErrNotFound, err)
-				}
 				return fmt.Errorf("target %q: %w", n, err)
 			}
 			if _, ok := tf.Hashes["sha256"]; !ok {

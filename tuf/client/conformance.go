@@ -38,17 +38,17 @@ func HTTPInit(metadataDir string, rootJSON []byte) error {
 	return fsutil.WriteFileAtomic(filepath.Join(metadataDir, "root.json"), rootJSON, 0o644)
 }
 
-func (h HTTPConfig) updater() (*updater.Updater, error) {
+func (h HTTPConfig) updater() (*updater.Updater, *config.UpdaterConfig, error) {
 	root, err := os.ReadFile(filepath.Join(h.MetadataDir, "root.json"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, tuf.ErrNotInitialized
+		return nil, nil, tuf.ErrNotInitialized
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg, err := config.New(h.MetadataURL, root)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.LocalMetadataDir = h.MetadataDir
 	cfg.LocalTargetsDir = h.TargetDir
@@ -58,17 +58,17 @@ func (h HTTPConfig) updater() (*updater.Updater, error) {
 	cfg.RemoteTargetsURL = h.TargetBaseURL
 	u, err := updater.New(cfg)
 	if err != nil {
-		return nil, tuf.Classify(err)
+		return nil, nil, tuf.Classify(err)
 	}
 	if !h.Now.IsZero() {
 		u.UnsafeSetRefTime(h.Now)
 	}
-	return u, nil
+	return u, cfg, nil
 }
 
 // HTTPRefresh runs a full top-level metadata update.
 func HTTPRefresh(h HTTPConfig) error {
-	u, err := h.updater()
+	u, _, err := h.updater()
 	if err != nil {
 		return err
 	}
@@ -77,9 +77,10 @@ func HTTPRefresh(h HTTPConfig) error {
 
 // HTTPDownload refreshes, then downloads each target into TargetDir (file
 // name: the url-escaped target path), reusing a cached file whose length
-// and hashes still match; it stops at the first failure.
+// and hashes still match; it stops at the first failure. Targets are
+// searched with the walker (see walk.go), not go-tuf's GetTargetInfo.
 func HTTPDownload(h HTTPConfig, names ...string) error {
-	u, err := h.updater()
+	u, cfg, err := h.updater()
 	if err != nil {
 		return err
 	}
@@ -89,10 +90,11 @@ func HTTPDownload(h HTTPConfig, names ...string) error {
 	if err := os.MkdirAll(h.TargetDir, 0o755); err != nil {
 		return err
 	}
+	w := newWalker(u, h.MetadataDir, h.MetadataURL, cfg.Fetcher, cfg.TargetsMaxLength)
 	for _, n := range names {
-		tf, err := u.GetTargetInfo(n)
+		tf, err := w.find(n)
 		if err != nil {
-			return fmt.Errorf("target %q: %w", n, tuf.Classify(err))
+			return fmt.Errorf("target %q: %w", n, err)
 		}
 		if path, _, err := u.FindCachedTarget(tf, ""); err == nil && path != "" {
 			continue
