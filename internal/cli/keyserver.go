@@ -21,9 +21,15 @@ func newKeyserverCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "keyserver", Short: "The key server that holds sealed archives' key fragments"}
 	var data string
 	cmd.PersistentFlags().StringVar(&data, "data", envOr("TRAINYARD_KEYSERVER_DATA", "trainyard-keyserver"), "data directory holding keyserver.db (TRAINYARD_KEYSERVER_DATA)")
-	withStore := func(fn func(cmd *cobra.Command, args []string, st *keyserver.Store) error) func(*cobra.Command, []string) error {
+	// withStore opens an existing store; only the commands that create state
+	// (serve, token create, fragment add) use withNewStore, so a mistyped
+	// --data is refused instead of answered from a fresh empty database.
+	openWith := func(open func(string) (*keyserver.Store, error), fn func(cmd *cobra.Command, args []string, st *keyserver.Store) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
-			st, err := keyserver.Open(data)
+			st, err := open(data)
+			if errors.Is(err, keyserver.ErrNoStore) {
+				return fmt.Errorf("%w; create one with 'trainyard keyserver serve', 'token create' or 'fragment add', or pass the right --data", err)
+			}
 			if err != nil {
 				return err
 			}
@@ -31,10 +37,17 @@ func newKeyserverCmd() *cobra.Command {
 			return fn(cmd, args, st)
 		}
 	}
+	withStore := func(fn func(cmd *cobra.Command, args []string, st *keyserver.Store) error) func(*cobra.Command, []string) error {
+		return openWith(keyserver.OpenExisting, fn)
+	}
+	withNewStore := func(fn func(cmd *cobra.Command, args []string, st *keyserver.Store) error) func(*cobra.Command, []string) error {
+		return openWith(keyserver.Open, fn)
+	}
 
 	var addr, cert, key string
-	var ipRate, tokRate float64
-	var ipBurst, tokBurst int
+	var ipRate, tokRate, failRate float64
+	var ipBurst, tokBurst, failBurst, v4Bits, v6Bits, auditRows int
+	var auditAge time.Duration
 	serve := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve fragments over HTTP(S) until SIGINT/SIGTERM (GET /binary-split/key-fragment, GET /v1/fragments/{archive})",
@@ -48,16 +61,23 @@ func newKeyserverCmd() *cobra.Command {
 					scheme = "https"
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "key server listening on %s://%s, data in %s\n", scheme, a, data)
-			}, keyserver.WithLogger(logger), keyserver.WithIPRateLimit(ipRate, ipBurst), keyserver.WithTokenRateLimit(tokRate, tokBurst))
+			}, keyserver.WithLogger(logger), keyserver.WithIPRateLimit(ipRate, ipBurst), keyserver.WithTokenRateLimit(tokRate, tokBurst),
+				keyserver.WithFailureLimit(failRate, failBurst), keyserver.WithPrefixBits(v4Bits, v6Bits), keyserver.WithRetention(auditAge, auditRows))
 		},
 	}
 	serve.Flags().StringVar(&addr, "addr", envOr("TRAINYARD_KEYSERVER_ADDR", "127.0.0.1:8443"), "listen address (TRAINYARD_KEYSERVER_ADDR)")
 	serve.Flags().StringVar(&cert, "tls-cert", envOr("TRAINYARD_KEYSERVER_TLS_CERT", ""), "TLS certificate PEM (TRAINYARD_KEYSERVER_TLS_CERT)")
 	serve.Flags().StringVar(&key, "tls-key", envOr("TRAINYARD_KEYSERVER_TLS_KEY", ""), "TLS private key PEM (TRAINYARD_KEYSERVER_TLS_KEY)")
-	serve.Flags().Float64Var(&ipRate, "rate-ip", 5, "requests per second per client IP")
-	serve.Flags().IntVar(&ipBurst, "burst-ip", 20, "burst per client IP")
+	serve.Flags().Float64Var(&ipRate, "rate-ip", 5, "requests per second per client address prefix (see --prefix-v4/--prefix-v6)")
+	serve.Flags().IntVar(&ipBurst, "burst-ip", 20, "burst per client address prefix")
+	serve.Flags().IntVar(&v4Bits, "prefix-v4", keyserver.DefaultPrefixBitsV4, "IPv4 prefix length that rate limits are keyed by")
+	serve.Flags().IntVar(&v6Bits, "prefix-v6", keyserver.DefaultPrefixBitsV6, "IPv6 prefix length that rate limits are keyed by")
 	serve.Flags().Float64Var(&tokRate, "rate-token", 1, "requests per second per token")
 	serve.Flags().IntVar(&tokBurst, "burst-token", 10, "burst per token")
+	serve.Flags().Float64Var(&failRate, "rate-fail", 10, "failed token checks per second across all clients; past it requests get 429 unchecked")
+	serve.Flags().IntVar(&failBurst, "burst-fail", 50, "burst of failed token checks across all clients")
+	serve.Flags().DurationVar(&auditAge, "audit-max-age", keyserver.DefaultAuditMaxAge, "delete audit rows and refusal counts older than this")
+	serve.Flags().IntVar(&auditRows, "audit-max-rows", keyserver.DefaultAuditMaxRows, "keep at most this many audit rows (and refusal-count rows), oldest deleted first")
 
 	token := &cobra.Command{Use: "token", Short: "Bearer tokens (stored as SHA-256 hashes; the secret is shown once)"}
 	var device, archive, label string
@@ -66,7 +86,7 @@ func newKeyserverCmd() *cobra.Command {
 		Use:   "create --device NAME [--archive ID]",
 		Short: "Create a token for a device (optionally only for one archive); prints the secret once",
 		Args:  cobra.NoArgs,
-		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+		RunE: withNewStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
 			secret, t, err := st.CreateTokenTTL(device, archive, label, ttl)
 			if err != nil {
 				return err
@@ -118,7 +138,7 @@ func newKeyserverCmd() *cobra.Command {
 		Use:   "add --archive ID --device NAME --file FRAGMENT",
 		Short: "Store a fragment written by 'trainyard seal' (or a legacy azaion fragment)",
 		Args:  cobra.NoArgs,
-		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+		RunE: withNewStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
 			b, err := os.ReadFile(file)
 			if err != nil {
 				return err
@@ -175,16 +195,29 @@ func newKeyserverCmd() *cobra.Command {
 	fragment.AddCommand(add, flist, frevoke)
 
 	var last int
+	var refusals bool
 	audit := &cobra.Command{
-		Use:   "audit [-n N]",
-		Short: "Print the audit log (JSON lines, oldest first)",
+		Use:   "audit [-n N] [--refusals]",
+		Short: "Print the audit log (JSON lines, oldest first), or with --refusals the refusal counts per minute, prefix and reason",
 		Args:  cobra.NoArgs,
 		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			if refusals {
+				rc, err := st.Refusals()
+				if err != nil {
+					return err
+				}
+				for _, c := range rc {
+					if err := enc.Encode(c); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
 			evs, err := st.AuditLog(last)
 			if err != nil {
 				return err
 			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
 			for _, e := range evs {
 				if err := enc.Encode(e); err != nil {
 					return err
@@ -194,6 +227,7 @@ func newKeyserverCmd() *cobra.Command {
 		}),
 	}
 	audit.Flags().IntVarP(&last, "last", "n", 100, "number of most recent events (0: all)")
+	audit.Flags().BoolVar(&refusals, "refusals", false, "print the refusal counts instead of the audit rows")
 
 	cmd.AddCommand(serve, token, fragment, audit)
 	return cmd

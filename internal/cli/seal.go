@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -187,10 +188,30 @@ func unsealExit(err error) error {
 		return &ExitError{Code: 3, Err: err}
 	case errors.Is(err, seal.ErrTampered), errors.Is(err, seal.ErrMalformed):
 		return &ExitError{Code: 4, Err: err}
-	case errors.Is(err, seal.ErrWrongKey), errors.Is(err, keyserver.ErrUnauthorized), errors.Is(err, keyserver.ErrForbidden), errors.Is(err, keyserver.ErrNotFound):
+	case errors.Is(err, seal.ErrWrongKey), errors.Is(err, keyserver.ErrUnauthorized), errors.Is(err, keyserver.ErrForbidden), errors.Is(err, keyserver.ErrNotFound),
+		errors.Is(err, keyserver.ErrBadFragment):
 		return &ExitError{Code: 5, Err: err}
 	}
 	return err
+}
+
+// readFragmentFile reads --fragment-file with the key server's size bound, so
+// an empty or oversized file is the same key refusal (exit 5) as such an
+// answer from the key server, and a huge file is never read whole.
+func readFragmentFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, keyserver.MaxFragmentSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("fragment file %s: %w", path, err)
+	}
+	if len(b) == 0 || len(b) > keyserver.MaxFragmentSize {
+		return nil, fmt.Errorf("fragment file %s: %w", path, keyserver.ErrBadFragment)
+	}
+	return b, nil
 }
 
 func newUnsealCmd() *cobra.Command {
@@ -232,7 +253,7 @@ image is missing or has another digest. --format azaion-v1 reads the azaion seed
 		}
 		fetch := func(archive string, legacy bool) ([]byte, error) {
 			if fragmentFile != "" {
-				return os.ReadFile(fragmentFile)
+				return readFragmentFile(fragmentFile)
 			}
 			if ksURL == "" {
 				return nil, errors.New("unseal: give --keyserver URL (TRAINYARD_KEYSERVER) or --fragment-file")
