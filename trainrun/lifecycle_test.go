@@ -223,3 +223,27 @@ func TestRuncCleanupSparesLiveRun(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 }
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{
+		"/plain": "/plain", `/with\040space`: "/with space", `/tab\011x`: "/tab\tx", `/bad\09x`: `/bad\09x`, `/end\04`: `/end\04`, `\\`: `\\`,
+	} {
+		if got := unescapeMount(in); got != want {
+			t.Errorf("%q -> %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzUnescapeMount(f *testing.F) {
+	f.Add(`/a\040b`)
+	f.Add(`\777\`)
+	f.Fuzz(func(t *testing.T, s string) {
+		out := unescapeMount(s)
+		if len(out) > len(s) {
+			t.Fatalf("unescaping grew %q to %q", s, out)
+		}
+		if !strings.Contains(s, `\`) && out != s {
+			t.Fatalf("changed %q without escapes", s)
+		}
+	})
+}
