@@ -27,6 +27,7 @@ type stationFlags struct {
 	memory, pids              int64
 	cpus                      float64
 	timeout                   time.Duration
+	maxResults                byteSize
 }
 
 func (f *stationFlags) add(cmd *cobra.Command) {
@@ -44,6 +45,8 @@ func (f *stationFlags) add(cmd *cobra.Command) {
 	p.Int64Var(&f.pids, "pids", 0, "process limit per train (default 256)")
 	p.Float64Var(&f.cpus, "cpus", 0, "CPU quota in cores (default unlimited)")
 	p.DurationVar(&f.timeout, "timeout", 0, "kill a train after this long (default 1h)")
+	f.maxResults = byteSize(trainrun.DefaultMaxResults)
+	p.Var(&f.maxResults, "max-results", "cap on a train's results, enforced while it runs (runc: a filesystem of that size) and when they are sealed, e.g. 512M or 2Gi (TRAINYARD_MAX_RESULTS)")
 }
 
 func (f *stationFlags) station(cmd *cobra.Command) (*station.Station, error) {
@@ -52,9 +55,17 @@ func (f *stationFlags) station(cmd *cobra.Command) (*station.Station, error) {
 			return nil, &ExitError{Code: 2, Err: fmt.Errorf("%s is required", name)}
 		}
 	}
+	if v := os.Getenv("TRAINYARD_MAX_RESULTS"); v != "" && !cmd.Flags().Changed("max-results") {
+		if err := f.maxResults.Set(v); err != nil {
+			return nil, &ExitError{Code: 2, Err: fmt.Errorf("TRAINYARD_MAX_RESULTS: %w", err)}
+		}
+	}
+	if f.maxResults < byteSize(trainrun.MinMaxResults) {
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("--max-results %d is below the minimum of 1 MiB", int64(f.maxResults))}
+	}
 	s := &station.Station{ID: f.id, Protocol: f.protocol, Client: newClient(cmd, f.trust.insecure),
 		Network: station.Network{Prefix: f.network}, DataDir: f.data, WorkDir: f.work,
-		Memory: f.memory, PIDs: f.pids, CPUs: f.cpus, Timeout: f.timeout,
+		Memory: f.memory, PIDs: f.pids, CPUs: f.cpus, Timeout: f.timeout, MaxResults: int64(f.maxResults),
 		Log: cmd.ErrOrStderr(), Logger: slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))}
 	switch f.protocol {
 	case station.ProtocolV1:
