@@ -61,10 +61,15 @@ func (s *Station) processLegacy(ctx context.Context, ref, work string, st *Stop)
 		return err
 	}
 	defer resultsFS.Close()
+	trainOut, closeOut, err := s.trainOutput(st)
+	if err != nil {
+		return err
+	}
 	res, err := s.Runner.Run(ctx, pre.Image, trainrun.RunSpec{
 		ResultsDir: resultsDir, DataDir: s.DataDir, Env: []string{"PHT_STATION_ID=" + s.ID},
-		Memory: s.Memory, PIDs: s.PIDs, CPUs: s.CPUs, Timeout: s.Timeout, MaxResults: s.MaxResults, Stdout: s.Log, Stderr: s.Log,
+		Memory: s.Memory, PIDs: s.PIDs, CPUs: s.CPUs, Timeout: s.Timeout, MaxResults: s.MaxResults, Stdout: trainOut, Stderr: trainOut,
 	})
+	closeOut()
 	st.ExitCode = res.ExitCode
 	if err != nil {
 		return fmt.Errorf("run: %w", err)

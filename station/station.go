@@ -67,7 +67,14 @@ type Station struct {
 	// runs and when they are sealed; 0 = trainrun.DefaultMaxResults, < 0 = no
 	// filesystem cap (post-run still bounds depth, paths and entries).
 	MaxResults int64
-	// Log receives the train's stdout and stderr; nil discards them.
+	// TrainLogDir keeps each stop's train output (stdout and stderr) in a
+	// private file, capped at MaxTrainLog (0: DefaultMaxTrainLog) with a
+	// marker; "" discards it. Train output never reaches Logger.
+	TrainLogDir string
+	MaxTrainLog int64
+	// Log is no longer written: train output goes only to TrainLogDir.
+	//
+	// Deprecated: kept until every caller has moved to TrainLogDir.
 	Log io.Writer
 	// Logger receives one structured record per stop.
 	Logger *slog.Logger
@@ -87,6 +94,7 @@ type Stop struct {
 	ExitCode int           `json:"exit_code"`
 	Duration time.Duration `json:"duration"`
 	Error    string        `json:"error,omitempty"`
+	Log      string        `json:"log,omitempty"` // the kept train output (EscapeLog shows it)
 	Time     time.Time     `json:"time"`
 }
 
@@ -205,10 +213,15 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) error {
 		return err
 	}
 	defer release()
+	trainOut, closeOut, err := s.trainOutput(st)
+	if err != nil {
+		return err
+	}
 	res, err := s.Runner.Run(ctx, run, trainrun.RunSpec{
 		ResultsDir: resultsDir, DataDir: s.DataDir, Env: []string{"PHT_STATION_ID=" + s.ID},
-		Memory: s.Memory, PIDs: s.PIDs, CPUs: s.CPUs, Timeout: s.Timeout, MaxResults: s.MaxResults, Stdout: s.Log, Stderr: s.Log,
+		Memory: s.Memory, PIDs: s.PIDs, CPUs: s.CPUs, Timeout: s.Timeout, MaxResults: s.MaxResults, Stdout: trainOut, Stderr: trainOut,
 	})
+	closeOut()
 	st.ExitCode = res.ExitCode
 	if err != nil {
 		return fmt.Errorf("run: %w", err)

@@ -99,7 +99,12 @@ func newNet(t *testing.T, runner station.Runner, route ...string) *net {
 // create builds, approves and pushes a train to the first station's inbox.
 func (n *net) create(t *testing.T, route ...string) string {
 	t.Helper()
-	code := aggregateCode(t)
+	return n.createFrom(t, aggregateCode(t), route...)
+}
+
+// createFrom is create with the code tree in dir.
+func (n *net) createFrom(t *testing.T, code string, route ...string) string {
+	t.Helper()
 	base := empty.Image
 	d, err := station.ApprovalDigest(n.ctx, code, n.exec, base)
 	if err != nil {
