@@ -9,12 +9,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/spf13/cobra"
+
+	"github.com/trainyard/trainyard/registry"
 )
 
 // commands holds the constructors of the top-level command groups; each file
@@ -132,11 +136,26 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	if errors.As(err, &he) {
 		fmt.Fprintf(stderr, "trainyard: %s\n", he.hint)
 	}
+	if h := authHint(err); h != "" {
+		fmt.Fprintf(stderr, "trainyard: %s\n", h)
+	}
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		return ee.Code
 	}
 	return 1
+}
+
+// authHint tells what to do when a registry refused access: which
+// credentials trainyard reads and how to store them.
+func authHint(err error) string {
+	var te *transport.Error
+	if !errors.As(err, &te) || (te.StatusCode != http.StatusUnauthorized && te.StatusCode != http.StatusForbidden) {
+		if !errors.Is(err, registry.ErrUnauthorized) {
+			return ""
+		}
+	}
+	return "the registry refused access: log in with `trainyard login REGISTRY -u USER` (or docker login; credentials come from the Docker config, DOCKER_CONFIG); `trainyard tuf` also reads TRAINYARD_TUF_USERNAME/_PASSWORD/_TOKEN"
 }
 
 // oneLine keeps an error on one line so that logs and operators see one record.
