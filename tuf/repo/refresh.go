@@ -55,6 +55,11 @@ func (p *Publisher) Refresh(ctx context.Context) ([]string, error) {
 	if st.Published[Timestamp] == 0 {
 		return nil, errors.New("nothing published yet: publish the repository first")
 	}
+	// Even when nothing is due: a cron job must notice at once that this
+	// state no longer matches the registry (another admin published).
+	if err := p.checkRegistry(ctx, st); err != nil {
+		return nil, err
+	}
 	exps, err := p.Expirations()
 	if err != nil {
 		return nil, err
