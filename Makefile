@@ -2,10 +2,22 @@
 GO ?= go
 BIN := bin/trainyard
 
-.PHONY: build demo test deps fuzz bench lint
+.PHONY: build demo test deps fuzz bench lint image
 
 build:
 	$(GO) build -o $(BIN) ./cmd/trainyard
+
+# The protocol container image, without a Docker engine (docker/mkimage):
+# a docker tarball for `docker load -i` (IMAGE_OUT=oci:DIR for an OCI
+# layout), pushed too when IMAGE_PUSH=REG/REPO:TAG. IMAGE_USER=65532 makes
+# it run non-root (then the socket needs --group-add, docs/pht-v2.md).
+IMAGE_OUT ?= bin/trainyard-protocol.tar
+IMAGE_TAG ?= trainyard-protocol:latest
+IMAGE_USER ?= 0
+IMAGE_PUSH ?=
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o bin/trainyard-static ./cmd/trainyard
+	$(GO) run ./docker/mkimage -bin bin/trainyard-static -out $(IMAGE_OUT) -tag $(IMAGE_TAG) -user $(IMAGE_USER) $(if $(IMAGE_PUSH),-push $(IMAGE_PUSH))
 
 # System packages the tests and the demo use (runc for trains, openssl for
 # the legacy-format tests). Needs root; does nothing when all are present.

@@ -28,6 +28,9 @@ const (
 	DockerArchivePrefix = "docker-archive:"
 	// Scratch is the empty base image.
 	Scratch = "scratch"
+	// DaemonPrefix selects an image in the local Docker Engine (DOCKER_HOST,
+	// else /var/run/docker.sock): "docker-daemon:REPO:TAG".
+	DaemonPrefix = "docker-daemon:"
 )
 
 // ociRefAnnotation names the image inside an OCI layout written by Save.
@@ -68,6 +71,8 @@ func Load(ctx context.Context, loc string, c *registry.Client) (v1.Image, error)
 			return nil, fmt.Errorf("open docker archive %s: %w", p, err)
 		}
 		return img, nil
+	case "daemon":
+		return loadDaemon(ctx, p)
 	default:
 		if c == nil {
 			c = registry.NewClient()
@@ -120,6 +125,8 @@ func Save(ctx context.Context, img v1.Image, loc string, c *registry.Client) err
 			return fmt.Errorf("write docker archive %s: %w", p, err)
 		}
 		return os.Rename(tmp.Name(), p)
+	case "daemon":
+		return saveDaemon(ctx, img, p)
 	default:
 		if c == nil {
 			c = registry.NewClient()
@@ -129,8 +136,8 @@ func Save(ctx context.Context, img v1.Image, loc string, c *registry.Client) err
 	}
 }
 
-// ParseLocation splits loc into its kind ("oci", "archive", "scratch",
-// "registry") and path or reference.
+// ParseLocation splits loc into its kind ("oci", "archive", "daemon",
+// "scratch", "registry") and path or reference.
 func ParseLocation(loc string) (kind, p string) {
 	switch {
 	case loc == Scratch || loc == "":
@@ -139,6 +146,8 @@ func ParseLocation(loc string) (kind, p string) {
 		return "oci", strings.TrimPrefix(loc, OCIPrefix)
 	case strings.HasPrefix(loc, DockerArchivePrefix):
 		return "archive", strings.TrimPrefix(loc, DockerArchivePrefix)
+	case strings.HasPrefix(loc, DaemonPrefix):
+		return "daemon", strings.TrimPrefix(loc, DaemonPrefix)
 	case strings.HasSuffix(loc, ".tar"):
 		return "archive", loc
 	}

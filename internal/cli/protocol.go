@@ -36,11 +36,14 @@ func protocolStep(use, short string, step phtv2.Step) *cobra.Command {
 		Short: short,
 		Long: short + `.
 
-IMAGE and --out are a registry reference, oci:DIR (OCI image layout) or a
-docker save tarball (docker-archive:FILE or FILE.tar). The result replaces
-the train's state layer and goes to --out (default: IMAGE itself; pre-run
-of a registry image needs an explicit --out because its output is
-decrypted). On any refusal nothing is written.
+IMAGE and --out are a registry reference, oci:DIR (OCI image layout), a
+docker save tarball (docker-archive:FILE or FILE.tar) or an image of the
+local Docker Engine (docker-daemon:REPO:TAG, or a plain REPO:TAG the engine
+holds when DOCKER_HOST is set or /var/run/docker.sock exists: then the
+image is modified in place, as the PHT protocol container does). The
+result goes to --out (default: IMAGE itself). pre-run output is decrypted
+and never goes to a registry: use the engine, oci:DIR or a tarball. On any
+refusal nothing is written.
 
 post-run never leaves plaintext in any layer: layers a run committed on top
 of the state layer are folded into the new state, and layers with train
@@ -56,9 +59,10 @@ container, writes REPO:latest unless --out is given.`,
 			if keyPath == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("no private key: set PRIVATE_KEY_PATH or --private-key")}
 			}
+			in := train.ResolveLocal(cmd.Context(), args[0])
 			dst := out
 			if dst == "" {
-				dst = args[0]
+				dst = in
 			}
 			if kind, _ := train.ParseLocation(dst); use == "pre-run" && kind == "registry" {
 				// The pre-run image holds the decrypted train and results:
@@ -73,20 +77,21 @@ container, writes REPO:latest unless --out is given.`,
 			client := newClient(cmd, insecure)
 			opts := []phtv2.Option{phtv2.WithTempDir(tmpDir)}
 			if use == "post-run" && (rebase || baseLoc != "") {
-				b, latest, err := rebaseLocations(args[0], baseLoc)
+				b, latest, err := rebaseLocations(in, baseLoc)
 				if err != nil {
 					return &ExitError{Code: 2, Err: err}
 				}
 				if out == "" && latest != "" {
 					dst = latest
 				}
+				b = train.ResolveLocal(cmd.Context(), b)
 				baseImg, err := train.Load(cmd.Context(), b, client)
 				if err != nil {
 					return fmt.Errorf("rebase: base image %s: %w", b, err)
 				}
 				opts = append(opts, phtv2.WithBase(baseImg))
 			}
-			cfg, digest, err := phtv2.Run(cmd.Context(), step, args[0], dst, st, client, opts...)
+			cfg, digest, err := phtv2.Run(cmd.Context(), step, in, dst, st, client, opts...)
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", use, args[0], err)
 			}
@@ -112,6 +117,11 @@ container, writes REPO:latest unless --out is given.`,
 // the PHT container writes, from IMAGE's repository when it is a reference.
 func rebaseLocations(image, base string) (baseLoc, latest string, err error) {
 	kind, p := train.ParseLocation(image)
+	prefix := ""
+	if kind == "daemon" {
+		// In the engine, as the PHT container: REPO:latest from REPO:base.
+		prefix, kind = train.DaemonPrefix, "registry"
+	}
 	if kind != "registry" {
 		if base == "" {
 			return "", "", fmt.Errorf("--rebase of %s needs --base (no repository to find REPO:base in)", image)
@@ -130,7 +140,7 @@ func rebaseLocations(image, base string) (baseLoc, latest string, err error) {
 		repo = repo[:i]
 	}
 	if base == "" {
-		base = repo + ":base"
+		base = prefix + repo + ":base"
 	}
-	return base, repo + ":latest", nil
+	return base, prefix + repo + ":latest", nil
 }

@@ -19,13 +19,16 @@ var ErrDecryptedPush = errors.New("decrypted train image must not be written to 
 // Step is one protocol step on a stored image.
 type Step func(ctx context.Context, img v1.Image, st Station, opts ...Option) (*Output, error)
 
-// Run loads the image at in (registry ref, oci:DIR, docker tarball), runs
-// step and saves the result to out (in when empty). On refusal nothing is
+// Run loads the image at in (registry ref, oci:DIR, docker tarball,
+// docker-daemon:REF, or a plain REF the local Docker Engine holds, which is
+// then used in place: train.ResolveLocal), runs step and saves the result
+// to out (in when empty). On refusal nothing is
 // written, so the stored image stays exactly as it was. Decrypted output
 // (pre-run) is refused for a registry destination with ErrDecryptedPush,
 // before anything is written. It returns the output config and the new
 // image's digest.
 func Run(ctx context.Context, step Step, in, out string, st Station, c *registry.Client, opts ...Option) (*train.Config, v1.Hash, error) {
+	in = train.ResolveLocal(ctx, in)
 	if out == "" {
 		out = in
 	}
@@ -39,7 +42,7 @@ func Run(ctx context.Context, step Step, in, out string, st Station, c *registry
 	}
 	defer res.Close()
 	if kind, _ := train.ParseLocation(out); res.Decrypted && kind == "registry" {
-		return nil, v1.Hash{}, fmt.Errorf("%w: %s (write it to the local engine, oci:DIR or a tarball)", ErrDecryptedPush, out)
+		return nil, v1.Hash{}, fmt.Errorf("%w: %s (write it to the local engine docker-daemon:REF, oci:DIR or a tarball)", ErrDecryptedPush, out)
 	}
 	if err := train.Save(ctx, res.Image, out, c); err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("save %s: %w", out, err)
