@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages trainyard's tests and demo need, once:
-# runc (trains run with it), openssl (legacy-format tests), docker.io
+# runc (trains run with it), e2fsprogs (results filesystems), openssl (legacy-format tests), docker.io
 # (Docker backend tests).
 set -euo pipefail
 need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# mkfs.ext4: each runc run's results live on a capped ext4 made for it.
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 # dockerd: the Docker Engine API backend's tests start their own daemon
 # (paths under /tmp) and skip without it. TRAINYARD_NO_DOCKER=1 skips it.
 if [ -z "${TRAINYARD_NO_DOCKER:-}" ]; then
