@@ -31,6 +31,7 @@ func init() { register(newTUFCmd) }
 type tufEnv struct {
 	insecure bool
 	root     string
+	force    bool
 }
 
 func newTUFCmd() *cobra.Command {
@@ -46,13 +47,15 @@ func newTUFCmd() *cobra.Command {
 		"allow plain HTTP and unverified TLS (TRAINYARD_TUF_INSECURE=1)")
 	cmd.PersistentFlags().StringVar(&te.root, "repositories-root", envOr("TRAINYARD_TUF_REPOSITORIES_ROOT", "trainyard_tuf_repos"),
 		"local state directory (TRAINYARD_TUF_REPOSITORIES_ROOT)")
+	cmd.PersistentFlags().BoolVar(&te.force, "force", false,
+		"publish even over metadata this state did not publish (a foreign repository, a newer version): knowingly replace it")
 	master := func(use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, p *repo.Publisher, args []string) error) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, Args: args, RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := te.publisher(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			return tufExit(run(cmd, p, args[1:]))
+			return tufExit(tufPublishHint(run(cmd, p, args[1:]), args[0]))
 		}}
 	}
 	copyCmd := func(use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, c *client.Client, args []string) error) *cobra.Command {
@@ -140,6 +143,17 @@ func newTUFCmd() *cobra.Command {
 		master("refresh-timestamp REPO", "Re-sign and publish only the timestamp (cron job; needs the timestamp key only)", cobra.ExactArgs(1),
 			func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
 				return p.RefreshTimestamp(cmd.Context())
+			}),
+		master("pull-master REPO [ROOT.json]", "Replace the publisher state's metadata with the registry's verified repository (after another publisher pushed); ROOT.json the first time", cobra.RangeArgs(1, 2),
+			func(cmd *cobra.Command, p *repo.Publisher, args []string) error {
+				var root []byte
+				if len(args) == 1 {
+					var err error
+					if root, err = os.ReadFile(args[0]); err != nil {
+						return err
+					}
+				}
+				return p.Pull(cmd.Context(), root)
 			}),
 		master("list-master-targets REPO", "List the publisher's targets", cobra.ExactArgs(1),
 			func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
@@ -300,7 +314,8 @@ func (te *tufEnv) publisher(cmd *cobra.Command, r string) (*repo.Publisher, erro
 	if err != nil {
 		return nil, err
 	}
-	opts := []repo.Option{repo.WithPasswords(passwordFromEnvOrPrompt(cmd)), repo.WithKeyType(envOr("TRAINYARD_TUF_KEY_TYPE", keys.Ed25519))}
+	opts := []repo.Option{repo.WithPasswords(passwordFromEnvOrPrompt(cmd)), repo.WithKeyType(envOr("TRAINYARD_TUF_KEY_TYPE", keys.Ed25519)),
+		repo.WithForce(te.force)}
 	if progressOn() {
 		opts = append(opts, repo.WithProgress(cmd.ErrOrStderr()))
 	}
@@ -406,6 +421,15 @@ func parseTime(s string) (time.Time, error) {
 	return time.Parse(time.RFC3339, s)
 }
 
+// tufPublishHint says what to do when a publish was refused to protect
+// what is in the registry.
+func tufPublishHint(err error, repoArg string) error {
+	if errors.Is(err, tuf.ErrConflict) {
+		return fmt.Errorf("%w; run `trainyard tuf pull-master %s [ROOT.json]` to start from the registry's repository (then redo the change), or --force to replace it", err, repoArg)
+	}
+	return err
+}
+
 // tufExit maps an unauthorized registry answer to exit code 13 (EACCES), as dtuf did.
 func tufExit(err error) error {
 	var te *transport.Error
@@ -434,6 +458,17 @@ func newTUFConformanceCmd() *cobra.Command {
 	prep := func() error {
 		if h.MetadataDir == "" {
 			return &ExitError{Code: 2, Err: errors.New("--metadata-dir is required")}
+		}
+		if at == "" {
+			// tuf-conformance runs clients under faketime, whose preload
+			// library a Go binary never loads: read its FAKETIME instead
+			if ft := os.Getenv("FAKETIME"); ft != "" {
+				t, err := client.FakeTime(ft, time.Now())
+				if err != nil {
+					return &ExitError{Code: 2, Err: fmt.Errorf("FAKETIME: %w", err)}
+				}
+				h.Now = t
+			}
 		}
 		if at != "" {
 			t, err := parseTime(at)

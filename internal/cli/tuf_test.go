@@ -2,11 +2,13 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -222,5 +224,118 @@ func TestTUFConformanceCLI(t *testing.T) {
 	t.Setenv("TRAINYARD_TUF_TIME", later)
 	if cli("--metadata-url", srv.URL+"/metadata", "refresh") != 1 {
 		t.Fatal("expired metadata accepted with TRAINYARD_TUF_TIME in the future")
+	}
+	// the suite's `faketime` sets FAKETIME, which a Go binary ignores
+	// unless it reads it: relative, absolute, and --time wins over it
+	t.Setenv("TRAINYARD_TUF_TIME", "")
+	for spec, want := range map[string]int{
+		"+3d": 1, "+1h": 0, "@" + time.Now().Add(72*time.Hour).Format("2006-01-02 15:04:05"): 1,
+		time.Now().Add(time.Hour).Format("2006-01-02 15:04:05"): 0, "next tuesday": 2,
+	} {
+		t.Setenv("FAKETIME", spec)
+		if got := cli("--metadata-url", srv.URL+"/metadata", "refresh"); got != want {
+			t.Fatalf("FAKETIME=%q: exit %d, want %d", spec, got, want)
+		}
+	}
+	t.Setenv("FAKETIME", "+3d")
+	if cli("--metadata-url", srv.URL+"/metadata", "--time", strconv.FormatInt(time.Now().Unix(), 10), "refresh") != 0 {
+		t.Fatal("--time did not override FAKETIME")
+	}
+}
+
+// TestTUFPublishGuard: create-metadata and push-metadata from a state
+// that did not publish the live repository (a fresh checkout, a CI job)
+// are refused with what to do, and the registry's tags stay as they were;
+// pull-master makes a stale state current.
+func TestTUFPublishGuard(t *testing.T) {
+	keys.ScryptN = 1 << 10
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	dir := t.TempDir()
+	t.Setenv("TRAINYARD_TUF_HOST", host)
+	t.Setenv("TRAINYARD_TUF_INSECURE", "1")
+	for _, r := range []string{"ROOT", "TARGETS", "SNAPSHOT", "TIMESTAMP"} {
+		t.Setenv("TRAINYARD_TUF_"+r+"_KEY_PASSWORD", "pw")
+	}
+	file := filepath.Join(dir, "f.txt")
+	if err := os.WriteFile(file, []byte("payload"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := func(state string, args ...string) (int, string) {
+		code, _, stderr := execRoot(t, "", append([]string{"tuf", "--repositories-root", filepath.Join(dir, state)}, args...)...)
+		return code, stderr
+	}
+	ok := func(state string, args ...string) {
+		t.Helper()
+		if code, stderr := in(state, args...); code != 0 {
+			t.Fatalf("%s %v: exit %d %s", state, args, code, stderr)
+		}
+	}
+	tags := func() string {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/v2/live/tags/list")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var out strings.Builder
+		var list struct{ Tags []string }
+		if err := json.Unmarshal(b, &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, tag := range list.Tags {
+			req, _ := http.NewRequest(http.MethodHead, srv.URL+"/v2/live/manifests/"+tag, nil)
+			req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+			r, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Body.Close()
+			out.WriteString(tag + "=" + r.Header.Get("Docker-Content-Digest") + "\n")
+		}
+		return out.String()
+	}
+	setup := func(state string) {
+		ok(state, "create-root-key", "live")
+		ok(state, "create-metadata-keys", "live")
+	}
+	setup("early")
+	ok("early", "create-metadata", "live") // before anything is live
+	setup("a")
+	ok("a", "create-metadata", "live")
+	ok("a", "push-target", "live", "f", file)
+	ok("a", "push-metadata", "live")
+	before := tags()
+	refusedOneLine := func(state string, args ...string) {
+		t.Helper()
+		code, stderr := in(state, args...)
+		if code != 1 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "pull-master live") || !strings.Contains(stderr, "--force") {
+			t.Fatalf("%s %v: exit %d, %q", state, args, code, stderr)
+		}
+		if after := tags(); after != before {
+			t.Fatalf("%s %v changed the registry:\n%s\n%s", state, args, before, after)
+		}
+	}
+	refusedOneLine("early", "push-metadata", "live")
+	setup("fresh")
+	refusedOneLine("fresh", "create-metadata", "live")
+
+	// a second publisher with a copy of a's state publishes first
+	if out, err := exec.Command("cp", "-a", filepath.Join(dir, "a"), filepath.Join(dir, "b")).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	ok("b", "push-target", "live", "g", file)
+	ok("b", "push-metadata", "live")
+	before = tags()
+	refusedOneLine("a", "push-metadata", "live")
+	refusedOneLine("a", "refresh-timestamp", "live")
+	ok("a", "pull-master", "live")
+	ok("a", "push-target", "live", "h", file)
+	ok("a", "push-metadata", "live")
+	code, out, stderr := execRoot(t, "", "tuf", "--repositories-root", filepath.Join(dir, "a"), "list-master-targets", "live")
+	if code != 0 || out != "f\ng\nh\n" {
+		t.Fatalf("after pull-master: %d %q %s", code, out, stderr)
 	}
 }
