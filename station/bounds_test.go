@@ -177,6 +177,12 @@ func TestStateLayerBombs(t *testing.T) {
 			})
 			return append(gz(t, head), testutil.GzipZeros(bomb)...)
 		}, station.ErrLimit, "uncompressed"},
+		{"entry name with terminal escapes", func() []byte {
+			return gz(t, stateHead(t, env, func(tw *tar.Writer, buf *bytes.Buffer) {
+				tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "opt/pht_train/\x1b[2J\x1b]0;owned\x07", Mode: 0o644})
+				tw.Close()
+			}))
+		}, station.ErrImage, "unexpected entry"},
 		{"GNU sparse entry of 100 GiB", func() []byte {
 			return gz(t, append(stateHead(t, env, nil), testutil.GNUSparse(hardened.CodeBlobPath, 100<<30)...))
 		}, station.ErrImage, "sparse"},
@@ -215,6 +221,10 @@ func TestStateLayerBombs(t *testing.T) {
 				t.Logf("%s: %v (%s, disk peak %d, heap peak +%d)", who, err, took, disk, heap)
 				if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) {
 					t.Fatalf("%s: error %v, want %v naming %q", who, err, c.want, c.text)
+				}
+				// The CLI prints this line: names from the layer are quoted.
+				if strings.ContainsAny(err.Error(), "\x1b\x07") {
+					t.Fatalf("%s: error carries control characters: %q", who, err)
 				}
 				// At most the genuine code blob, which is verified as it is kept.
 				if disk > int64(len(code))+1<<20 {

@@ -15,6 +15,7 @@ import (
 	"path"
 	"path/filepath"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -296,7 +297,7 @@ func readState(ctx context.Context, tr *tar.Reader, plain *boundedReader, st *se
 		}
 		name := path.Clean("/" + hdr.Name)[1:]
 		if train.IsSparse(hdr) {
-			return nil, fmt.Errorf("%w: sparse entry /%s (%d bytes) in the state layer", ErrImage, name, hdr.Size)
+			return nil, fmt.Errorf("%w: sparse entry %q (%d bytes) in the state layer", ErrImage, "/"+name, hdr.Size)
 		}
 		reg := hdr.Typeflag == tar.TypeReg
 		switch {
@@ -326,7 +327,7 @@ func readState(ctx context.Context, tr *tar.Reader, plain *boundedReader, st *se
 			plain.limit = plain.n + more
 			continue
 		case v == nil:
-			return nil, fmt.Errorf("%w: /%s before the envelope in the state layer", ErrImage, name)
+			return nil, fmt.Errorf("%w: %q before the envelope in the state layer", ErrImage, "/"+name)
 		case name == CodeBlob && reg && st.code == "":
 			st.code = filepath.Join(st.dir, "code.sealed")
 			if err := spoolSigned(st.code, tr, hdr, v.Statement.Code.Blob, "code"); err != nil {
@@ -340,7 +341,7 @@ func readState(ctx context.Context, tr *tar.Reader, plain *boundedReader, st *se
 			}
 			continue
 		}
-		return nil, fmt.Errorf("%w: unexpected entry /%s (type %q, %d bytes) in the state layer", ErrImage, name, hdr.Typeflag, hdr.Size)
+		return nil, fmt.Errorf("%w: unexpected entry %q (type %q, %d bytes) in the state layer", ErrImage, "/"+name, hdr.Typeflag, hdr.Size)
 	}
 	switch {
 	case v == nil:
@@ -559,16 +560,27 @@ func runnableImage(img v1.Image, base []v1.Layer, codeDir, tmp string, exec hard
 // by the digest that HEAD named, so a registry cannot swap a larger or
 // different manifest in between.
 func PullTrain(ctx context.Context, c *registry.Client, ref string) (v1.Image, error) {
-	r, err := c.ParseReference(ref)
+	r, desc, err := headManifest(ctx, c, ref)
 	if err != nil {
 		return nil, err
 	}
+	return c.Pull(ctx, r.Context().Name()+"@"+desc.Digest.String())
+}
+
+// headManifest returns the descriptor of ref's manifest from a HEAD
+// request (nothing of the manifest is downloaded) and refuses one larger
+// than MaxManifestSize.
+func headManifest(ctx context.Context, c *registry.Client, ref string) (name.Reference, *v1.Descriptor, error) {
+	r, err := c.ParseReference(ref)
+	if err != nil {
+		return nil, nil, err
+	}
 	desc, err := remote.Head(r, c.RemoteOptions(ctx)...)
 	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", ref, err)
+		return nil, nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	if desc.Size > MaxManifestSize {
-		return nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes, at most %d", ErrImage, ErrLimit, ref, desc.Size, MaxManifestSize)
+		return nil, nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes, at most %d", ErrImage, ErrLimit, ref, desc.Size, MaxManifestSize)
 	}
-	return c.Pull(ctx, r.Context().Name()+"@"+desc.Digest.String())
+	return r, desc, nil
 }

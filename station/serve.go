@@ -62,7 +62,8 @@ func (s *Server) PollOnce(ctx context.Context) ([]*Stop, error) {
 	var done []*Stop
 	for _, tag := range tags {
 		ref := inbox + ":" + tag
-		desc, err := s.Station.Client.Get(ctx, ref)
+		// HEAD only: a poll never downloads a manifest, let alone a large one.
+		_, desc, err := headManifest(ctx, s.Station.Client, ref)
 		if err != nil {
 			s.setErr(err)
 			continue

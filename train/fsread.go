@@ -231,16 +231,17 @@ func (m *merger) layer(ctx context.Context, l v1.Layer, fn VisitFunc) error {
 // checkEntry refuses entries under a watched prefix that no train holds
 // and that would cost a reader more than their bytes in the layer: sparse
 // files (any logical size from a few bytes), devices and fifos, and hard
-// links to anything outside the prefix.
+// links to anything outside the prefix. Names are quoted in errors: they
+// come from the layer and may hold terminal escapes.
 func checkEntry(prefix, name string, hdr *tar.Header) error {
 	switch {
 	case IsSparse(hdr):
-		return fmt.Errorf("%w: /%s is a sparse file (%d bytes)", ErrLayout, name, hdr.Size)
+		return fmt.Errorf("%w: %q is a sparse file (%d bytes)", ErrLayout, "/"+name, hdr.Size)
 	case hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock || hdr.Typeflag == tar.TypeFifo:
-		return fmt.Errorf("%w: /%s is a device or fifo", ErrLayout, name)
+		return fmt.Errorf("%w: %q is a device or fifo", ErrLayout, "/"+name)
 	case hdr.Typeflag == tar.TypeLink:
 		if t := cleanName(hdr.Linkname); t != prefix && !strings.HasPrefix(t, prefix+"/") {
-			return fmt.Errorf("%w: /%s is a hard link to /%s, outside /%s", ErrLayout, name, t, prefix)
+			return fmt.Errorf("%w: %q is a hard link to %q, outside /%s", ErrLayout, "/"+name, "/"+t, prefix)
 		}
 	}
 	return nil

@@ -86,7 +86,7 @@ func ReadState(ctx context.Context, img v1.Image, tmpDir string, opts ...ReadOpt
 		if r != nil {
 			// The header's size is what the tar reader will deliver.
 			if hdr.Size > budget {
-				return fmt.Errorf("%w: /%s is %d bytes, %d left of the %d-byte bound", ErrTooLarge, path.Join(prefix, rel), hdr.Size, budget, o.maxBytes)
+				return fmt.Errorf("%w: %q is %d bytes, %d left of the %d-byte bound", ErrTooLarge, "/"+path.Join(prefix, rel), hdr.Size, budget, o.maxBytes)
 			}
 			budget -= hdr.Size
 		}
