@@ -1,19 +1,27 @@
 # The PHT protocol container, trainyard edition: same contract as the PHT
-# library's protocol image, no Docker engine or socket needed.
+# library's protocol image and as the image `make image` assembles without
+# Docker (docker/mkimage): entrypoint `trainyard protocol`, STATION_ID,
+# PRIVATE_KEY_PATH, PRIVATE_KEY_PASSWORD, TRAINYARD_TMPDIR=/tmp.
 #
 #   docker build -f docker/protocol.Dockerfile -t trainyard-protocol .
-#   docker run --rm \
-#     -e STATION_ID=s1 -e PRIVATE_KEY_PATH=/keys/station.pem [-e PRIVATE_KEY_PASSWORD=...] \
-#     -v "$PWD/keys:/keys:ro" \
-#     -v "$HOME/.docker/config.json:/home/nonroot/.docker/config.json:ro" \
-#     -v /var/lib/station:/work \
-#     trainyard-protocol pre-run harbor.example.org/station1/train-id:latest --out oci:/work/train-id
-#   ... run ..., then the same with:
-#     trainyard-protocol post-run oci:/work/train-id --out harbor.example.org/station1/train-id:latest
 #
-# Images are registry refs, oci:DIR or docker tarballs; pre-run output is
-# decrypted, so it must be sent to a local --out. Give the container a
-# writable TMPDIR with room for the results (a volume on /tmp for big trains).
+# On the local engine's images, in place, as the PHT station calls it (the
+# socket is root:docker 660: run as root, or --group-add its gid):
+#   docker run --rm --user 0 \
+#     -e STATION_ID=s1 -e PRIVATE_KEY_PATH=/keys/station.pem [-e PRIVATE_KEY_PASSWORD=...] \
+#     -v "$PWD/keys:/keys:ro" -v /var/run/docker.sock:/var/run/docker.sock \
+#     trainyard-protocol pre-run harbor.example.org/station1/train-id:latest
+#   ... run and commit ..., then: trainyard-protocol post-run IMAGE [--rebase]
+#
+# Or without any socket, on registry refs, oci:DIR or docker tarballs
+# (pre-run output is decrypted and never goes to a registry):
+#   docker run --rm -e ... -v "$PWD/keys:/keys:ro" \
+#     -v "$HOME/.docker/config.json:/home/nonroot/.docker/config.json:ro" -v /var/lib/station:/work \
+#     trainyard-protocol pre-run harbor.example.org/station1/train-id:latest --out oci:/work/train-id
+#   ... run ..., then: post-run oci:/work/train-id --out harbor.example.org/station1/train-id:latest
+#
+# Give the container a writable TMPDIR with room for the results (a volume
+# on /tmp for big trains).
 
 FROM golang:1.26.8 AS build
 WORKDIR /src

@@ -108,7 +108,7 @@ func baseSource(base string) *train.Source {
 		src.Address = train.Scratch
 		return src
 	}
-	if kind != "registry" {
+	if kind != "registry" && kind != "daemon" {
 		return src
 	}
 	ref, err := name.ParseReference(p)
