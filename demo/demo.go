@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/registry/server"
 )
 
 // Options configures a demo run.
@@ -58,7 +59,7 @@ func Run(ctx context.Context, o Options) error {
 	e := &env{out: o.Out, dir: dir, start: time.Now(),
 		client: registry.NewClient(registry.WithKeychain(authn.NewMultiKeychain()))}
 
-	h, stop, err := registry.NewHandler(ctx, dir+"/registry")
+	h, stop, err := server.NewHandler(ctx, dir+"/registry")
 	if err != nil {
 		return err
 	}

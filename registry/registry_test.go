@@ -15,11 +15,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/registry/server"
 )
 
 func startEmbedded(t *testing.T, dir string) (host string, stop func()) {
 	t.Helper()
-	h, shutdown, err := registry.NewHandler(context.Background(), dir)
+	h, shutdown, err := server.NewHandler(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestServeShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
 	errc := make(chan error, 1)
-	go func() { errc <- registry.Serve(ctx, "127.0.0.1:0", t.TempDir(), func(a net.Addr) { addrc <- a }) }()
+	go func() { errc <- server.Serve(ctx, "127.0.0.1:0", t.TempDir(), func(a net.Addr) { addrc <- a }) }()
 	var addr net.Addr
 	select {
 	case addr = <-addrc:
@@ -133,7 +134,7 @@ func TestServeShutdown(t *testing.T) {
 }
 
 func TestServeBadAddr(t *testing.T) {
-	if err := registry.Serve(context.Background(), "256.1.1.1:99999", t.TempDir(), nil); err == nil {
+	if err := server.Serve(context.Background(), "256.1.1.1:99999", t.TempDir(), nil); err == nil {
 		t.Fatal("bad address accepted")
 	}
 }

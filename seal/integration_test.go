@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/trainyard/trainyard/keyserver"
-	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/registry/server"
 	"github.com/trainyard/trainyard/seal"
 )
 
@@ -95,7 +95,7 @@ func TestSealKeyServerUnsealRegistry(t *testing.T) {
 	}
 
 	newRegistry := func() string {
-		h, closeFn, err := registry.NewHandler(ctx, t.TempDir())
+		h, closeFn, err := server.NewHandler(ctx, t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}

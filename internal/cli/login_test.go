@@ -14,14 +14,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/registry/server"
 )
 
 // TestLogin: a registry behind basic auth refuses anonymous reads with a
 // hint to log in; login with a wrong password writes nothing; login with the
 // right one stores the credentials in DOCKER_CONFIG, and reads then work.
 func TestLogin(t *testing.T) {
-	h, shutdown, err := registry.NewHandler(context.Background(), t.TempDir())
+	h, shutdown, err := server.NewHandler(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/registry/server"
 )
 
 const vecDir = "../../manifest/testdata"
@@ -225,7 +225,7 @@ func TestManifestRegistryConvert(t *testing.T) {
 // TestManifestEmbeddedRegistry reads manifests from the real embedded
 // registry (distribution/v3): an OCI image and an index, by tag and by digest.
 func TestManifestEmbeddedRegistry(t *testing.T) {
-	h, closeFn, err := registry.NewHandler(t.Context(), t.TempDir())
+	h, closeFn, err := server.NewHandler(t.Context(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

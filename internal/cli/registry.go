@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/registry/server"
 )
 
 func init() { register(newRegistryCmd) }
@@ -19,7 +20,7 @@ func newRegistryCmd() *cobra.Command {
 		Short: "Serve an OCI registry (distribution/v3, filesystem storage) until SIGINT/SIGTERM",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return registry.Serve(cmd.Context(), addr, data, func(a net.Addr) {
+			return server.Serve(cmd.Context(), addr, data, func(a net.Addr) {
 				fmt.Fprintf(cmd.OutOrStdout(), "registry listening on %s, data in %s\n", a, data)
 			})
 		},

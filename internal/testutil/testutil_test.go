@@ -29,3 +29,14 @@ func TestDockerdAnswers(t *testing.T) {
 		t.Fatalf("socket: %v", err)
 	}
 }
+
+// The checker itself: the CLI does link the server and cobra.
+func TestForbidDepsCatchesTheCLI(t *testing.T) {
+	bad, err := forbidden("github.com/trainyard/trainyard/internal/cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bad) == 0 {
+		t.Fatal("internal/cli imports cobra and the registry server, yet nothing was found")
+	}
+}

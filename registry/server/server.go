@@ -1,4 +1,9 @@
-package registry
+// Package server is the embedded registry: distribution/v3 with filesystem
+// storage in one data directory, as an http.Handler or a listening server.
+// It is apart from the registry client so that a program that only talks to
+// registries does not link a registry server (and its redis, otel and grpc
+// dependencies); only the CLI's `registry serve`, the demo and tests import it.
+package server
 
 import (
 	"context"
@@ -7,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -22,15 +28,35 @@ import (
 	"github.com/trainyard/trainyard/internal/fsutil"
 )
 
-// quietOnce silences distribution's logrus output, which logs ordinary 404s
-// (HEAD checks before every upload) at error level.
-var quietOnce sync.Once
+// logOnce routes distribution's logs into slog at debug level. distribution
+// logs only through logrus's standard logger (its context logger is
+// internal), so this is a process-wide setting of logrus, made by the one
+// package that embeds distribution; it logs ordinary 404s (HEAD checks before
+// every upload) at error level, hence debug, where -v shows them.
+var logOnce sync.Once
+
+type slogHook struct{}
+
+func (slogHook) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (slogHook) Fire(e *logrus.Entry) error {
+	attrs := make([]any, 0, 2*len(e.Data)+2)
+	attrs = append(attrs, "component", "registry")
+	for k, v := range e.Data {
+		attrs = append(attrs, k, v)
+	}
+	slog.Debug(e.Message, attrs...)
+	return nil
+}
 
 // NewHandler returns the embedded registry (distribution/v3) as an
 // http.Handler storing everything under dataDir, and a func that stops its
 // background work. Data survives a restart: it is all in dataDir.
 func NewHandler(ctx context.Context, dataDir string) (http.Handler, func(), error) {
-	quietOnce.Do(func() { logrus.SetOutput(io.Discard) })
+	logOnce.Do(func() {
+		logrus.SetOutput(io.Discard)
+		logrus.AddHook(slogHook{})
+	})
 	abs, err := filepath.Abs(dataDir)
 	if err != nil {
 		return nil, nil, err

@@ -20,6 +20,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/registry/server"
 	"github.com/trainyard/trainyard/tuf/client"
 	"github.com/trainyard/trainyard/tuf/keys"
 	"github.com/trainyard/trainyard/tuf/ocistore"
@@ -33,7 +34,7 @@ func benchRepo(b *testing.B) (*ocistore.Store, *repo.Publisher) {
 	keys.ScryptN = 1 << 10
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
-	h, stop, err := registry.NewHandler(ctx, b.TempDir())
+	h, stop, err := server.NewHandler(ctx, b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}

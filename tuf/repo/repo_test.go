@@ -14,6 +14,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/registry/server"
 	"github.com/trainyard/trainyard/tuf"
 	"github.com/trainyard/trainyard/tuf/client"
 	"github.com/trainyard/trainyard/tuf/keys"
@@ -27,7 +28,7 @@ func init() { keys.ScryptN = 1 << 10 }
 func distRegistry(t *testing.T, dataDir string) (string, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	h, stop, err := registry.NewHandler(ctx, dataDir)
+	h, stop, err := server.NewHandler(ctx, dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
