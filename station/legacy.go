@@ -31,8 +31,13 @@ func (s *Station) processLegacy(ctx context.Context, ref, work string, st *Stop)
 		return fmt.Errorf("protocol %s needs the station's RSA key", ProtocolPHTv2)
 	}
 	key := phtv2.Station{ID: s.ID, Key: s.LegacyKey}
-	img, err := s.Client.Pull(ctx, ref)
+	img, err := PullTrain(ctx, s.Client, ref)
 	if err != nil {
+		return err
+	}
+	// The same manifest and config bounds as v1; the PHT format has no
+	// signed sizes, so its state is bounded by train.ReadState's budget.
+	if _, err := checkImage(img); err != nil {
 		return err
 	}
 	pre, err := phtv2.PreRun(ctx, img, key, phtv2.WithTempDir(work))
