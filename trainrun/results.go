@@ -432,22 +432,18 @@ func copyResults(ctx context.Context, src, dst string, max int64) error {
 	}
 	var dirs []dirMode
 	err = walkResults(ctx, in, max, func(rel string, info fs.FileInfo) error {
-		switch m := info.Mode(); {
-		case m.IsDir():
-			dirs = append(dirs, dirMode{rel, m.Perm()})
-			return noSpace(out.Mkdir(rel, 0o700))
-		case m&fs.ModeSymlink != 0:
-			target, err := in.Readlink(rel)
-			if err != nil {
-				return err
-			}
-			if escapes(rel, target) {
-				return fmt.Errorf("%w: symlink %s points out of the results (%s)", ErrUnsafeImage, rel, target)
-			}
-			return noSpace(out.Symlink(target, rel))
-		default:
-			return noSpace(copyFile(in, out, rel, info))
+		if err := copyEntry(in, out, rel, info); err != nil {
+			return err
 		}
+		if info.IsDir() {
+			dirs = append(dirs, dirMode{rel, info.Mode().Perm()})
+		}
+		// Owners are kept: a user-namespaced train's results stay owned by
+		// its shifted uid, as they would without the filesystem.
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			return out.Lchown(rel, int(st.Uid), int(st.Gid))
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -458,6 +454,25 @@ func copyResults(ctx context.Context, src, dst string, max int64) error {
 		}
 	}
 	return nil
+}
+
+// copyEntry copies one entry the walk accepted.
+func copyEntry(in, out *os.Root, rel string, info fs.FileInfo) error {
+	switch m := info.Mode(); {
+	case m.IsDir():
+		return noSpace(out.Mkdir(rel, 0o700))
+	case m&fs.ModeSymlink != 0:
+		target, err := in.Readlink(rel)
+		if err != nil {
+			return err
+		}
+		if escapes(rel, target) {
+			return fmt.Errorf("%w: symlink %s points out of the results (%s)", ErrUnsafeImage, rel, target)
+		}
+		return noSpace(out.Symlink(target, rel))
+	default:
+		return noSpace(copyFile(in, out, rel, info))
+	}
 }
 
 func copyFile(inRoot, out *os.Root, rel string, info fs.FileInfo) error {
@@ -573,4 +588,11 @@ func filterResultsTar(ctx context.Context, r io.Reader, w io.Writer, max int64) 
 			return err
 		}
 	}
+}
+
+// MountResults is MountResults for a station that holds a Runner: it lets
+// the caller keep the results on their capped filesystem from before the run
+// until post-run has sealed them.
+func (r *Runc) MountResults(ctx context.Context, dir string, maxBytes int64) (io.Closer, error) {
+	return MountResults(ctx, dir, maxBytes)
 }
