@@ -65,7 +65,7 @@ reference, oci:DIR, a docker tarball or "scratch".`,
 			}
 			spec.Source = baseSource(base)
 			client := newClient(cmd, insecure)
-			baseImg, err := train.Load(cmd.Context(), base, client)
+			baseImg, err := train.Load(cmd.Context(), train.ResolveLocal(cmd.Context(), base), client)
 			if err != nil {
 				return err
 			}
@@ -153,7 +153,7 @@ func newTrainShowCmd() *cobra.Command {
 		Short: "Print a train's train_config.json",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			img, err := train.Load(cmd.Context(), args[0], newClient(cmd, insecure))
+			img, err := train.Load(cmd.Context(), train.ResolveLocal(cmd.Context(), args[0]), newClient(cmd, insecure))
 			if err != nil {
 				return err
 			}
@@ -192,7 +192,7 @@ func newTrainResultsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			img, err := train.Load(cmd.Context(), args[0], newClient(cmd, insecure))
+			img, err := train.Load(cmd.Context(), train.ResolveLocal(cmd.Context(), args[0]), newClient(cmd, insecure))
 			if err != nil {
 				return err
 			}
