@@ -64,16 +64,26 @@ func TimeoutsFromEnv() (Timeouts, error) {
 		if v == "" {
 			continue
 		}
-		d, err := time.ParseDuration(v)
-		if v == "0" {
-			d, err = 0, nil
-		}
-		if err != nil || d < 0 {
-			return t, fmt.Errorf("%s=%q: want a duration such as 30s", e.env, v)
+		d, err := parseTimeout(e.env, v)
+		if err != nil {
+			return t, err
 		}
 		*e.d = d
 	}
 	return t, nil
+}
+
+// parseTimeout reads one TRAINYARD_*_TIMEOUT value: a non-negative Go
+// duration, "0" for none.
+func parseTimeout(env, v string) (time.Duration, error) {
+	if v == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s=%q: want a duration such as 30s (0 for none)", env, v)
+	}
+	return d, nil
 }
 
 // NewTransport returns an HTTP transport with the timeouts of t and stall
