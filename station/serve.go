@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -30,6 +31,56 @@ type Server struct {
 	polls   prometheus.Counter
 	mu      sync.Mutex
 	lastErr string
+
+	trustWarned time.Time // last "trust directory expires soon" warning
+}
+
+// trustExpiry is what a trust store can tell about its own freshness
+// (trust.Store does): the role of its signed metadata that expires first,
+// when, and that version's lifetime; Refresh updates it between trains.
+type trustExpiry interface {
+	Expiry() (role string, expires time.Time, lifetime time.Duration, err error)
+	Refresh(ctx context.Context) error
+}
+
+// trustStatus is the trust part of /status (nil without a trust store
+// that reports expiry).
+func (s *Server) trustStatus() map[string]any {
+	te, ok := s.Station.Trust.(trustExpiry)
+	if !ok {
+		return nil
+	}
+	role, exp, life, err := te.Expiry()
+	if err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	return map[string]any{"first_expiring_role": role, "expires": exp.UTC().Format(time.RFC3339),
+		"seconds_left": int64(time.Until(exp).Seconds()), "lifetime_seconds": int64(life.Seconds())}
+}
+
+// checkTrust updates the trust directory between trains and warns (at
+// most every ten minutes) when less than a fifth of its lifetime is left:
+// the directory's admin has stopped running `trainyard trust refresh`.
+func (s *Server) checkTrust(ctx context.Context) {
+	te, ok := s.Station.Trust.(trustExpiry)
+	if !ok {
+		return
+	}
+	rerr := te.Refresh(ctx)
+	role, exp, life, err := te.Expiry()
+	if err != nil || ctx.Err() != nil {
+		return
+	}
+	left := time.Until(exp)
+	if left >= life/5 || time.Since(s.trustWarned) < 10*time.Minute {
+		return
+	}
+	s.trustWarned = time.Now()
+	args := []any{"role", role, "expires", exp.UTC().Format(time.RFC3339), "left", left.Round(time.Second).String()}
+	if rerr != nil {
+		args = append(args, "update_error", rerr.Error())
+	}
+	s.Station.logger().Warn("trust directory expires soon: its admin must run `trainyard trust refresh`", args...)
 }
 
 func (s *Server) init() {
@@ -42,6 +93,17 @@ func (s *Server) init() {
 		s.polls = prometheus.NewCounter(prometheus.CounterOpts{Name: "trainyard_station_polls_total",
 			Help: "Inbox polls."})
 		s.reg.MustRegister(s.stops, s.seconds, s.polls)
+		if te, ok := s.Station.Trust.(trustExpiry); ok {
+			s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trainyard_trust_expiry_seconds",
+				Help: "Seconds until the first role of the trusted trust-directory metadata expires (negative: expired)."},
+				func() float64 {
+					_, exp, _, err := te.Expiry()
+					if err != nil {
+						return math.NaN()
+					}
+					return time.Until(exp).Seconds()
+				}))
+		}
 	})
 }
 
@@ -119,7 +181,7 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{
 			"station": s.Station.ID, "inbox": s.Station.Network.Inbox(s.Station.ID),
-			"last_error": lastErr, "recent": recent,
+			"last_error": lastErr, "recent": recent, "trust": s.trustStatus(),
 		})
 	})
 	return mux
@@ -151,6 +213,7 @@ func (s *Server) Serve(ctx context.Context, addr string, ready func(net.Addr)) e
 		if _, err := s.PollOnce(ctx); err != nil && ctx.Err() == nil {
 			s.Station.logger().Warn("poll failed", "error", err.Error())
 		}
+		s.checkTrust(ctx)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -223,6 +223,51 @@ func (s *Store) Approval(ctx context.Context, digest string) (ApprovalInfo, erro
 	return info, nil
 }
 
+// refreshLocked updates the metadata when it is older than the max age.
+func (s *Store) refreshLocked(ctx context.Context) error {
+	if s.targets != nil && s.now().Sub(s.refreshed) < s.maxAge {
+		return nil
+	}
+	if _, err := s.c.PullMetadata(ctx); err != nil {
+		return err
+	}
+	t, err := s.c.Targets()
+	if err != nil {
+		return err
+	}
+	s.targets, s.refreshed = t, s.now()
+	return nil
+}
+
+// Refresh updates the trusted metadata unless it is younger than the max
+// age: a station calls it between trains, so that its copy (and Expiry)
+// follows the directory even when no train arrives.
+func (s *Store) Refresh(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refreshLocked(ctx)
+}
+
+// Expiry returns the role of the trusted copy that expires first, when,
+// and the lifetime of that version, estimated as the time from when this
+// reader first stored it to its expiry (TUF metadata carries no issue
+// time). A station warns when less than a fifth of it is left.
+func (s *Store) Expiry() (role string, expires time.Time, lifetime time.Duration, err error) {
+	fs, err := s.c.Freshness()
+	if err != nil {
+		return "", time.Time{}, 0, err
+	}
+	for _, f := range fs {
+		if role == "" || f.Expires.Before(expires) {
+			role, expires, lifetime = f.Role, f.Expires, f.Expires.Sub(f.Stored)
+		}
+	}
+	if role == "" {
+		return "", time.Time{}, 0, tuf.ErrNotInitialized
+	}
+	return role, expires, lifetime, nil
+}
+
 // isUnknownTarget reports whether err says the target is not in the signed
 // metadata (as opposed to a network or verification failure).
 func isUnknownTarget(err error) bool {
@@ -237,15 +282,8 @@ func (s *Store) fetch(ctx context.Context, name string, max int64) ([]byte, erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.targets == nil || s.now().Sub(s.refreshed) >= s.maxAge {
-		if _, err := s.c.PullMetadata(ctx); err != nil {
-			return nil, err
-		}
-		t, err := s.c.Targets()
-		if err != nil {
-			return nil, err
-		}
-		s.targets, s.refreshed = t, s.now()
+	if err := s.refreshLocked(ctx); err != nil {
+		return nil, err
 	}
 	want := ""
 	if tf, ok := s.targets[name]; ok {

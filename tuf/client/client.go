@@ -450,6 +450,32 @@ func (c *Client) Expirations() ([]Expiration, error) {
 	return out, nil
 }
 
+// Freshness is one trusted role's expiry and when this copy stored that
+// version (the file's modification time: files are rewritten only when
+// they change).
+type Freshness struct {
+	Role    string
+	Expires time.Time
+	Stored  time.Time
+}
+
+// Freshness lists Expirations with the time each version was stored.
+func (c *Client) Freshness() ([]Freshness, error) {
+	exps, err := c.Expirations()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Freshness, 0, len(exps))
+	for _, e := range exps {
+		fi, err := os.Stat(filepath.Join(c.metaDir(), url.PathEscape(e.Role)+".json"))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Freshness{Role: e.Role, Expires: e.Expires, Stored: fi.ModTime()})
+	}
+	return out, nil
+}
+
 // TargetInfo updates the metadata and returns the signed description of
 // the named targets (length, hashes), searching delegations as TUF says.
 func (c *Client) TargetInfo(ctx context.Context, names ...string) ([]*metadata.TargetFiles, error) {
