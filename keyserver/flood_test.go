@@ -222,3 +222,39 @@ func TestAddrPrefix(t *testing.T) {
 		t.Fatal("other /64 limited")
 	}
 }
+
+// TestServeFlushesRefusalsAtShutdown: refusals counted by a running server
+// reach the database when it stops, not only on the 10 s tick.
+func TestServeFlushesRefusalsAtShutdown(t *testing.T) {
+	data := t.TempDir()
+	st, err := Open(data)
+	must(t, err)
+	st.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan net.Addr, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Serve(ctx, "127.0.0.1:0", data, "", "", func(a net.Addr) { addrc <- a }, WithLogger(quiet()))
+	}()
+	url := "http://" + (<-addrc).String()
+	for i := 0; i < 3; i++ {
+		req, _ := http.NewRequest(http.MethodGet, url+FragmentPathPrefix+"ar-1", nil)
+		req.Header.Set("Authorization", "Bearer "+TokenPrefix+"guess")
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		resp.Body.Close()
+	}
+	cancel()
+	must(t, <-errc)
+	st, err = OpenExisting(data)
+	must(t, err)
+	defer st.Close()
+	rc, err := st.Refusals()
+	must(t, err)
+	if len(rc) != 1 || rc[0].Count != 3 || rc[0].Reason != ReasonBadToken {
+		t.Fatalf("refusals after shutdown: %+v", rc)
+	}
+	if rows, _ := st.AuditLog(0); len(rows) != 0 {
+		t.Fatalf("guesses audited as rows: %+v", rows)
+	}
+}
