@@ -97,7 +97,20 @@ func (d *Docker) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Resul
 		return context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	}
 
-	tag := "trainyard.local/train:" + randomHex(8)
+	runID := randomHex(8)
+	tag := "trainyard.local/train:" + runID
+	// Should this process die before the deferred removals below, the
+	// watchdog (lifecycle.go) removes the run's container (found by its
+	// label), volume and image; it is released after them.
+	self, err := os.Executable()
+	if err != nil {
+		return res, fmt.Errorf("starting the run's watchdog: %w", err)
+	}
+	wd, err := startWatchdog(self, "docker", d.cli.DaemonHost(), runID, tag)
+	if err != nil {
+		return res, err
+	}
+	defer wd.release()
 	if err := d.load(ctx, img, tag); err != nil {
 		return res, err
 	}
@@ -132,7 +145,7 @@ func (d *Docker) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Resul
 			User:            p.User,
 			Hostname:        "train",
 			NetworkDisabled: true,
-			Labels:          map[string]string{"org.trainyard.train": "1"},
+			Labels:          map[string]string{"org.trainyard.train": "1", runLabel: runID},
 			AttachStdout:    true,
 			AttachStderr:    true,
 		},
@@ -410,4 +423,26 @@ func dockerSeccomp() (string, error) {
 		return "", fmt.Errorf("seccomp profile: %w", err)
 	}
 	return string(b), nil
+}
+
+// runLabel marks a Docker run's container with the run's id.
+const runLabel = "org.trainyard.run"
+
+// removeDockerRun is the Docker watchdog's work: the containers of run
+// (with their results volumes) and its image, on the daemon at host.
+func removeDockerRun(ctx context.Context, host, run, tag string) {
+	cli, err := client.New(client.FromEnv, client.WithHost(host))
+	if err != nil {
+		return
+	}
+	defer cli.Close()
+	_, _ = cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	list, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", runLabel+"="+run)})
+	if err == nil {
+		for _, c := range list.Items {
+			_, _ = cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		}
+	}
+	_, _ = cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 }

@@ -69,8 +69,14 @@ func (r *Runc) startWatchdog(id, bundle string) (*watchdog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: runc not found (%v)", ErrUnavailable, err)
 	}
+	return startWatchdog(self, "runc", bin, r.stateDir, id, bundle)
+}
+
+// startWatchdog starts this executable as a watchdog: kind and its arguments
+// say what to remove should this process die (see watchdogMain).
+func startWatchdog(self string, kind string, args ...string) (*watchdog, error) {
 	cmd := exec.Command(self)
-	cmd.Args = []string{"trainyard-runc-watchdog", bin, r.stateDir, id, bundle}
+	cmd.Args = append([]string{"trainyard-watchdog", kind}, args...)
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, watchdogEnv+"=") }), watchdogEnv+"=1")
 	// Its own session: a signal to the station's process group (a ^C, a
 	// kill of the group) does not reach it; only the pipe tells it to act.
@@ -92,13 +98,14 @@ func (w *watchdog) release() {
 	_ = w.cmd.Wait()
 }
 
-// watchdogMain runs in the watchdog process: runc-binary state-dir id bundle.
+// watchdogMain runs in the watchdog process, with "runc RUNC STATE-DIR ID
+// BUNDLE" or "docker HOST RUN-ID IMAGE-TAG".
 func watchdogMain(args []string) int {
-	if len(args) != 4 {
-		fmt.Fprintln(os.Stderr, "trainyard-runc-watchdog: want RUNC STATE-DIR ID BUNDLE")
+	if len(args) == 0 || (args[0] == "runc" && len(args) != 5) || (args[0] == "docker" && len(args) != 4) ||
+		(args[0] != "runc" && args[0] != "docker") {
+		fmt.Fprintln(os.Stderr, "trainyard-watchdog: want runc RUNC STATE-DIR ID BUNDLE, or docker HOST RUN-ID TAG")
 		return 2
 	}
-	bin, state, id, bundle := args[0], args[1], args[2], args[3]
 	// Only the pipe decides; signals meant for the station are not for us.
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	line, _ := bufio.NewReader(io.LimitReader(os.Stdin, 64)).ReadString('\n')
@@ -107,10 +114,16 @@ func watchdogMain(args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	// delete --force kills the container's init (and with it its PID
-	// namespace), waits for it and removes the state and the cgroup.
-	_ = exec.CommandContext(ctx, bin, "--root", state, "delete", "--force", id).Run()
-	_ = os.RemoveAll(bundle)
+	switch args[0] {
+	case "runc":
+		bin, state, id, bundle := args[1], args[2], args[3], args[4]
+		// delete --force kills the container's init (and with it its PID
+		// namespace), waits for it and removes the state and the cgroup.
+		_ = exec.CommandContext(ctx, bin, "--root", state, "delete", "--force", id).Run()
+		_ = os.RemoveAll(bundle)
+	case "docker":
+		removeDockerRun(ctx, args[1], args[2], args[3])
+	}
 	return 0
 }
 

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/client"
 )
 
 // testStationEnv makes the test binary a "station" that runs one long train
@@ -24,8 +26,17 @@ func testStationMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	r := NewRunc(WithStateDir(os.Getenv("TRAINRUN_TEST_STATE")), WithBundleDir(os.Getenv("TRAINRUN_TEST_BUNDLES")))
-	r.noWatchdog = os.Getenv("TRAINRUN_TEST_NO_WATCHDOG") == "1"
+	var r Runner
+	if host := os.Getenv("TRAINRUN_TEST_DOCKER_HOST"); host != "" {
+		if r, err = NewDocker(WithDockerHost(host)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	} else {
+		rc := NewRunc(WithStateDir(os.Getenv("TRAINRUN_TEST_STATE")), WithBundleDir(os.Getenv("TRAINRUN_TEST_BUNDLES")))
+		rc.noWatchdog = os.Getenv("TRAINRUN_TEST_NO_WATCHDOG") == "1"
+		r = rc
+	}
 	_, err = r.Run(context.Background(), img, RunSpec{ResultsDir: os.Getenv("TRAINRUN_TEST_RESULTS"),
 		Args: []string{"/opt/pht_train/probe", "hold", "/opt/pht_results/started", "600"}})
 	fmt.Fprintln(os.Stderr, "station: run ended:", err)
@@ -246,4 +257,76 @@ func FuzzUnescapeMount(f *testing.F) {
 			t.Fatalf("changed %q without escapes", s)
 		}
 	})
+}
+
+// The Docker backend's train dies with its station too.
+func TestDockerTrainDiesWithKilledStation(t *testing.T) {
+	d := needDocker(t)
+	probeImage(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), testStationEnv+"=1", "TRAINRUN_TEST_PROBE="+filepath.Join(probe.dir, "probe"),
+		"TRAINRUN_TEST_DOCKER_HOST="+dockerd.host, "TRAINRUN_TEST_RESULTS="+t.TempDir())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	ctx := context.Background()
+	list := func(all bool) []string {
+		cs, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: all,
+			Filters: make(client.Filters).Add("label", "org.trainyard.train=1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, c := range cs.Items {
+			ids = append(ids, c.ID)
+		}
+		return ids
+	}
+	images := func() int {
+		is, err := d.cli.ImageList(ctx, client.ImageListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, i := range is.Items {
+			for _, tag := range i.RepoTags {
+				if strings.HasPrefix(tag, "trainyard.local/train:") {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for len(list(false)) == 0 {
+		select {
+		case <-done:
+			t.Fatalf("the station ended before the train started: %s", stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the train did not start: %s", stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		cs, n := list(true), images()
+		if len(cs) == 0 && n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the station's death: containers %v, train images %d", cs, n)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }
