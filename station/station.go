@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rsa"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -72,10 +71,6 @@ type Station struct {
 	// marker; "" discards it. Train output never reaches Logger.
 	TrainLogDir string
 	MaxTrainLog int64
-	// Log is no longer written: train output goes only to TrainLogDir.
-	//
-	// Deprecated: kept until every caller has moved to TrainLogDir.
-	Log io.Writer
 	// Logger receives one structured record per stop.
 	Logger *slog.Logger
 }

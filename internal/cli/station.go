@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/trainrun"
 )
@@ -23,6 +22,7 @@ type stationFlags struct {
 	trust                     trustFlags
 	id, key, data, network    string
 	work, runtime, dockerHost string
+	trainLogs                 string
 	protocol                  string
 	memory, pids              int64
 	cpus                      float64
@@ -37,6 +37,7 @@ func (f *stationFlags) add(cmd *cobra.Command) {
 	p.StringVar(&f.key, "key", envOr("TRAINYARD_STATION_KEY", envOr("PRIVATE_KEY_PATH", "")), "this station's private key file (TRAINYARD_STATION_KEY or PRIVATE_KEY_PATH)")
 	p.StringVar(&f.data, "data", envOr("TRAINYARD_STATION_DATA", ""), "data directory mounted read-only at /opt/pht_data (TRAINYARD_STATION_DATA)")
 	p.StringVar(&f.network, "network", envOr("TRAINYARD_NETWORK", ""), "registry prefix of the network's inboxes, e.g. 127.0.0.1:5000/trainyard (TRAINYARD_NETWORK)")
+	p.StringVar(&f.trainLogs, "train-logs", envOr("TRAINYARD_STATION_TRAIN_LOGS", ""), "where each stop's train output is kept, 0600, 1 MiB per stop (TRAINYARD_STATION_TRAIN_LOGS; default WORK-DIR/trainyard-station-ID-logs)")
 	p.StringVar(&f.work, "work-dir", envOr("TRAINYARD_STATION_WORK", ""), "where bundles and blobs are staged (TRAINYARD_STATION_WORK; default the system temp dir)")
 	p.StringVar(&f.protocol, "protocol", envOr("TRAINYARD_PROTOCOL", station.ProtocolV1), "train protocol: v1 (trust directory) or pht-v2 (legacy PHT trains; --key is then the station's RSA PEM) (TRAINYARD_PROTOCOL)")
 	p.StringVar(&f.runtime, "runtime", envOr("TRAINYARD_RUNTIME", "runc"), "execution backend: runc or docker (TRAINYARD_RUNTIME)")
@@ -49,7 +50,26 @@ func (f *stationFlags) add(cmd *cobra.Command) {
 	p.Var(&f.maxResults, "max-results", "cap on a train's results, enforced while it runs (runc: a filesystem of that size) and when they are sealed, e.g. 512M or 2Gi (TRAINYARD_MAX_RESULTS)")
 }
 
-func (f *stationFlags) station(cmd *cobra.Command) (*station.Station, error) {
+// workDir is --work-dir or the system temp dir it defaults to.
+func (f *stationFlags) workDir() string {
+	if f.work != "" {
+		return f.work
+	}
+	return os.TempDir()
+}
+
+// logDir is where train output is kept: --train-logs, by default beside the
+// stop directories in the work dir (Recover removes only those).
+func (f *stationFlags) logDir() string {
+	if f.trainLogs != "" {
+		return f.trainLogs
+	}
+	return filepath.Join(f.workDir(), "trainyard-station-"+f.id+"-logs")
+}
+
+// station builds the station from the flags. private names further files
+// of the station (its database) that the data directory must not hold.
+func (f *stationFlags) station(cmd *cobra.Command, private ...string) (*station.Station, error) {
 	for name, v := range map[string]string{"--id": f.id, "--key": f.key, "--network": f.network} {
 		if v == "" {
 			return nil, &ExitError{Code: 2, Err: fmt.Errorf("%s is required", name)}
@@ -63,13 +83,18 @@ func (f *stationFlags) station(cmd *cobra.Command) (*station.Station, error) {
 	if f.maxResults < byteSize(trainrun.MinMaxResults) {
 		return nil, &ExitError{Code: 2, Err: fmt.Errorf("--max-results %d is below the minimum of 1 MiB", int64(f.maxResults))}
 	}
+	// Before the key is read: a key others can read, or anything of the
+	// station's inside the directory every train reads, is refused.
+	if err := station.CheckSetup(f.data, f.key, append([]string{f.workDir(), f.logDir()}, private...)...); err != nil {
+		return nil, err
+	}
 	s := &station.Station{ID: f.id, Protocol: f.protocol, Client: newClient(cmd, f.trust.insecure),
 		Network: station.Network{Prefix: f.network}, DataDir: f.data, WorkDir: f.work,
 		Memory: f.memory, PIDs: f.pids, CPUs: f.cpus, Timeout: f.timeout, MaxResults: int64(f.maxResults),
-		Log: cmd.ErrOrStderr(), Logger: slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))}
+		TrainLogDir: f.logDir(), Logger: slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))}
 	switch f.protocol {
 	case station.ProtocolV1:
-		key, err := hardened.LoadPrivateKey(f.key)
+		key, err := loadPrivateKey(cmd, f.key)
 		if err != nil {
 			return nil, err
 		}
@@ -149,12 +174,12 @@ func newStationCmd() *cobra.Command {
 		Short: "Watch this station's inbox and process every train addressed to it; /status, /healthz, /metrics",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := f.station(cmd)
-			if err != nil {
-				return err
-			}
 			if db == "" {
 				db = filepath.Join(".", "trainyard-station-"+f.id+".db")
+			}
+			s, err := f.station(cmd, db)
+			if err != nil {
+				return err
 			}
 			d, err := station.OpenDB(db)
 			if err != nil {
@@ -171,7 +196,39 @@ func newStationCmd() *cobra.Command {
 	serve.Flags().StringVar(&statusAddr, "status-addr", envOr("TRAINYARD_STATION_STATUS_ADDR", "127.0.0.1:9090"), "status and metrics listener (TRAINYARD_STATION_STATUS_ADDR)")
 	serve.Flags().StringVar(&db, "db", envOr("TRAINYARD_STATION_DB", ""), "station database: replay guard and stop history (TRAINYARD_STATION_DB; default ./trainyard-station-ID.db)")
 	serve.Flags().DurationVar(&interval, "interval", envDuration("TRAINYARD_STATION_INTERVAL", 5*time.Second), "inbox poll interval (TRAINYARD_STATION_INTERVAL)")
-	cmd.AddCommand(run, serve)
+	logs := &cobra.Command{
+		Use:   "logs [TRAIN]",
+		Short: "Print the train output kept per stop (all trains, or TRAIN's), control characters escaped",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.trainLogs == "" && f.id == "" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--train-logs or --id is required")}
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			ls, err := station.TrainLogs(f.logDir(), name)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			for _, l := range ls {
+				fmt.Fprintf(w, "== %s ==\n", l.Name)
+				fl, err := os.Open(l.Path)
+				if err != nil {
+					return err
+				}
+				err = station.EscapeLog(w, fl)
+				fl.Close()
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(run, serve, logs)
 	return cmd
 }
 
