@@ -183,6 +183,15 @@ func TestStateLayerBombs(t *testing.T) {
 				tw.Close()
 			}))
 		}, station.ErrImage, "unexpected entry"},
+		{"code blob with one byte changed", func() []byte {
+			bad := append([]byte(nil), code...)
+			bad[len(bad)/2] ^= 1
+			return gz(t, stateHead(t, env, func(tw *tar.Writer, buf *bytes.Buffer) {
+				tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: hardened.CodeBlobPath, Mode: 0o644, Size: int64(len(bad))})
+				tw.Write(bad)
+				tw.Close()
+			}))
+		}, hardened.ErrTampered, "signed sha256:"},
 		{"GNU sparse entry of 100 GiB", func() []byte {
 			return gz(t, append(stateHead(t, env, nil), testutil.GNUSparse(hardened.CodeBlobPath, 100<<30)...))
 		}, station.ErrImage, "sparse"},
@@ -244,6 +253,45 @@ func TestStateLayerBombs(t *testing.T) {
 	if _, err := station.OpenResults(n.ctx, n.trust, "alice", n.alice, img, t.TempDir(), t.TempDir()); err == nil ||
 		!strings.Contains(err.Error(), "no results yet") {
 		t.Fatalf("genuine train: %v", err)
+	}
+}
+
+// lyingLayer serves other bytes than its digest names (a registry or a
+// cache that swapped the blob): the same tar, compressed differently.
+type lyingLayer struct {
+	rawLayer
+	digest v1.Hash
+}
+
+func (l lyingLayer) Digest() (v1.Hash, error) { return l.digest, nil }
+
+// TestStateLayerDigestChecked: the state layer is read against the digest
+// the manifest names, even when every blob inside it is genuine.
+func TestStateLayerDigestChecked(t *testing.T) {
+	n := newNet(t, nil, "st1")
+	img, err := n.rc.Pull(n.ctx, n.create(t, "st1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	state := layers[len(layers)-1]
+	want, _ := state.Digest()
+	rc, err := state.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil, err := train.WithState(img, lyingLayer{rawLayer{gz(t, plain)}, want})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = station.OpenResults(n.ctx, n.trust, "alice", n.alice, evil, t.TempDir(), t.TempDir())
+	if !errors.Is(err, hardened.ErrTampered) || !strings.Contains(err.Error(), "the manifest names") {
+		t.Fatalf("swapped state layer blob: %v", err)
 	}
 }
 
