@@ -318,3 +318,35 @@ func TestProtocolCLIRebaseAndSource(t *testing.T) {
 	}
 	mustRun(t, nil, "train", "results", host+"/station/t1:latest", "--key", p.key("user"), "--dir", t.TempDir())
 }
+
+// check-base accepts a train built on its master (OCI layout and docker
+// tarball) and refuses it against another master with one error line.
+func TestTrainCheckBaseCLI(t *testing.T) {
+	dir := t.TempDir()
+	master, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masterLoc, otherLoc := "oci:"+filepath.Join(dir, "master"), filepath.Join(dir, "other.tar")
+	if err := train.Save(context.Background(), master, masterLoc, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := train.Save(context.Background(), other, otherLoc, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := newPKI(t, "s1", "user")
+	code := t.TempDir()
+	os.WriteFile(filepath.Join(code, "entrypoint.py"), []byte("print(1)\n"), 0o644)
+	trainLoc := filepath.Join(dir, "train.tar")
+	mustRun(t, nil, "train", "build", "--dir", code, "--base", masterLoc, "--route", "s1="+p.pub("s1"),
+		"--creator-key", p.key("user"), "--out", trainLoc)
+	if out := mustRun(t, nil, "train", "check-base", trainLoc, "--master", masterLoc); !strings.Contains(out, "is built on") {
+		t.Fatalf("check-base: %s", out)
+	}
+	refuse(t, nil, "not built on the master image", "train", "check-base", trainLoc, "--master", otherLoc)
+	refuse(t, nil, "--master is required", "train", "check-base", trainLoc)
+}

@@ -16,8 +16,8 @@ import (
 func init() { register(newTrainCmd) }
 
 func newTrainCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "train", Short: "Create trains (trainyard/v1: create, digest, open; legacy PHT: build, keygen, show, results)"}
-	cmd.AddCommand(newTrainBuildCmd(), newTrainKeygenCmd(), newTrainShowCmd(), newTrainResultsCmd())
+	cmd := &cobra.Command{Use: "train", Short: "Create trains (trainyard/v1: create, digest, open; legacy PHT: build, keygen, show, results, check-base)"}
+	cmd.AddCommand(newTrainBuildCmd(), newTrainKeygenCmd(), newTrainShowCmd(), newTrainResultsCmd(), newTrainCheckBaseCmd())
 	cmd.AddCommand(trainV1Cmds()...)
 	return cmd
 }
@@ -143,6 +143,44 @@ func newTrainKeygenCmd() *cobra.Command {
 		},
 	}
 	c.Flags().IntVar(&bits, "bits", 2048, "RSA key size")
+	return c
+}
+
+func newTrainCheckBaseCmd() *cobra.Command {
+	var master string
+	var insecure bool
+	c := &cobra.Command{
+		Use:   "check-base IMAGE --master REF",
+		Short: "Check that a PHT train is its master image plus train files only (validate_master_image, daemonless)",
+		Long: `Check that IMAGE is MASTER's layers, unchanged and in order, plus layers
+that only touch /opt/pht_train, /opt/pht_results, /opt/train_config.json and
+/opt/user_sym_key.key (exact path boundaries; no whiteouts of master files,
+no symlinked /opt), and that its config equals the master's except CMD.
+Both are registry refs, oci:DIR, docker tarballs or engine images. Exit 0
+when it holds, 1 with the first violation otherwise.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if master == "" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--master is required")}
+			}
+			client := newClient(cmd, insecure)
+			img, err := train.Load(cmd.Context(), train.ResolveLocal(cmd.Context(), args[0]), client)
+			if err != nil {
+				return err
+			}
+			m, err := train.Load(cmd.Context(), train.ResolveLocal(cmd.Context(), master), client)
+			if err != nil {
+				return fmt.Errorf("master %s: %w", master, err)
+			}
+			if err := train.CheckBase(cmd.Context(), img, m); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s is built on %s\n", args[0], master)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&master, "master", "", "the master image the train must be built on")
+	registryFlags(c, &insecure)
 	return c
 }
 
