@@ -425,10 +425,16 @@ type hashingReader struct {
 	max  int64
 	what string
 	idx  int
+	// readErr is the underlying reader's own failure (a registry or disk
+	// error): that is not evidence of tampering and is reported as it is.
+	readErr error
 }
 
 func (h *hashingReader) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		h.readErr = err
+	}
 	h.h.Write(p[:n])
 	h.n += int64(n)
 	if h.n > h.max {
@@ -499,7 +505,9 @@ func (v *verifiedReader) Read(p []byte) (int, error) {
 		return 0, v.err
 	}
 	n, err := v.un.Read(p)
-	if errors.Is(err, io.EOF) {
+	if v.comp.readErr != nil {
+		err = fmt.Errorf("layer %d: reading the blob: %w", v.chk.index, v.comp.readErr)
+	} else if errors.Is(err, io.EOF) {
 		err = v.finish()
 	} else if err != nil && !errors.Is(err, ErrLayerDigest) {
 		// A corrupt compressed stream is not the blob the manifest names.
@@ -514,6 +522,9 @@ func (v *verifiedReader) Read(p []byte) (int, error) {
 // finish reads what the decompressor left of the blob and checks both hashes.
 func (v *verifiedReader) finish() error {
 	if _, err := io.Copy(io.Discard, v.comp); err != nil {
+		if v.comp.readErr != nil {
+			return fmt.Errorf("layer %d: reading the blob: %w", v.chk.index, v.comp.readErr)
+		}
 		return err
 	}
 	switch {

@@ -449,3 +449,30 @@ func TestDockerEngineRefusesSwappedLayer(t *testing.T) {
 		})
 	}
 }
+
+// failingLayer's blob breaks off with a read error, as a registry does.
+type failingLayer struct{ plainLayer }
+
+var errRegistryGone = errors.New("connection reset by registry")
+
+func (f failingLayer) Compressed() (io.ReadCloser, error) {
+	return io.NopCloser(io.MultiReader(bytes.NewReader(f.data[:len(f.data)/2]), iotestErr{errRegistryGone})), nil
+}
+
+type iotestErr struct{ err error }
+
+func (e iotestErr) Read([]byte) (int, error) { return 0, e.err }
+
+// A registry failure mid-layer is reported as what it is, not as tampering.
+func TestUnpackImageReadErrorIsNotTampering(t *testing.T) {
+	data := tarOf(t, entry{name: "a.txt", typ: tar.TypeReg, body: strings.Repeat("x", 4096)})
+	d, _, _ := v1.SHA256(bytes.NewReader(data))
+	img, err := mutate.AppendLayers(empty.Image, failingLayer{plainLayer{data: data, d: d}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = unpackImageIn(t, img, UnpackOptions{})
+	if !errors.Is(err, errRegistryGone) || errors.Is(err, ErrLayerDigest) {
+		t.Fatalf("expected the registry's error, not ErrLayerDigest: %v", err)
+	}
+}
