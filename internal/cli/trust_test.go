@@ -1,17 +1,21 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/spf13/cobra"
 
 	"github.com/trainyard/trainyard/tuf/keys"
 )
@@ -191,4 +195,58 @@ func TestTrustCLIRefresh(t *testing.T) {
 	if code, _, _ := execRoot(t, "", "trust", "refresh", "--timestamp-lifetime", "soon"); code != 2 {
 		t.Fatalf("bad lifetime: exit %d", code)
 	}
+}
+
+// TestTrustRefreshWatch: with a two-second timestamp, `trust refresh
+// --watch` keeps the directory usable well past that lifetime.
+func TestTrustRefreshWatch(t *testing.T) {
+	c := newTrustCLI(t)
+	t.Setenv("TRAINYARD_TUF_TIMESTAMP_LIFETIME", "2s")
+	c.ok("trust", "init")
+	var f trustFlags
+	cmd := &cobra.Command{Use: "trust"}
+	f.add(cmd)
+	f.addAdmin(cmd)
+	f.repo, f.adminDir = os.Getenv("TRAINYARD_TRUST_REPO"), os.Getenv("TRAINYARD_TRUST_ADMIN_DIR")
+	p, err := f.admin(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncWriter
+	done := make(chan error, 1)
+	go func() { done <- refreshWatch(ctx, &out, p, 500*time.Millisecond) }()
+	time.Sleep(4 * time.Second) // two timestamp lifetimes
+	c.ok(append([]string{"trust", "show"}, c.reader("r")...)...)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	if n := strings.Count(out.String(), "re-signed and published timestamp"); n < 2 {
+		t.Fatalf("watch re-signed %d times:\n%s", n, out.String())
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) { w.mu.Lock(); defer w.mu.Unlock(); return w.b.Write(p) }
+func (w *syncWriter) String() string              { w.mu.Lock(); defer w.mu.Unlock(); return w.b.String() }
+
+func FuzzParseExpiry(f *testing.F) {
+	for _, s := range []string{"", "90d", "2w", "12h", "2099-01-01T00:00:00Z", "soon", "-1d", "1e9d"} {
+		f.Add(s)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseExpiry(s, now)
+		if err != nil || got == "" {
+			return
+		}
+		if _, err := time.Parse(time.RFC3339, got); err != nil {
+			t.Fatalf("%q gave %q, not RFC 3339", s, got)
+		}
+	})
 }
