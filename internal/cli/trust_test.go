@@ -232,8 +232,12 @@ type syncWriter struct {
 	b  strings.Builder
 }
 
-func (w *syncWriter) Write(p []byte) (int, error) { w.mu.Lock(); defer w.mu.Unlock(); return w.b.Write(p) }
-func (w *syncWriter) String() string              { w.mu.Lock(); defer w.mu.Unlock(); return w.b.String() }
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+func (w *syncWriter) String() string { w.mu.Lock(); defer w.mu.Unlock(); return w.b.String() }
 
 func FuzzParseExpiry(f *testing.F) {
 	for _, s := range []string{"", "90d", "2w", "12h", "2099-01-01T00:00:00Z", "soon", "-1d", "1e9d"} {
