@@ -89,3 +89,40 @@ func TestUnsealBadFragmentExits5(t *testing.T) {
 	}
 	mustRun(t, nil, "unseal", archive, "--fragment-file", ff, "--device-key", dk, "--to", layout)
 }
+
+// TestUnsealRegistryOutageExits1: a target registry that hangs is a network
+// error (exit 1, "timeout"), not "image missing" (3) or "tampered" (4).
+func TestUnsealRegistryOutageExits1(t *testing.T) {
+	dir := t.TempDir()
+	img, err := random.Image(2000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(dir, "a.sealed")
+	res, err := seal.SealFile(context.Background(), archive, []seal.Source{{Name: "pht/train:1", Image: img}}, seal.WithArchiveID("ar-outage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, ff := filepath.Join(dir, "dk.json"), filepath.Join(dir, "frag")
+	if err := seal.WriteDeviceKeyFile(dk, res.Header.ArchiveID, res.Shares[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ff, res.Shares[0].Fragment, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	defer hang.Close()
+	defer close(stop)
+	env := map[string]string{"TRAINYARD_HEADER_TIMEOUT": "300ms", "TRAINYARD_TLS_TIMEOUT": "300ms"}
+	code, _, stderr := runCLI(t, env, "unseal", archive, "--fragment-file", ff, "--device-key", dk,
+		"--to", "registry://"+strings.TrimPrefix(hang.URL, "http://"))
+	if code != 1 || !strings.Contains(stderr, "timeout") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("hanging target registry: exit %d, %q", code, stderr)
+	}
+}
