@@ -59,7 +59,9 @@ func abandonedStop(dir string, dedicated bool) bool {
 func (s *Station) Recover(ctx context.Context) error {
 	var errs []error
 	if c, ok := s.Runner.(interface{ Cleanup(context.Context) error }); ok {
-		if err := c.Cleanup(ctx); err != nil {
+		// A backend that cannot run here has nothing of ours running either
+		// (and refuses every run with that same error).
+		if err := c.Cleanup(ctx); err != nil && !errors.Is(err, trainrun.ErrUnavailable) {
 			errs = append(errs, fmt.Errorf("cleaning up after a killed station: %w", err))
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -21,6 +22,7 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Docker runs trains through the Docker Engine API: the image is loaded into
@@ -32,6 +34,8 @@ import (
 type Docker struct {
 	cli    *client.Client
 	unpack UnpackOptions
+	// noWatchdog runs without the watchdog (tests of Cleanup alone).
+	noWatchdog bool
 }
 
 var _ Runner = (*Docker)(nil)
@@ -102,15 +106,22 @@ func (d *Docker) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Resul
 	// Should this process die before the deferred removals below, the
 	// watchdog (lifecycle.go) removes the run's container (found by its
 	// label), volume and image; it is released after them.
-	self, err := os.Executable()
-	if err != nil {
-		return res, fmt.Errorf("starting the run's watchdog: %w", err)
-	}
-	wd, err := startWatchdog(self, "docker", d.cli.DaemonHost(), runID, tag)
+	owner, unlock, err := dockerRunLock(runID)
 	if err != nil {
 		return res, err
 	}
-	defer wd.release()
+	defer unlock()
+	if !d.noWatchdog {
+		self, err := os.Executable()
+		if err != nil {
+			return res, fmt.Errorf("starting the run's watchdog: %w", err)
+		}
+		wd, err := startWatchdog(self, "docker", d.cli.DaemonHost(), runID, tag)
+		if err != nil {
+			return res, err
+		}
+		defer wd.release()
+	}
 	if err := d.load(ctx, img, tag); err != nil {
 		return res, err
 	}
@@ -145,7 +156,7 @@ func (d *Docker) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Resul
 			User:            p.User,
 			Hostname:        "train",
 			NetworkDisabled: true,
-			Labels:          map[string]string{"org.trainyard.train": "1", runLabel: runID},
+			Labels:          map[string]string{"org.trainyard.train": "1", runLabel: runID, ownerLabel: owner, imageLabel: tag},
 			AttachStdout:    true,
 			AttachStderr:    true,
 		},
@@ -425,8 +436,92 @@ func dockerSeccomp() (string, error) {
 	return string(b), nil
 }
 
-// runLabel marks a Docker run's container with the run's id.
-const runLabel = "org.trainyard.run"
+// Labels of a run's container: its run id (for the watchdog), and for
+// Cleanup its owner (host name and lock file, see dockerRunLock) and image.
+const (
+	runLabel   = "org.trainyard.run"
+	ownerLabel = "org.trainyard.owner"
+	imageLabel = "org.trainyard.image"
+)
+
+// dockerLockPrefix names the lock files of Docker runs in os.TempDir().
+const dockerLockPrefix = "trainyard-docker-run-"
+
+// dockerRunLock creates and holds a lock file for one run, as a run of the
+// runc backend holds its bundle's: a restarted station's Cleanup removes the
+// containers of runs whose lock nobody holds. The owner string names this
+// host too, since stations on other hosts may share the daemon.
+func dockerRunLock(runID string) (owner string, unlock func(), err error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return "", nil, fmt.Errorf("locking the run: %w", err)
+	}
+	path := filepath.Join(os.TempDir(), dockerLockPrefix+runID+".lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", nil, fmt.Errorf("locking the run: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		os.Remove(path)
+		return "", nil, fmt.Errorf("locking the run: %w", err)
+	}
+	return host + ":" + path, func() { os.Remove(path); f.Close() }, nil
+}
+
+// abandonedLock reports whether no live run holds the lock file at path (a
+// missing file counts: a live run keeps it until its container is gone).
+func abandonedLock(path string) bool {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
+}
+
+// Cleanup removes the containers (with their results volumes) and images of
+// runs started on this host by a station that was killed together with its
+// watchdog: those whose owner's lock nobody holds. Runs of live stations and
+// of other hosts sharing the daemon are left alone. A station calls it once
+// at start.
+func (d *Docker) Cleanup(ctx context.Context) error {
+	if err := d.Available(ctx); err != nil {
+		return err
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return err
+	}
+	list, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", "org.trainyard.train=1")})
+	if err != nil {
+		return fmt.Errorf("docker list: %w", err)
+	}
+	var errs []error
+	for _, c := range list.Items {
+		h, lock, ok := strings.Cut(c.Labels[ownerLabel], ":")
+		if !ok || h != host || !strings.HasPrefix(filepath.Base(lock), dockerLockPrefix) || !abandonedLock(lock) {
+			continue
+		}
+		if _, err := d.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+			errs = append(errs, fmt.Errorf("docker remove: %w", err))
+		}
+		if tag := c.Labels[imageLabel]; strings.HasPrefix(tag, "trainyard.local/train:") {
+			_, _ = d.cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+		}
+	}
+	locks, _ := filepath.Glob(filepath.Join(os.TempDir(), dockerLockPrefix+"*.lock"))
+	for _, l := range locks {
+		if abandonedLock(l) {
+			os.Remove(l)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // removeDockerRun is the Docker watchdog's work: the containers of run
 // (with their results volumes) and its image, on the daemon at host.

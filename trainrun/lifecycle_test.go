@@ -28,10 +28,13 @@ func testStationMain() int {
 	}
 	var r Runner
 	if host := os.Getenv("TRAINRUN_TEST_DOCKER_HOST"); host != "" {
-		if r, err = NewDocker(WithDockerHost(host)); err != nil {
+		d, err := NewDocker(WithDockerHost(host))
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		d.noWatchdog = os.Getenv("TRAINRUN_TEST_NO_WATCHDOG") == "1"
+		r = d
 	} else {
 		rc := NewRunc(WithStateDir(os.Getenv("TRAINRUN_TEST_STATE")), WithBundleDir(os.Getenv("TRAINRUN_TEST_BUNDLES")))
 		rc.noWatchdog = os.Getenv("TRAINRUN_TEST_NO_WATCHDOG") == "1"
@@ -262,10 +265,84 @@ func FuzzUnescapeMount(f *testing.F) {
 // The Docker backend's train dies with its station too.
 func TestDockerTrainDiesWithKilledStation(t *testing.T) {
 	d := needDocker(t)
+	killDockerStation(t, d, true)
+	wantNoDockerRuns(t, d, 60*time.Second)
+}
+
+// Killed together with its watchdog, the station leaves a running container;
+// Cleanup at the next start removes it.
+func TestDockerCleanupAfterKilledStation(t *testing.T) {
+	d := needDocker(t)
+	killDockerStation(t, d, false)
+	time.Sleep(time.Second)
+	if len(dockerTrains(t, d, false)) != 1 {
+		t.Fatal("expected the orphaned train to be still running")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := d.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantNoDockerRuns(t, d, 10*time.Second)
+}
+
+func dockerTrains(t *testing.T, d *Docker, all bool) []string {
+	t.Helper()
+	cs, err := d.cli.ContainerList(context.Background(), client.ContainerListOptions{All: all,
+		Filters: make(client.Filters).Add("label", "org.trainyard.train=1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range cs.Items {
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
+func dockerTrainImages(t *testing.T, d *Docker) int {
+	t.Helper()
+	is, err := d.cli.ImageList(context.Background(), client.ImageListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, i := range is.Items {
+		for _, tag := range i.RepoTags {
+			if strings.HasPrefix(tag, "trainyard.local/train:") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func wantNoDockerRuns(t *testing.T, d *Docker, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		cs, n := dockerTrains(t, d, true), dockerTrainImages(t, d)
+		if len(cs) == 0 && n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the station's death: containers %v, train images %d", cs, n)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// killDockerStation runs a long train through the Docker backend in a
+// station subprocess and kills the station with SIGKILL once it runs.
+func killDockerStation(t *testing.T, d *Docker, watchdog bool) {
+	t.Helper()
 	probeImage(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), testStationEnv+"=1", "TRAINRUN_TEST_PROBE="+filepath.Join(probe.dir, "probe"),
 		"TRAINRUN_TEST_DOCKER_HOST="+dockerd.host, "TRAINRUN_TEST_RESULTS="+t.TempDir())
+	if !watchdog {
+		cmd.Env = append(cmd.Env, "TRAINRUN_TEST_NO_WATCHDOG=1")
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -273,36 +350,8 @@ func TestDockerTrainDiesWithKilledStation(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	ctx := context.Background()
-	list := func(all bool) []string {
-		cs, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: all,
-			Filters: make(client.Filters).Add("label", "org.trainyard.train=1")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ids []string
-		for _, c := range cs.Items {
-			ids = append(ids, c.ID)
-		}
-		return ids
-	}
-	images := func() int {
-		is, err := d.cli.ImageList(ctx, client.ImageListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, i := range is.Items {
-			for _, tag := range i.RepoTags {
-				if strings.HasPrefix(tag, "trainyard.local/train:") {
-					n++
-				}
-			}
-		}
-		return n
-	}
 	deadline := time.Now().Add(90 * time.Second)
-	for len(list(false)) == 0 {
+	for len(dockerTrains(t, d, false)) == 0 {
 		select {
 		case <-done:
 			t.Fatalf("the station ended before the train started: %s", stderr.String())
@@ -318,15 +367,34 @@ func TestDockerTrainDiesWithKilledStation(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-done
-	deadline = time.Now().Add(60 * time.Second)
-	for {
-		cs, n := list(true), images()
-		if len(cs) == 0 && n == 0 {
-			return
-		}
+}
+
+func TestDockerCleanupSparesLiveRun(t *testing.T) {
+	d := needDocker(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() {
+		_, err := d.Run(ctx, probeImage(t), RunSpec{ResultsDir: t.TempDir(),
+			Args: []string{"/opt/pht_train/probe", "hold", "/opt/pht_results/started", "600"}})
+		runErr <- err
+	}()
+	deadline := time.Now().Add(90 * time.Second)
+	for len(dockerTrains(t, d, false)) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("after the station's death: containers %v, train images %d", cs, n)
+			t.Fatal("the train did not start")
 		}
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
+	if err := d.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ids := dockerTrains(t, d, false); len(ids) != 1 {
+		t.Fatalf("Cleanup touched the live run: %v", ids)
+	}
+	cancel()
+	if err := <-runErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("run: %v", err)
+	}
+	wantNoDockerRuns(t, d, 30*time.Second)
 }
