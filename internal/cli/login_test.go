@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -70,6 +71,15 @@ func TestLogin(t *testing.T) {
 	code, out, stderr = execRoot(t, "", "manifest", "digest", ref.String())
 	if code != 0 || strings.TrimSpace(out) != d.String() {
 		t.Fatalf("read after login: exit %d, %q %q", code, out, stderr)
+	}
+	// -vv traces the HTTP traffic with the credentials redacted; without -v, nothing.
+	secret := base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))
+	code, _, stderr = execRoot(t, "", "-vv", "manifest", "digest", ref.String())
+	if code != 0 || !strings.Contains(stderr, "--> GET http://"+host+"/v2/") || strings.Contains(stderr, secret) || strings.Contains(stderr, "s3cret") {
+		t.Fatalf("-vv trace: exit %d:\n%s", code, stderr)
+	}
+	if code, _, stderr = execRoot(t, "", "manifest", "digest", ref.String()); code != 0 || stderr != "" {
+		t.Fatalf("without -v: exit %d, stderr %q", code, stderr)
 	}
 	if code, _, _ := execRoot(t, "", "login", host); code != 2 {
 		t.Fatalf("login without -u: exit %d, want 2", code)

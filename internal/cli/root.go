@@ -15,8 +15,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/google/go-containerregistry/pkg/logs"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/spf13/cobra"
+	tufmeta "github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trainyard/trainyard/registry"
 )
@@ -46,23 +48,19 @@ func (e *hintError) Unwrap() error { return e.ExitError }
 
 // NewRoot builds the whole command tree.
 func NewRoot() *cobra.Command {
-	var verbose bool
+	var verbose int
 	root := &cobra.Command{
 		Use:           "trainyard",
 		Short:         "Verified analysis trains for sensitive data, TUF over OCI registries, sealed image delivery",
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
-			level := slog.LevelWarn
-			if verbose || os.Getenv("TRAINYARD_DEBUG") != "" {
-				level = slog.LevelDebug
-			}
-			slog.SetDefault(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})))
+			setupLogging(cmd.ErrOrStderr(), max(verbose, debugEnv()))
 		},
 	}
 	root.Version = buildVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug messages to stderr (also TRAINYARD_DEBUG=1)")
+	root.PersistentFlags().CountVarP(&verbose, "verbose", "v", "-v logs debug records of every library to stderr, -vv also an HTTP trace of registry traffic, credentials redacted (also TRAINYARD_DEBUG=1 or 2)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &ExitError{Code: 2, Err: err} })
 	for _, c := range commands {
 		root.AddCommand(c())
@@ -144,6 +142,48 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		return ee.Code
 	}
 	return 1
+}
+
+// debugEnv reads TRAINYARD_DEBUG: 2 for the HTTP trace, any other
+// non-empty value for debug records.
+func debugEnv() int {
+	switch v := os.Getenv("TRAINYARD_DEBUG"); v {
+	case "":
+		return 0
+	case "2":
+		return 2
+	default:
+		return 1
+	}
+}
+
+// setupLogging points slog (trainyard's packages) and go-containerregistry's
+// loggers at w. Level 2 turns on ggcr's HTTP trace: every request and
+// response with Authorization headers and token responses redacted and blob
+// bodies left out.
+func setupLogging(w io.Writer, level int) {
+	lv := slog.LevelWarn
+	logs.Warn.SetOutput(io.Discard)
+	logs.Debug.SetOutput(io.Discard)
+	tufmeta.SetLogger(tufmeta.DiscardLogger{})
+	if level > 0 {
+		lv = slog.LevelDebug
+		logs.Warn.SetOutput(w)
+		tufmeta.SetLogger(tufSlog{})
+	}
+	if level > 1 {
+		logs.Debug.SetOutput(w)
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv})))
+}
+
+// tufSlog hands go-tuf's records (which metadata it loaded, verified,
+// refused) to slog at debug level.
+type tufSlog struct{}
+
+func (tufSlog) Info(msg string, kv ...any) { slog.Debug(msg, append(kv, "component", "go-tuf")...) }
+func (tufSlog) Error(err error, msg string, kv ...any) {
+	slog.Debug(msg, append(kv, "component", "go-tuf", "err", err)...)
 }
 
 // authHint tells what to do when a registry refused access: which
