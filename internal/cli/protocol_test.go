@@ -350,3 +350,15 @@ func TestTrainCheckBaseCLI(t *testing.T) {
 	refuse(t, nil, "not built on the master image", "train", "check-base", trainLoc, "--master", otherLoc)
 	refuse(t, nil, "--master is required", "train", "check-base", trainLoc)
 }
+
+// A bad Paillier key is refused before any result is written.
+func TestTrainResultsBadPaillierKey(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "k.json")
+	os.WriteFile(bad, []byte(`{"n": "x"}`), 0o600)
+	p := newPKI(t, "user")
+	out := filepath.Join(t.TempDir(), "out")
+	refuse(t, nil, "paillier", "train", "results", "oci:"+t.TempDir(), "--key", p.key("user"), "--dir", out, "--paillier-key", bad)
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("results written despite a bad key: %v", err)
+	}
+}

@@ -216,10 +216,10 @@ func newTrainShowCmd() *cobra.Command {
 }
 
 func newTrainResultsCmd() *cobra.Command {
-	var keyPath, keyPassword, dir, tmpDir string
+	var keyPath, keyPassword, dir, tmpDir, paillierPath string
 	var insecure bool
 	c := &cobra.Command{
-		Use:   "results IMAGE --key CREATOR.pem --dir OUT",
+		Use:   "results IMAGE --key CREATOR.pem --dir OUT [--paillier-key KEY.json]",
 		Short: "Decrypt a finished train's results with the creator's key and check them",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -230,6 +230,13 @@ func newTrainResultsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var pk *phtv2.PaillierKey
+			if paillierPath != "" {
+				// Read before any result is written: a bad key fails first.
+				if pk, err = phtv2.LoadPaillierKeyFile(paillierPath); err != nil {
+					return fmt.Errorf("--paillier-key %s: %w", paillierPath, err)
+				}
+			}
 			img, err := train.Load(cmd.Context(), train.ResolveLocal(cmd.Context(), args[0]), newClient(cmd, insecure))
 			if err != nil {
 				return err
@@ -239,6 +246,13 @@ func newTrainResultsCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "results of train %s decrypted into %s (result hash verified)\n", cfg.ID, dir)
+			if pk != nil {
+				n, err := phtv2.DecryptHEFiles(dir, pk)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%d *.he.json file(s) Paillier-decrypted into *.json beside them\n", n)
+			}
 			return nil
 		},
 	}
@@ -247,6 +261,7 @@ func newTrainResultsCmd() *cobra.Command {
 	f.StringVar(&keyPassword, "key-password", envOr("PRIVATE_KEY_PASSWORD", ""), "password of an encrypted key (PRIVATE_KEY_PASSWORD)")
 	f.StringVar(&dir, "dir", "", "directory to write the decrypted results to")
 	f.StringVar(&tmpDir, "tmp-dir", envOr("TRAINYARD_TMPDIR", ""), "directory for temporary files")
+	f.StringVar(&paillierPath, "paillier-key", envOr("PAILLIER_KEY_PATH", ""), `Paillier private key JSON ({"n","lambda","mu"} or {"p","q"}): decrypt every number of *.he.json results into NAME.json (PAILLIER_KEY_PATH)`)
 	registryFlags(c, &insecure)
 	return c
 }
