@@ -6,6 +6,12 @@ set -euo pipefail
 need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+# The interop tests run python3 (the first on PATH, else /usr/bin/python3)
+# with the cryptography package.
+if ! python3 -c 'import cryptography' >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1; then
+	need+=(python3-cryptography)
+fi
 # mkfs.ext4: each runc run's results live on a capped ext4 made for it.
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 # dockerd: the Docker Engine API backend's tests start their own daemon
