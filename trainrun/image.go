@@ -214,7 +214,16 @@ func parents(p string) []string {
 func BuildStatic(ctx context.Context, pkgDir, out string) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		// sudo and systemd drop PATH entries: try the usual install places.
+		for _, p := range []string{"/usr/local/go/bin/go", "/usr/lib/go/bin/go"} {
+			if _, serr := os.Stat(p); serr == nil {
+				goBin, err = p, nil
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("building %s needs the go command: %w", pkgDir, err)
+		}
 	}
 	absOut, err := filepath.Abs(out)
 	if err != nil {
