@@ -67,7 +67,7 @@ container, writes REPO:latest unless --out is given.`,
 			if kind, _ := train.ParseLocation(dst); use == "pre-run" && kind == "registry" {
 				// The pre-run image holds the decrypted train and results:
 				// it never goes to a registry (phtv2.Run refuses it too).
-				return &ExitError{Code: 2, Err: fmt.Errorf("pre-run output is decrypted: write it with --out to oci:DIR or FILE.tar, not to registry %s", dst)}
+				return &ExitError{Code: 2, Err: fmt.Errorf("pre-run output is decrypted: write it with --out to oci:DIR, FILE.tar or docker-daemon:REF, not to registry %s (an image the local Docker Engine holds is used in place: is DOCKER_HOST set?)", dst)}
 			}
 			key, err := phtv2.LoadPrivateKeyFile(keyPath, []byte(keyPassword))
 			if err != nil {
