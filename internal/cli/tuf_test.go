@@ -241,6 +241,30 @@ func TestTUFConformanceCLI(t *testing.T) {
 	if cli("--metadata-url", srv.URL+"/metadata", "--time", strconv.FormatInt(time.Now().Unix(), 10), "refresh") != 0 {
 		t.Fatal("--time did not override FAKETIME")
 	}
+	// What the real faketime wrapper puts in FAKETIME (0.9.10 turns an
+	// absolute date into an offset in seconds, "-f" passes it on as is).
+	if _, err := exec.LookPath("faketime"); err != nil {
+		t.Logf("faketime not installed: wrapper formats not checked (%v)", err)
+		return
+	}
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"-f", "+3d"}, 1},
+		{[]string{"-f", "+1h"}, 0},
+		{[]string{time.Now().Add(72 * time.Hour).UTC().Format("2006-01-02 15:04:05+00:00")}, 1},
+		{[]string{time.Now().Add(time.Hour).UTC().Format("2006-01-02 15:04:05+00:00")}, 0},
+	} {
+		out, err := exec.Command("faketime", append(tc.args, "sh", "-c", "printf %s \"$FAKETIME\"")...).Output()
+		if err != nil {
+			t.Fatalf("faketime %v: %v", tc.args, err)
+		}
+		t.Setenv("FAKETIME", string(out))
+		if got := cli("--metadata-url", srv.URL+"/metadata", "refresh"); got != tc.want {
+			t.Fatalf("faketime %v (FAKETIME=%q): exit %d, want %d", tc.args, out, got, tc.want)
+		}
+	}
 }
 
 // TestTUFPublishGuard: create-metadata and push-metadata from a state
