@@ -59,6 +59,21 @@ func (e *env) ty(extra []string, args ...string) string {
 	return out.String()
 }
 
+// tyRefused expects trainyard to fail with one error line containing want.
+func (e *env) tyRefused(extra []string, want string, args ...string) {
+	e.t.Helper()
+	cmd := exec.CommandContext(e.ctx, e.bin, args...)
+	cmd.Env = append(append(os.Environ(), "DOCKER_HOST="+e.host), extra...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil {
+		e.t.Fatalf("trainyard %v succeeded, want a refusal", args)
+	}
+	if strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), want) {
+		e.t.Fatalf("trainyard %v: stderr %q, want one line with %q", args, stderr.String(), want)
+	}
+}
+
 func (e *env) imageID(ref string) string {
 	e.t.Helper()
 	res, err := e.cli.ImageInspect(e.ctx, ref)
@@ -239,6 +254,11 @@ func TestProtocolOnEngineImages(t *testing.T) {
 	// Station s1 runs trainyard on the host, on the plain engine tag.
 	s1 := []string{"STATION_ID=s1", "PRIVATE_KEY_PATH=" + filepath.Join(keys, "s1.pem")}
 	before := e.imageID("pht/t1:latest")
+	// The wrong station key is refused and the engine's image stays as it was.
+	e.tyRefused([]string{"STATION_ID=s1", "PRIVATE_KEY_PATH=" + filepath.Join(keys, "s2.pem")}, "not wrapped for this private key", "protocol", "pre-run", "pht/t1:latest")
+	if e.imageID("pht/t1:latest") != before {
+		t.Fatal("a refused pre-run changed the engine's image")
+	}
 	e.ty(s1, "protocol", "pre-run", "pht/t1:latest")
 	if e.imageID("pht/t1:latest") == before {
 		t.Fatal("pre-run did not modify the engine's image in place")
