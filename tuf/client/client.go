@@ -403,7 +403,9 @@ func (c *Client) Targets() (map[string]*metadata.TargetFiles, error) {
 		}
 		for i := range md.Signed.Delegations.Roles {
 			d := &md.Signed.Delegations.Roles[i]
-			if child, err := readLocal(c, d.Name, metadata.Targets()); err == nil {
+			// a role delegated by two roles lists targets only on the
+			// paths whose delegator's keys signed it (see walk.go)
+			if child, err := readLocal(c, d.Name, metadata.Targets()); err == nil && md.VerifyDelegate(d.Name, child) == nil {
 				walk(child, d, depth+1)
 			}
 		}

@@ -169,4 +169,48 @@ func TestDelegationDiamondOCI(t *testing.T) {
 	if _, err := c.TargetInfo(ctx, "b-1"); !errors.Is(err, tuf.ErrSignature) {
 		t.Fatalf("b-1 alone: %v", err)
 	}
+	// the listing of the trusted copy does not offer b-1 either
+	if _, err := c.PullMetadata(ctx); err != nil {
+		t.Fatal(err)
+	}
+	names, err := c.TargetNames()
+	if err != nil || strings.Join(names, ",") != "a-1" {
+		t.Fatalf("listed %v, %v", names, err)
+	}
+}
+
+// TestDelegationWalkOrder: the walk visits roles as TUF's pre-order
+// depth-first search does and fetches each role once per lookup (what the
+// conformance suite counts): A, then R through A, then B, and not R again
+// through B.
+func TestDelegationWalkOrder(t *testing.T) {
+	files, _ := diamond(t, time.Now().Add(time.Hour))
+	h := &httpRepo{files: map[string][]byte{}}
+	for name, b := range files {
+		h.files["/metadata/"+name] = b
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	dir := t.TempDir()
+	cfg := client.HTTPConfig{MetadataDir: filepath.Join(dir, "meta"), MetadataURL: srv.URL + "/metadata",
+		TargetDir: filepath.Join(dir, "targets"), TargetBaseURL: srv.URL + "/targets"}
+	if err := client.HTTPInit(cfg.MetadataDir, files["1.root.json"]); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.HTTPRefresh(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.requests = nil
+	if err := client.HTTPDownload(cfg, "a-missing"); !errors.Is(err, tuf.ErrNotFound) {
+		t.Fatalf("missing target: %v", err)
+	}
+	var roles []string
+	for _, r := range h.requests {
+		if strings.HasPrefix(r, "/metadata/1.") && r != "/metadata/1.root.json" {
+			roles = append(roles, strings.TrimSuffix(strings.TrimPrefix(r, "/metadata/1."), ".json"))
+		}
+	}
+	if strings.Join(roles, ",") != "A,R,B" {
+		t.Fatalf("visited %v (requests %v)", roles, h.requests)
+	}
 }
