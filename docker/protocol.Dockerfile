@@ -6,8 +6,9 @@
 #   docker build -f docker/protocol.Dockerfile -t trainyard-protocol .
 #
 # On the local engine's images, in place, as the PHT station calls it (the
-# socket is root:docker 660: run as root, or --group-add its gid):
-#   docker run --rm --user 0 \
+# socket is root:docker 660: the default user is root; the non-root
+# variant needs --group-add "$(stat -c %g /var/run/docker.sock)"):
+#   docker run --rm \
 #     -e STATION_ID=s1 -e PRIVATE_KEY_PATH=/keys/station.pem [-e PRIVATE_KEY_PASSWORD=...] \
 #     -v "$PWD/keys:/keys:ro" -v /var/run/docker.sock:/var/run/docker.sock \
 #     trainyard-protocol pre-run harbor.example.org/station1/train-id:latest
@@ -16,7 +17,7 @@
 # Or without any socket, on registry refs, oci:DIR or docker tarballs
 # (pre-run output is decrypted and never goes to a registry):
 #   docker run --rm -e ... -v "$PWD/keys:/keys:ro" \
-#     -v "$HOME/.docker/config.json:/home/nonroot/.docker/config.json:ro" -v /var/lib/station:/work \
+#     -v "$HOME/.docker/config.json:/root/.docker/config.json:ro" -v /var/lib/station:/work \
 #     trainyard-protocol pre-run harbor.example.org/station1/train-id:latest --out oci:/work/train-id
 #   ... run ..., then: post-run oci:/work/train-id --out harbor.example.org/station1/train-id:latest
 #
@@ -30,9 +31,17 @@ RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/trainyard ./cmd/trainyard
 
-FROM gcr.io/distroless/static-debian12:nonroot
+# Same user, paths and environment as `make image`: root by default, so
+# that a root:docker socket is reachable; --build-arg IMAGE_USER=65532
+# IMAGE_HOME=/home/nonroot for the non-root variant (then --group-add).
+FROM gcr.io/distroless/static-debian12
+ARG IMAGE_USER=0
+ARG IMAGE_HOME=/root
 COPY --from=build /out/trainyard /usr/local/bin/trainyard
 ENV TRAINYARD_TMPDIR=/tmp \
-    DOCKER_CONFIG=/home/nonroot/.docker
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    HOME=${IMAGE_HOME} \
+    DOCKER_CONFIG=${IMAGE_HOME}/.docker
+USER ${IMAGE_USER}
 ENTRYPOINT ["/usr/local/bin/trainyard", "protocol"]
 CMD ["--help"]
