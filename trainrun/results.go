@@ -573,7 +573,15 @@ func filterResultsTar(ctx context.Context, r io.Reader, w io.Writer, max int64) 
 		if err != nil {
 			return fmt.Errorf("results archive: %w", err)
 		}
-		if _, rel, _ := strings.Cut(strings.Trim(hdr.Name, "/"), "/"); rel != "" {
+		_, rel, _ := strings.Cut(strings.Trim(hdr.Name, "/"), "/")
+		if rel == "" && hdr.Typeflag != tar.TypeDir {
+			// Only the results directory itself sits at the top.
+			return fmt.Errorf("%w: results archive entry %q is not under the results directory", ErrUnsafeImage, hdr.Name)
+		}
+		if rel != "" {
+			if !fs.ValidPath(rel) {
+				return fmt.Errorf("%w: results archive entry %q is not a clean relative name", ErrUnsafeImage, hdr.Name)
+			}
 			if err := wk.visit(rel, hdr.FileInfo()); err != nil {
 				return err
 			}

@@ -374,3 +374,55 @@ func FuzzLimitResultsTar(f *testing.F) {
 		}
 	})
 }
+
+// The copy-out filter without a daemon: what passes and what is refused.
+func TestLimitResultsTar(t *testing.T) {
+	mk := func(hs ...tar.Header) []byte {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		for _, h := range hs {
+			if err := tw.WriteHeader(&h); err != nil {
+				t.Fatal(err)
+			}
+			if h.Typeflag == tar.TypeReg {
+				tw.Write(bytes.Repeat([]byte("x"), int(h.Size)))
+			}
+		}
+		tw.Close()
+		return b.Bytes()
+	}
+	top := tar.Header{Name: "pht_results/", Typeflag: tar.TypeDir, Mode: 0o755}
+	file := func(name string, n int64) tar.Header {
+		return tar.Header{Name: "pht_results/" + name, Typeflag: tar.TypeReg, Size: n, Mode: 0o644}
+	}
+	for name, c := range map[string]struct {
+		in   []byte
+		want error
+	}{
+		"within the cap":     {mk(top, file("a", 600), file("b", 424)), nil},
+		"over the cap":       {mk(top, file("a", 600), file("b", 425)), ErrResultsTooLarge},
+		"too deep":           {mk(top, tar.Header{Name: "pht_results/" + strings.Repeat("d/", 65), Typeflag: tar.TypeDir, Mode: 0o755}), ErrResultsTooLarge},
+		"file at the top":    {mk(tar.Header{Name: "pht_results", Typeflag: tar.TypeReg, Size: 1, Mode: 0o644}), ErrUnsafeImage},
+		"dot-dot name":       {mk(top, file("../x", 1)), ErrUnsafeImage},
+		"escaping symlink":   {mk(top, tar.Header{Name: "pht_results/l", Typeflag: tar.TypeSymlink, Linkname: "../../x"}), ErrUnsafeImage},
+		"fifo":               {mk(top, tar.Header{Name: "pht_results/p", Typeflag: tar.TypeFifo}), ErrUnsafeImage},
+		"not a tar":          {[]byte(strings.Repeat("garbage!", 100)), nil},
+		"contained symlink":  {mk(top, file("a", 1), tar.Header{Name: "pht_results/l", Typeflag: tar.TypeSymlink, Linkname: "a"}), nil},
+		"sparse by its size": {mk(top, file("s", 2048)), ErrResultsTooLarge},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rc := limitResultsTar(context.Background(), bytes.NewReader(c.in), 1024)
+			defer rc.Close()
+			_, err := io.Copy(io.Discard, rc)
+			if c.want == nil && name != "not a tar" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if c.want != nil && !errors.Is(err, c.want) {
+				t.Fatalf("want %v, got %v", c.want, err)
+			}
+			if name == "not a tar" && err == nil {
+				t.Fatal("garbage passed as a tar stream")
+			}
+		})
+	}
+}
