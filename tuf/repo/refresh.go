@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trainyard/trainyard/internal/fsutil"
+	"github.com/trainyard/trainyard/tuf"
 	"github.com/trainyard/trainyard/tuf/client"
 	"github.com/trainyard/trainyard/tuf/internal/flock"
 )
@@ -162,7 +164,11 @@ func (p *Publisher) Pull(ctx context.Context, trustedRoot []byte) error {
 		return fmt.Errorf("pull %s: %w", p.store, err)
 	}
 	mdir := filepath.Join(tmp, "metadata")
-	latest, err := metadata.Root().FromBytes(mustRead(filepath.Join(mdir, "root.json")))
+	latestData, err := os.ReadFile(filepath.Join(mdir, "root.json"))
+	if err != nil {
+		return err
+	}
+	latest, err := metadata.Root().FromBytes(latestData)
 	if err != nil {
 		return fmt.Errorf("pulled root: %w", err)
 	}
@@ -188,6 +194,9 @@ func (p *Publisher) Pull(ctx context.Context, trustedRoot []byte) error {
 		}
 		history[v], prev = data, r
 	}
+	if !bytes.Equal(history[latest.Signed.Version], latestData) {
+		return fmt.Errorf("%w: the registry's root changed while pulling; pull again", tuf.ErrConflict)
+	}
 	st := &state{Published: map[string]int64{}, Dirty: map[string]bool{}}
 	ents, err := os.ReadDir(mdir)
 	if err != nil {
@@ -203,7 +212,10 @@ func (p *Publisher) Pull(ctx context.Context, trustedRoot []byte) error {
 		if err != nil {
 			continue
 		}
-		data := mustRead(filepath.Join(mdir, e.Name()))
+		data, err := os.ReadFile(filepath.Join(mdir, e.Name()))
+		if err != nil {
+			return err
+		}
 		var probe struct {
 			Signed struct {
 				Version int64 `json:"version"`
@@ -232,9 +244,4 @@ func (p *Publisher) Pull(ctx context.Context, trustedRoot []byte) error {
 		}
 	}
 	return p.saveState(st)
-}
-
-func mustRead(path string) []byte {
-	b, _ := os.ReadFile(path)
-	return b
 }
