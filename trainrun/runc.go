@@ -109,6 +109,17 @@ func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result,
 		return res, err
 	}
 	defer unlock()
+	// From here on the bundle holds decrypted code. The watchdog deletes
+	// container and bundle should this process die before the deferred
+	// removals have run (it is released after them).
+	id := "trainyard-" + randomHex(8)
+	if !r.noWatchdog {
+		wd, err := r.startWatchdog(id, bundle)
+		if err != nil {
+			return res, err
+		}
+		defer wd.release()
+	}
 	rootfs := filepath.Join(bundle, "rootfs")
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
 		return res, fmt.Errorf("creating bundle: %w", err)
@@ -182,17 +193,7 @@ func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result,
 		return res, fmt.Errorf("creating runc state dir: %w", err)
 	}
 
-	id := "trainyard-" + randomHex(8)
 	logFile := filepath.Join(bundle, "runc.log")
-	// The watchdog deletes the container should this process die before
-	// the deferred remove below has run (released after it).
-	if !r.noWatchdog {
-		wd, err := r.startWatchdog(id, bundle)
-		if err != nil {
-			return res, err
-		}
-		defer wd.release()
-	}
 	defer r.remove(id)
 
 	runCtx, cancel := context.WithTimeout(ctx, s.Timeout)
