@@ -71,6 +71,9 @@ type Station struct {
 	// marker; "" discards it. Train output never reaches Logger.
 	TrainLogDir string
 	MaxTrainLog int64
+	// KeepTrainLogs is how many kept logs TrainLogDir holds at most, the
+	// oldest removed first (0: DefaultKeepTrainLogs).
+	KeepTrainLogs int
 	// Logger receives one structured record per stop.
 	Logger *slog.Logger
 }

@@ -20,6 +20,10 @@ import (
 // Station.MaxTrainLog is 0.
 const DefaultMaxTrainLog = 1 << 20
 
+// DefaultKeepTrainLogs bounds how many stops' logs a station keeps when
+// Station.KeepTrainLogs is 0 (at most about 200 MiB with the default cap).
+const DefaultKeepTrainLogs = 200
+
 // A train's stdout and stderr never reach the station's own log stream (a
 // train could forge its records or send terminal escapes there). They are
 // kept per stop in a private file under Station.TrainLogDir, capped, and
@@ -92,6 +96,7 @@ func (s *Station) trainOutput(st *Stop) (io.Writer, func(), error) {
 	fmt.Fprintf(f, "[trainyard: output of train %s, stop %d, at station %s, %s]\n", strconv.Quote(st.Train), st.Index, s.ID, now.Format(time.RFC3339))
 	l := &trainLog{f: f, max: max}
 	st.Log = p
+	s.pruneTrainLogs()
 	return l, func() {
 		if err := l.Close(); err != nil {
 			s.logger().Warn("train log", "path", p, "error", err.Error())
@@ -164,4 +169,20 @@ func EscapeLog(w io.Writer, r io.Reader) error {
 		}
 	}
 	return bw.Flush()
+}
+
+// pruneTrainLogs removes the oldest kept logs beyond KeepTrainLogs, so the
+// logs' total stays bounded however many trains come.
+func (s *Station) pruneTrainLogs() {
+	keep := s.KeepTrainLogs
+	if keep <= 0 {
+		keep = DefaultKeepTrainLogs
+	}
+	ls, err := TrainLogs(s.TrainLogDir, "")
+	if err != nil {
+		return
+	}
+	for _, l := range ls[:max(0, len(ls)-keep)] {
+		os.Remove(l.Path)
+	}
 }
