@@ -22,7 +22,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
-	"github.com/trainyard/trainyard/internal/testdockerd"
+	"github.com/trainyard/trainyard/internal/testutil"
 	"github.com/trainyard/trainyard/train"
 )
 
@@ -33,7 +33,7 @@ const (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	testdockerd.Stop()
+	testutil.StopDockerd()
 	os.Exit(code)
 }
 
@@ -209,7 +209,7 @@ func (e *env) dockerRun(image string, envs, binds []string, args ...string) stri
 }
 
 func TestProtocolOnEngineImages(t *testing.T) {
-	host := testdockerd.Host(t)
+	host := testutil.Dockerd(t)
 	t.Setenv("DOCKER_HOST", host) // for the in-process checks
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
