@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
+	"github.com/trainyard/trainyard/trainrun"
 )
 
 // badRegistry is a real registry behind a switch: "ok" passes requests
@@ -94,17 +96,21 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // poll loop; once the registry answers again, a train pushed then is
 // processed.
 func TestServeKeepsPollingAfterHangingRegistry(t *testing.T) {
-	runner := needRunc(t)
 	br := &badRegistry{stop: make(chan struct{}), inner: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))}
 	br.mode.Store("ok")
 	srv := httptest.NewServer(br)
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { br.once.Do(func() { close(br.stop) }) })
 
+	// runc is only needed for the last part; the polling part runs anyway.
+	runner := trainrun.NewRunc(trainrun.WithStateDir(t.TempDir()), trainrun.WithBundleDir(t.TempDir()))
+	runcErr := runner.Available()
 	n := newNet(t, runner, "a")
 	// Point the network at the switchable registry, with short timeouts.
-	rc := registry.NewClient(registry.WithTimeouts(registry.Timeouts{Dial: time.Second, TLSHandshake: time.Second,
-		ResponseHeader: 300 * time.Millisecond, IdleConn: time.Second, Stall: 300 * time.Millisecond, StallBytes: 1024}))
+	// (The header timeout leaves room for a legitimate blob upload to the
+	// in-memory registry under -race.)
+	rc := registry.NewClient(registry.WithTimeouts(registry.Timeouts{Dial: time.Second, TLSHandshake: 500 * time.Millisecond,
+		ResponseHeader: 2 * time.Second, IdleConn: time.Second, Stall: 300 * time.Millisecond, StallBytes: 1024}))
 	n.rc = rc
 	n.network = station.Network{Prefix: strings.TrimPrefix(srv.URL, "http://") + "/pht"}
 	st := n.stations["a"]
@@ -134,7 +140,7 @@ func TestServeKeepsPollingAfterHangingRegistry(t *testing.T) {
 		before := polls(t, s)
 		// Each poll fails after about one timeout; three more polls prove
 		// the loop is alive, not stuck in the first request.
-		waitFor(t, "polls to continue against a "+mode+" registry", 15*time.Second, func() bool { return polls(t, s) >= before+3 })
+		waitFor(t, "polls to continue against a "+mode+" registry", 40*time.Second, func() bool { return polls(t, s) >= before+3 })
 		rec := httptest.NewRecorder()
 		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/status", nil))
 		if !strings.Contains(rec.Body.String(), "timeout") && !strings.Contains(rec.Body.String(), "stalled") {
@@ -142,6 +148,13 @@ func TestServeKeepsPollingAfterHangingRegistry(t *testing.T) {
 		}
 	}
 
+	// Processing a train needs runc (a CI run fails instead of skipping).
+	if runcErr != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must run trains for real: %v", runcErr)
+		}
+		t.Skipf("polling survived; runc not usable here for the train part: %v", runcErr)
+	}
 	br.mode.Store("ok")
 	n.create(t, "a")
 	waitFor(t, "the train pushed after the outage to be processed", 2*time.Minute, func() bool {
