@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
 	"github.com/trainyard/trainyard/tuf/keys"
@@ -150,15 +152,23 @@ func TestTrustCLIPublishGuard(t *testing.T) {
 		c.ok("keys", "generate", c.p(k))
 	}
 	c.ok("trust", "init")
+	before := registryTags(t, os.Getenv("TRAINYARD_TRUST_REPO"))
 	c.refused("trust pull", "trust", "init", "--trust-admin-dir", c.p("elsewhere"))
+	if after := registryTags(t, os.Getenv("TRAINYARD_TRUST_REPO")); after != before {
+		t.Fatalf("refused init changed the registry:\n%s\n%s", before, after)
+	}
 	c.ok("trust", "add-station", "s1", "--key", c.p("s1.pub"))
 	// a second admin machine with a copy of the state publishes first
 	if out, err := exec.Command("cp", "-a", c.p("admin"), c.p("admin2")).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
 	}
 	c.ok("trust", "add-station", "s2", "--key", c.p("s2.pub"), "--trust-admin-dir", c.p("admin2"))
+	before = registryTags(t, os.Getenv("TRAINYARD_TRUST_REPO"))
 	c.refused("trust pull", "trust", "add-station", "s3", "--key", c.p("s3.pub"))
 	c.refused("trust pull", "trust", "refresh")
+	if after := registryTags(t, os.Getenv("TRAINYARD_TRUST_REPO")); after != before {
+		t.Fatalf("a stale admin changed the registry:\n%s\n%s", before, after)
+	}
 	c.ok("trust", "pull")
 	c.ok("trust", "add-station", "s3", "--key", c.p("s3.pub"))
 	show := c.ok(append([]string{"trust", "show"}, c.reader("show")...)...)
@@ -253,4 +263,26 @@ func FuzzParseExpiry(f *testing.F) {
 			t.Fatalf("%q gave %q, not RFC 3339", s, got)
 		}
 	})
+}
+
+// registryTags lists a repository's tags with their manifest digests.
+func registryTags(t *testing.T, repoName string) string {
+	t.Helper()
+	r, err := name.NewRepository(repoName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err := remote.List(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for _, tag := range tags {
+		d, err := remote.Head(r.Tag(tag))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.WriteString(tag + "=" + d.Digest.String() + "\n")
+	}
+	return out.String()
 }
