@@ -476,3 +476,32 @@ func TestUnpackImageReadErrorIsNotTampering(t *testing.T) {
 		t.Fatalf("expected the registry's error, not ErrLayerDigest: %v", err)
 	}
 }
+
+// FuzzUnpackLayers applies a fuzzed layer, whiteouts and all, over a fixed
+// one: never a panic, never a file outside the root.
+func FuzzUnpackLayers(f *testing.F) {
+	f.Add(tarOf(f, entry{name: ".wh.a", typ: tar.TypeReg}))
+	f.Add(tarOf(f, entry{name: "d/.wh..wh..opq", typ: tar.TypeReg}, entry{name: "d/n", typ: tar.TypeReg, body: "n"}))
+	f.Add(tarOf(f, entry{name: "../.wh.x", typ: tar.TypeReg}))
+	f.Add(tarOf(f, entry{name: "d", typ: tar.TypeReg, body: "file over dir"}))
+	base := tarOf(f, entry{name: "a", typ: tar.TypeReg, body: "a"}, entry{name: "d/x", typ: tar.TypeReg, body: "x"})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir, err := os.MkdirTemp("", "trainrun-fuzz-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		root := filepath.Join(dir, "root")
+		os.Mkdir(root, 0o755)
+		d0, _, _ := v1.SHA256(bytes.NewReader(base))
+		d1, _, _ := v1.SHA256(bytes.NewReader(data))
+		img, err := mutate.AppendLayers(empty.Image, plainLayer{data: base, d: d0}, plainLayer{data: data, d: d1})
+		if err != nil {
+			return
+		}
+		UnpackImage(context.Background(), img, root, UnpackOptions{MaxBytes: 1 << 20, MaxEntries: 64, NoChown: true})
+		if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+			t.Fatalf("unpack wrote beside its root: %v", entries)
+		}
+	})
+}
