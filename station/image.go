@@ -19,7 +19,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
@@ -145,7 +144,7 @@ func (s *sealedTrain) open() (hardened.Train, func(), error) {
 // image configs are a few KiB; 4 MiB is the size the OCI distribution spec
 // asks registries to accept for manifests.
 const (
-	MaxManifestSize = 4 << 20
+	MaxManifestSize = train.MaxManifestSize
 	MaxConfigSize   = 8 << 20
 	// maxEnvelopeSize bounds the envelope entry, read before anything is
 	// verified (the protocol refuses larger envelopes anyway).
@@ -567,20 +566,11 @@ func PullTrain(ctx context.Context, c *registry.Client, ref string) (v1.Image, e
 	return c.Pull(ctx, r.Context().Name()+"@"+desc.Digest.String())
 }
 
-// headManifest returns the descriptor of ref's manifest from a HEAD
-// request (nothing of the manifest is downloaded) and refuses one larger
-// than MaxManifestSize.
+// headManifest is train.HeadManifest with the station's errors.
 func headManifest(ctx context.Context, c *registry.Client, ref string) (name.Reference, *v1.Descriptor, error) {
-	r, err := c.ParseReference(ref)
-	if err != nil {
-		return nil, nil, err
+	r, desc, err := train.HeadManifest(ctx, c, ref)
+	if errors.Is(err, train.ErrTooLarge) {
+		return nil, nil, fmt.Errorf("%w: %w: %w", ErrImage, ErrLimit, err)
 	}
-	desc, err := remote.Head(r, c.RemoteOptions(ctx)...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("pull %s: %w", ref, err)
-	}
-	if desc.Size > MaxManifestSize {
-		return nil, nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes, at most %d", ErrImage, ErrLimit, ref, desc.Size, MaxManifestSize)
-	}
-	return r, desc, nil
+	return r, desc, err
 }

@@ -7,9 +7,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -17,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/trainyard/trainyard/internal/testutil"
+	"github.com/trainyard/trainyard/registry"
 )
 
 func rawTarImage(t *testing.T, data []byte) v1.Image {
@@ -146,5 +151,34 @@ func TestReadFileStopsAfterTheFile(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second || read > 1<<20 {
 		t.Fatalf("ReadFile took %s and inflated %d bytes: it read past the file", d, read)
+	}
+}
+
+// TestLoadRefusesOversizedManifest: a registry image whose manifest is
+// 5 MiB (one large annotation) is refused from the HEAD response, as
+// `train open` and every other Load of a registry reference see it.
+func TestLoadRefusesOversizedManifest(t *testing.T) {
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	ctx := context.Background()
+	c := registry.NewClient()
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/t/big:1"
+	img := mutate.Annotations(imageOf(t, []ent{{ConfigPath, "f", "{}"}}), map[string]string{"padding": strings.Repeat("a", 5<<20)}).(v1.Image)
+	if _, err := c.Push(ctx, img, ref); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(ctx, ref, c); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "manifest") {
+		t.Fatalf("Load: %v", err)
+	}
+	small := strings.TrimPrefix(srv.URL, "http://") + "/t/small:1"
+	if _, err := c.Push(ctx, imageOf(t, []ent{{ConfigPath, "f", "{}"}}), small); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(ctx, small, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadFile(ctx, got, ConfigPath, MaxConfigSize); err != nil || string(b) != "{}" {
+		t.Fatalf("%q %v", b, err)
 	}
 }

@@ -33,9 +33,9 @@ func (s *State) Close() error { return s.Spool.Close() }
 // train carries no signed sizes that could bound it more tightly.
 const DefaultMaxStateBytes = 2 << 30
 
-// ErrTooLarge is wrapped when a train's state is larger than the reader's
-// bound.
-var ErrTooLarge = errors.New("train state too large")
+// ErrTooLarge is wrapped when a train's state or manifest is larger than
+// the reader's bound.
+var ErrTooLarge = errors.New("train input too large")
 
 // ReadOption configures ReadState.
 type ReadOption func(*readOptions)
