@@ -199,8 +199,11 @@ func (u *unpacker) whiteout(name string) (bool, error) {
 		}
 		return true, nil
 	}
-	target := path.Join(dir, strings.TrimPrefix(base, whiteoutPrefix))
-	if target == "." || !filepath.IsLocal(target) {
+	// The whited-out name must be one plain element: ".wh." or ".wh.."
+	// would otherwise remove the directory itself or its parent.
+	hidden := strings.TrimPrefix(base, whiteoutPrefix)
+	target := path.Join(dir, hidden)
+	if hidden == "" || hidden == "." || hidden == ".." || !filepath.IsLocal(target) {
 		return true, fmt.Errorf("%w: whiteout %q", ErrUnsafeImage, name)
 	}
 	if err := u.root.RemoveAll(target); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -311,10 +311,16 @@ func TestUnpackImageWhiteoutOrder(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "f")); string(b) != "file now" {
 		t.Fatalf("f = %q", b)
 	}
-	// A whiteout cannot reach outside the root.
-	bad := imageOf(t, tarOf(t, entry{name: "a/../../.wh.canary", typ: tar.TypeReg}))
-	if _, err := unpackImageIn(t, bad, UnpackOptions{}); !errors.Is(err, ErrUnsafeImage) {
-		t.Fatalf("escaping whiteout: %v", err)
+	// A whiteout cannot reach outside the root, nor its own directory.
+	for _, name := range []string{"a/../../.wh.canary", "d/.wh.", "d/sub/.wh..."} {
+		bad := imageOf(t, tarOf(t, entry{name: "d/sub/x", typ: tar.TypeReg, body: "x"}), tarOf(t, entry{name: name, typ: tar.TypeReg}))
+		dir, err := unpackImageIn(t, bad, UnpackOptions{})
+		if !errors.Is(err, ErrUnsafeImage) {
+			t.Fatalf("whiteout %q: %v", name, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "d/sub/x")); err != nil {
+			t.Fatalf("whiteout %q removed more than its name: %v", name, err)
+		}
 	}
 }
 
