@@ -329,4 +329,21 @@ func TestRefreshKeepsRepositoryAlive(t *testing.T) {
 	if !next.After(now) {
 		t.Fatalf("next due %v is not after now %v", next, now)
 	}
+	// half a year on: the root is due too; a new root version (same keys)
+	// is published and the client follows it
+	now = now.Add(200 * 24 * time.Hour)
+	roles, err = p.Refresh(g.ctx)
+	mustOK(t, err)
+	if !slices.Contains(roles, repo.Root) {
+		t.Fatalf("refreshed %v, want root", roles)
+	}
+	_, err = c.PullMetadata(g.ctx)
+	mustOK(t, err)
+	exps, err := c.Expirations()
+	mustOK(t, err)
+	for _, e := range exps {
+		if !e.Expires.After(now.Add(12 * time.Hour)) && e.Role != repo.Timestamp {
+			t.Fatalf("%s expires %v, soon after %v", e.Role, e.Expires, now)
+		}
+	}
 }
