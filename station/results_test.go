@@ -121,6 +121,27 @@ func TestStationResultsBounds(t *testing.T) {
 	}
 }
 
+// A stop within the cap goes through and leaves nothing mounted either.
+func TestStationResultsWithinCap(t *testing.T) {
+	runner := needRunc(t)
+	n := newNet(t, runner, "st1")
+	s := n.stations["st1"]
+	s.MaxResults = 8 << 20
+	st, err := s.Process(n.ctx, hostileTrain(t, n, "st1", "alloc-file", "/opt/pht_results/r.bin", "7"))
+	if err != nil {
+		t.Fatalf("7 MiB of results under an 8 MiB cap: %v", err)
+	}
+	if st.Pushed == "" {
+		t.Fatal("nothing pushed")
+	}
+	if m := mountsUnder(t, s.WorkDir); len(m) > 0 {
+		t.Fatalf("left mounted: %v", m)
+	}
+	if ents, _ := os.ReadDir(s.WorkDir); len(ents) > 0 {
+		t.Fatalf("left in the work dir: %v", ents)
+	}
+}
+
 // slowResults is a Runner that "runs" by leaving many result files, so that
 // post-run has real work to do.
 type slowResults struct{ files int }
