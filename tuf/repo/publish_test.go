@@ -342,7 +342,7 @@ func TestRefreshKeepsRepositoryAlive(t *testing.T) {
 	exps, err := c.Expirations()
 	mustOK(t, err)
 	for _, e := range exps {
-		if !e.Expires.After(now.Add(12 * time.Hour)) && e.Role != repo.Timestamp {
+		if !e.Expires.After(now.Add(12*time.Hour)) && e.Role != repo.Timestamp {
 			t.Fatalf("%s expires %v, soon after %v", e.Role, e.Expires, now)
 		}
 	}
