@@ -182,20 +182,8 @@ func (u *unpacker) whiteout(name string) (bool, error) {
 	}
 	dir := path.Dir(p)
 	if base == whiteoutOpaque {
-		entries, err := fs.ReadDir(u.root.FS(), dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			return true, nil
-		}
-		if err != nil {
+		if err := u.prune(dir); err != nil {
 			return true, fmt.Errorf("unpack %q: %w", name, err)
-		}
-		for _, e := range entries {
-			child := path.Join(dir, e.Name())
-			if !u.written[child] {
-				if err := u.root.RemoveAll(child); err != nil {
-					return true, fmt.Errorf("unpack %q: %w", name, err)
-				}
-			}
 		}
 		return true, nil
 	}
@@ -237,8 +225,11 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	if err != nil || !ok {
 		return err
 	}
-	if u.written != nil {
-		u.written[name] = true
+	// The entry and its parents (made by MkdirAll if the layer has no
+	// entries of their own) belong to this layer; stop at the first parent
+	// already recorded, so the set grows with distinct paths only.
+	for p := name; u.written != nil && p != "." && !u.written[p]; p = path.Dir(p) {
+		u.written[p] = true
 	}
 	fail := func(err error) error {
 		if errors.Is(err, ErrUnsafeImage) {
@@ -331,6 +322,32 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		if !hdr.ModTime.IsZero() && hdr.Typeflag != tar.TypeDir {
 			_ = u.root.Chtimes(name, hdr.ModTime, hdr.ModTime)
+		}
+	}
+	return nil
+}
+
+// prune removes from dir everything lower layers left there, descending
+// into the directories this layer wrote to as well.
+func (u *unpacker) prune(dir string) error {
+	entries, err := fs.ReadDir(u.root.FS(), dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		child := path.Join(dir, e.Name())
+		switch {
+		case !u.written[child]:
+			if err := u.root.RemoveAll(child); err != nil {
+				return err
+			}
+		case e.IsDir(): // e is from Lstat: a symlink is not followed
+			if err := u.prune(child); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -290,10 +290,13 @@ func FuzzVerifiedLayer(f *testing.F) {
 func TestUnpackImageWhiteoutOrder(t *testing.T) {
 	img := imageOf(t,
 		tarOf(t, entry{name: "d/old", typ: tar.TypeReg, body: "old"}, entry{name: "d/sub/x", typ: tar.TypeReg, body: "x"},
+			entry{name: "d/keep/lower", typ: tar.TypeReg, body: "lower"},
 			entry{name: "f/inner", typ: tar.TypeReg, body: "in"}),
 		// The opaque marker after an entry of the same layer, and a file
 		// where a lower layer had a non-empty directory.
-		tarOf(t, entry{name: "d/new", typ: tar.TypeReg, body: "new"}, entry{name: "d/.wh..wh..opq", typ: tar.TypeReg},
+		tarOf(t, entry{name: "d/new", typ: tar.TypeReg, body: "new"}, entry{name: "d/implicit/deep", typ: tar.TypeReg, body: "deep"},
+			entry{name: "d/keep/upper", typ: tar.TypeReg, body: "upper"},
+			entry{name: "d/.wh..wh..opq", typ: tar.TypeReg},
 			entry{name: "f", typ: tar.TypeReg, body: "file now"}),
 	)
 	dir, err := unpackImageIn(t, img, UnpackOptions{})
@@ -303,7 +306,14 @@ func TestUnpackImageWhiteoutOrder(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "d/new")); string(b) != "new" {
 		t.Fatalf("d/new = %q", b)
 	}
-	for _, p := range []string{"d/old", "d/sub", "d/.wh..wh..opq"} {
+	// A directory this layer made implicitly (no entry of its own) is this layer's.
+	if b, _ := os.ReadFile(filepath.Join(dir, "d/implicit/deep")); string(b) != "deep" {
+		t.Fatalf("d/implicit/deep = %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "d/keep/upper")); string(b) != "upper" {
+		t.Fatalf("d/keep/upper = %q", b)
+	}
+	for _, p := range []string{"d/old", "d/sub", "d/.wh..wh..opq", "d/keep/lower"} {
 		if _, err := os.Lstat(filepath.Join(dir, p)); err == nil {
 			t.Errorf("%s survived the opaque whiteout", p)
 		}
