@@ -109,9 +109,15 @@ func mountResults(ctx context.Context, dir string, maxBytes int64, own bool) (_ 
 	if err != nil {
 		return nil, err
 	}
-	if _, busy := mounted.Load(dir); busy {
+	// Claimed before anything is made, so two mounts on one dir cannot race.
+	if _, busy := mounted.LoadOrStore(dir, (*ResultsFS)(nil)); busy {
 		return nil, fmt.Errorf("%w: %s already has a results filesystem", ErrInvalidSpec, dir)
 	}
+	defer func() {
+		if err != nil {
+			mounted.Delete(dir)
+		}
+	}()
 	for _, tool := range []string{"mkfs.ext4", "mount"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return nil, fmt.Errorf("%w: results filesystem: %s not found (apt-get install e2fsprogs mount)", ErrUnavailable, tool)
@@ -247,6 +253,9 @@ func capResults(ctx context.Context, s RunSpec) (*ResultsFS, error) {
 	}
 	if v, ok := mounted.Load(s.ResultsDir); ok {
 		rf := v.(*ResultsFS)
+		if rf == nil {
+			return nil, fmt.Errorf("%w: %s is being given a results filesystem", ErrInvalidSpec, s.ResultsDir)
+		}
 		if rf.max > s.MaxResults {
 			return nil, fmt.Errorf("%w: %s has a results filesystem of %d bytes, more than the run's cap %d", ErrInvalidSpec, s.ResultsDir, rf.max, s.MaxResults)
 		}
