@@ -2,6 +2,7 @@ package train
 
 import (
 	"archive/tar"
+	"bufio"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -21,32 +22,54 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// LayerWriter streams a gzip-compressed layer tarball into a temporary file
-// while hashing it, so that a layer of any size costs constant memory and a
-// single pass. Close returns the finished v1.Layer backed by that file.
+// LayerWriter streams a layer tarball into a temporary file while hashing
+// it, so that a layer of any size costs constant memory and a single pass.
+// The media type decides the encoding: an uncompressed type (state layers,
+// whose content is ciphertext or stays local) is written as plain tar with
+// one SHA-256 that is both digest and diff id; a gzip type is compressed at
+// gzip.BestSpeed with both digests taken in the same pass. Close returns the
+// finished v1.Layer backed by that file.
 type LayerWriter struct {
 	f        *os.File
-	gz       *gzip.Writer
+	buf      *bufio.Writer
+	gz       *gzip.Writer // nil for an uncompressed layer
 	tw       *tar.Writer
 	compSum  hash.Hash
-	diffSum  hash.Hash
+	diffSum  hash.Hash // nil for an uncompressed layer: the digest is the diff id
 	compSize *countWriter
+	copyBuf  []byte
 	dirs     map[string]bool
 	names    map[string]bool
 	mt       types.MediaType
 	closed   bool
 }
 
+// Write sizes: large enough that a 256 MiB layer costs a few hundred write
+// syscalls, small enough to stay a constant next to the data.
+const layerBufSize = 1 << 20
+
+// IsUncompressed reports whether mt is a plain-tar layer media type.
+func IsUncompressed(mt types.MediaType) bool {
+	return mt == types.OCIUncompressedLayer || mt == types.DockerUncompressedLayer
+}
+
 // NewLayerWriter starts a layer in a new file under dir ("" for the system
-// temp directory). mt is the layer media type (Docker or OCI gzip).
+// temp directory). mt is the layer media type: Docker or OCI, gzip or
+// uncompressed (see IsUncompressed).
 func NewLayerWriter(dir string, mt types.MediaType) (*LayerWriter, error) {
-	f, err := os.CreateTemp(dir, "trainyard-layer-*.tar.gz")
+	f, err := os.CreateTemp(dir, "trainyard-layer-*.tar")
 	if err != nil {
 		return nil, err
 	}
-	w := &LayerWriter{f: f, compSum: sha256.New(), diffSum: sha256.New(), dirs: map[string]bool{}, names: map[string]bool{}, mt: mt}
-	w.compSize = &countWriter{w: io.MultiWriter(f, w.compSum)}
-	// Results are ciphertext between stations; heavy compression buys nothing.
+	w := &LayerWriter{f: f, compSum: sha256.New(), dirs: map[string]bool{}, names: map[string]bool{}, mt: mt}
+	w.buf = bufio.NewWriterSize(f, layerBufSize)
+	w.compSize = &countWriter{w: io.MultiWriter(w.buf, w.compSum)}
+	if IsUncompressed(mt) {
+		w.tw = tar.NewWriter(w.compSize)
+		return w, nil
+	}
+	w.diffSum = sha256.New()
+	// Heavy compression buys little on what trainyard writes; speed wins.
 	w.gz, _ = gzip.NewWriterLevel(w.compSize, gzip.BestSpeed)
 	w.tw = tar.NewWriter(io.MultiWriter(w.gz, w.diffSum))
 	return w, nil
@@ -102,7 +125,10 @@ func (w *LayerWriter) file(name string, mode, size int64, r io.Reader) error {
 	if r == nil {
 		return nil
 	}
-	n, err := io.Copy(w.tw, io.LimitReader(r, size))
+	if w.copyBuf == nil {
+		w.copyBuf = make([]byte, layerBufSize)
+	}
+	n, err := io.CopyBuffer(w.tw, io.LimitReader(r, size), w.copyBuf)
 	if err != nil {
 		return err
 	}
@@ -138,17 +164,20 @@ func (w *LayerWriter) Abort() {
 
 // Close finishes the layer. The returned layer reads the temporary file,
 // which the caller removes with Remove once the image has been written.
+// The file is not fsynced: it only backs the image until that image is
+// pushed or saved, and the store it is saved to (registry, OCI layout)
+// makes it durable; a crash before that loses nothing that was promised.
 func (w *LayerWriter) Close() (*FileLayer, error) {
 	if w.closed {
 		return nil, errors.New("layer: already closed")
 	}
 	w.closed = true
 	err := w.tw.Close()
-	if err == nil {
+	if err == nil && w.gz != nil {
 		err = w.gz.Close()
 	}
 	if err == nil {
-		err = w.f.Sync()
+		err = w.buf.Flush()
 	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
@@ -158,34 +187,39 @@ func (w *LayerWriter) Close() (*FileLayer, error) {
 		return nil, err
 	}
 	digest := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(w.compSum.Sum(nil))}
-	diffID := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(w.diffSum.Sum(nil))}
-	return &FileLayer{path: w.f.Name(), digest: digest, diffID: diffID, size: w.compSize.n, mt: w.mt}, nil
+	diffID := digest
+	if w.diffSum != nil {
+		diffID = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(w.diffSum.Sum(nil))}
+	}
+	return &FileLayer{path: w.f.Name(), digest: digest, diffID: diffID, size: w.compSize.n, mt: w.mt, gzip: w.gz != nil}, nil
 }
 
-// FileLayer is a gzip layer in a local file with precomputed digests.
+// FileLayer is a layer in a local file with precomputed digests, gzip or
+// plain tar.
 type FileLayer struct {
 	path           string
 	digest, diffID v1.Hash
 	size           int64
 	mt             types.MediaType
+	gzip           bool
 }
 
 var _ v1.Layer = (*FileLayer)(nil)
 
-// Digest is the sha256 of the compressed layer.
+// Digest is the sha256 of the stored (possibly compressed) layer.
 func (l *FileLayer) Digest() (v1.Hash, error) { return l.digest, nil }
 
 // DiffID is the sha256 of the uncompressed tar.
 func (l *FileLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
 
-// Compressed opens the compressed layer.
+// Compressed opens the layer as stored.
 func (l *FileLayer) Compressed() (io.ReadCloser, error) { return os.Open(l.path) }
 
 // Uncompressed opens the tar stream.
 func (l *FileLayer) Uncompressed() (io.ReadCloser, error) {
 	f, err := os.Open(l.path)
-	if err != nil {
-		return nil, err
+	if err != nil || !l.gzip {
+		return f, err
 	}
 	gz, err := gzip.NewReader(f)
 	if err != nil {
@@ -223,6 +257,17 @@ func LayerMediaType(img v1.Image) types.MediaType {
 		return types.DockerLayer
 	}
 	return types.OCILayer
+}
+
+// StateLayerMediaType picks the uncompressed layer media type that matches
+// img's manifest. State layers hold ciphertext (sealed code and results)
+// or, after a pre-run, plaintext that never leaves the station: gzip would
+// cost most of a stop's CPU and save nothing on random bytes.
+func StateLayerMediaType(img v1.Image) types.MediaType {
+	if mt, err := img.MediaType(); err == nil && mt == types.DockerManifestSchema2 {
+		return types.DockerUncompressedLayer
+	}
+	return types.OCIUncompressedLayer
 }
 
 // IsStateLayer reports whether a history entry marks the train state layer.
@@ -329,9 +374,10 @@ type Transform interface {
 }
 
 // NewStateWriter starts a train state layer for img: TrainDir and ResultsDir
-// are marked opaque so the layer alone defines their content.
+// are marked opaque so the layer alone defines their content. The layer is
+// uncompressed (StateLayerMediaType).
 func NewStateWriter(dir string, img v1.Image) (*LayerWriter, error) {
-	w, err := NewLayerWriter(dir, LayerMediaType(img))
+	w, err := NewLayerWriter(dir, StateLayerMediaType(img))
 	if err != nil {
 		return nil, err
 	}
