@@ -454,7 +454,7 @@ func newTUFConformanceCmd() *cobra.Command {
 	cmd.PersistentFlags().StringVar(&h.TargetBaseURL, "target-base-url", "", "targets base URL")
 	cmd.PersistentFlags().StringVar(&h.TargetDir, "target-dir", "", "where downloaded targets go")
 	cmd.PersistentFlags().StringArrayVar(&names, "target-name", nil, "target to download (repeatable)")
-	cmd.PersistentFlags().StringVar(&at, "time", envOr("TRAINYARD_TUF_TIME", ""), "reference time, RFC 3339 or Unix seconds (TRAINYARD_TUF_TIME; default now)")
+	cmd.PersistentFlags().StringVar(&at, "time", envOr("TRAINYARD_TUF_TIME", ""), "reference time, RFC 3339 or Unix seconds (TRAINYARD_TUF_TIME; default: FAKETIME as libfaketime reads it, else now)")
 	prep := func() error {
 		if h.MetadataDir == "" {
 			return &ExitError{Code: 2, Err: errors.New("--metadata-dir is required")}
