@@ -4,17 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/trainyard/trainyard/registry"
@@ -40,45 +35,31 @@ const ociRefAnnotation = "org.opencontainers.image.ref.name"
 // DefaultArchiveTag names the image inside a docker tarball written by Save.
 const DefaultArchiveTag = "trainyard/train:latest"
 
-// Load opens the image at loc: "oci:DIR", "docker-archive:FILE" or
-// "FILE.tar", "scratch", or a registry reference (pulled lazily with c).
+// Load opens the image at loc, in any form ParseImageLocation reads:
+// "oci:DIR[:TAG|@DIGEST]", "docker-archive:FILE[:REF]" or "FILE.tar",
+// "docker-daemon:REF", "scratch", or a registry reference (pulled lazily
+// with c).
 func Load(ctx context.Context, loc string, c *registry.Client) (v1.Image, error) {
-	switch kind, p := ParseLocation(loc); kind {
+	l, err := ParseImageLocation(loc)
+	if err != nil {
+		return nil, err
+	}
+	switch l.Kind {
 	case "scratch":
 		return ScratchImage(), nil
 	case "oci":
-		idx, err := layout.ImageIndexFromPath(p)
-		if err != nil {
-			return nil, fmt.Errorf("open OCI layout %s: %w", p, err)
-		}
-		im, err := idx.IndexManifest()
-		if err != nil {
-			return nil, fmt.Errorf("open OCI layout %s: %w", p, err)
-		}
-		var pick *v1.Descriptor
-		for i := range im.Manifests {
-			d := &im.Manifests[i]
-			if d.MediaType.IsImage() {
-				pick = d // the last image wins: Save appends its image last
-			}
-		}
-		if pick == nil {
-			return nil, fmt.Errorf("OCI layout %s holds no image: %w", p, ErrNotFound)
-		}
-		return idx.Image(pick.Digest)
+		img, _, err := loadOCI(l)
+		return img, err
 	case "archive":
-		img, err := tarball.ImageFromPath(p, nil)
-		if err != nil {
-			return nil, fmt.Errorf("open docker archive %s: %w", p, err)
-		}
-		return img, nil
+		img, _, err := loadArchive(l)
+		return img, err
 	case "daemon":
-		return loadDaemon(ctx, p)
+		return loadDaemon(ctx, l.Path)
 	default:
 		if c == nil {
 			c = registry.NewClient()
 		}
-		return PullBounded(ctx, c, p)
+		return PullBounded(ctx, c, l.Path)
 	}
 }
 
@@ -116,77 +97,43 @@ func PullBounded(ctx context.Context, c *registry.Client, ref string) (v1.Image,
 	return c.Pull(ctx, r.Context().Name()+"@"+desc.Digest.String())
 }
 
-// Save writes img to loc (see Load). An OCI layout keeps only this image
-// (stale blobs are garbage collected); a docker archive is written to a
-// temporary file and renamed, so a failed write leaves the old one intact.
+// Save writes img to loc (see Load). A bare OCI layout keeps only this
+// image, oci:DIR:TAG replaces that tag's image (stale blobs are garbage
+// collected either way); a docker archive is written to a temporary file
+// and renamed, so a failed write leaves the old one intact.
 func Save(ctx context.Context, img v1.Image, loc string, c *registry.Client) error {
-	switch kind, p := ParseLocation(loc); kind {
+	l, err := ParseImageLocation(loc)
+	if err != nil {
+		return err
+	}
+	switch l.Kind {
 	case "scratch":
 		return errors.New("cannot write to scratch")
 	case "oci":
-		lp, err := layout.FromPath(p)
-		if err != nil {
-			if lp, err = layout.Write(p, empty.Index); err != nil {
-				return fmt.Errorf("create OCI layout %s: %w", p, err)
-			}
-		}
-		if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{ociRefAnnotation: "latest"})); err != nil {
-			return fmt.Errorf("write OCI layout %s: %w", p, err)
-		}
-		d, err := img.Digest()
-		if err != nil {
-			return err
-		}
-		// Keep only the image just written, then drop blobs nothing references.
-		if err := lp.RemoveDescriptors(func(desc v1.Descriptor) bool { return desc.Digest != d }); err != nil {
-			return fmt.Errorf("write OCI layout %s: %w", p, err)
-		}
-		if _, err := lp.GarbageCollect(); err != nil {
-			return fmt.Errorf("garbage collect OCI layout %s: %w", p, err)
-		}
-		return nil
+		return saveOCI(img, l)
 	case "archive":
-		ref, err := name.ParseReference(DefaultArchiveTag)
-		if err != nil {
-			return err
-		}
-		tmp, err := os.CreateTemp(filepath.Dir(p), ".trainyard-*.tar")
-		if err != nil {
-			return err
-		}
-		tmp.Close()
-		defer os.Remove(tmp.Name())
-		if err := tarball.WriteToFile(tmp.Name(), ref, img); err != nil {
-			return fmt.Errorf("write docker archive %s: %w", p, err)
-		}
-		return os.Rename(tmp.Name(), p)
+		return saveArchive(img, l)
 	case "daemon":
-		return saveDaemon(ctx, img, p)
+		return saveDaemon(ctx, img, l.Path)
 	default:
 		if c == nil {
 			c = registry.NewClient()
 		}
-		_, err := c.Push(ctx, img, p)
+		_, err := c.Push(ctx, img, l.Path)
 		return err
 	}
 }
 
 // ParseLocation splits loc into its kind ("oci", "archive", "daemon",
-// "scratch", "registry") and path or reference.
+// "scratch", "registry") and path or reference (see ParseImageLocation; an
+// OCI tag or archive reference is not part of the path). A location that
+// does not parse is reported as "registry", which Load then refuses.
 func ParseLocation(loc string) (kind, p string) {
-	switch {
-	case loc == Scratch || loc == "":
-		return "scratch", ""
-	case strings.HasPrefix(loc, OCIPrefix):
-		return "oci", strings.TrimPrefix(loc, OCIPrefix)
-	case strings.HasPrefix(loc, DockerArchivePrefix):
-		return "archive", strings.TrimPrefix(loc, DockerArchivePrefix)
-	case strings.HasPrefix(loc, DaemonPrefix):
-		return "daemon", strings.TrimPrefix(loc, DaemonPrefix)
-	case strings.HasSuffix(loc, ".tar"):
-		return "archive", loc
+	l, err := ParseImageLocation(loc)
+	if err != nil {
+		return "registry", loc
 	}
-	return "registry", loc
+	return l.Kind, l.Path
 }
 
 // ScratchImage is an empty linux/amd64 OCI image to build trains on.
