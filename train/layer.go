@@ -423,19 +423,46 @@ func (w *LayerWriter) treeFile(t *Tree, e *Entry, full string, tf Transform) err
 		return w.File(full, e.Mode, e.Size, src)
 	}
 	size := tf.Size(e.Size)
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := tf.Apply(pw, src)
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	err = w.File(full, e.Mode, size, pr)
-	pr.CloseWithError(errors.New("transform wrote more than its announced size"))
-	if aerr := <-done; err == nil {
-		err = aerr
+	if st, ok := tf.(SizedTransform); ok {
+		ra, ok := src.(io.ReaderAt)
+		if !ok {
+			return errors.New("layer: spooled file is not seekable")
+		}
+		if size, err = st.SizeOf(ra, e.Size); err != nil {
+			return err
+		}
 	}
-	return err
+	return w.FileFunc(full, e.Mode, size, func(dst io.Writer) error { return tf.Apply(dst, src) })
+}
+
+// SizedTransform is a Transform whose output size depends on the content,
+// such as a CBC decryption whose padding is in the last block: SizeOf reads
+// what it needs of the n input bytes (random access, usually the end) so
+// that the tar header can precede the data and the output streams straight
+// into the layer.
+type SizedTransform interface {
+	Transform
+	SizeOf(src io.ReaderAt, n int64) (int64, error)
+}
+
+// FileFunc adds a regular file of exactly size bytes that fn writes, with
+// no copy in between (fn writes into the tar stream). Writing more or fewer
+// bytes is an error.
+func (w *LayerWriter) FileFunc(name string, mode, size int64, fn func(dst io.Writer) error) error {
+	if err := w.file(name, mode, size, nil); err != nil {
+		return err
+	}
+	cw := &countWriter{w: w.tw}
+	if err := fn(cw); err != nil {
+		if errors.Is(err, tar.ErrWriteTooLong) {
+			return fmt.Errorf("layer: %s: wrote more than its announced %d bytes", name, size)
+		}
+		return err
+	}
+	if cw.n != size {
+		return fmt.Errorf("layer: %s: wrote %d of %d bytes", name, cw.n, size)
+	}
+	return nil
 }
 
 // ErrPlaintext is wrapped when a sealed image would still carry plaintext

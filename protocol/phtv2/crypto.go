@@ -309,6 +309,51 @@ func Decrypt(dst io.Writer, src io.Reader, key []byte) error {
 	}
 }
 
+// DecryptedSize is the plaintext size of the n-byte ciphertext IV ||
+// AES-256-CBC(...) readable at src, found from its last block alone (CBC
+// decrypts one block given the one before it), so the plaintext can stream
+// behind a header that states its size. The checks and errors are
+// Decrypt's: a truncated file or bad padding wraps ErrDecrypt.
+func DecryptedSize(src io.ReaderAt, n int64, key []byte) (int64, error) {
+	if len(key) != KeySize {
+		return 0, fmt.Errorf("%w: AES key is %d bytes, want %d", ErrKey, len(key), KeySize)
+	}
+	switch {
+	case n < aes.BlockSize:
+		return 0, fmt.Errorf("%w: ciphertext truncated (no IV)", ErrDecrypt)
+	case n == aes.BlockSize:
+		return 0, fmt.Errorf("%w: ciphertext truncated (no data after the IV)", ErrDecrypt)
+	case n%aes.BlockSize != 0:
+		return 0, fmt.Errorf("%w: ciphertext truncated (not a multiple of %d bytes)", ErrDecrypt, aes.BlockSize)
+	}
+	var tail [2 * aes.BlockSize]byte
+	if _, err := src.ReadAt(tail[:], n-int64(len(tail))); err != nil {
+		if err == io.EOF {
+			return 0, fmt.Errorf("%w: ciphertext truncated", ErrDecrypt)
+		}
+		return 0, err
+	}
+	blk, err := aes.NewCipher(key)
+	if err != nil {
+		return 0, err
+	}
+	var last [aes.BlockSize]byte
+	blk.Decrypt(last[:], tail[aes.BlockSize:])
+	for i := range last {
+		last[i] ^= tail[i]
+	}
+	pad := int(last[aes.BlockSize-1])
+	if pad == 0 || pad > aes.BlockSize {
+		return 0, fmt.Errorf("%w: bad padding (wrong key or corrupted file)", ErrDecrypt)
+	}
+	for _, b := range last[aes.BlockSize-pad:] {
+		if int(b) != pad {
+			return 0, fmt.Errorf("%w: bad padding (wrong key or corrupted file)", ErrDecrypt)
+		}
+	}
+	return n - aes.BlockSize - int64(pad), nil
+}
+
 // NewKey draws a fresh 32-byte symmetric key.
 func NewKey() []byte {
 	k := make([]byte, KeySize)

@@ -148,24 +148,65 @@ func PreRun(ctx context.Context, img v1.Image, st Station, opts ...Option) (*Out
 		if len(state.Results.Files()) > 0 {
 			return nil, fmt.Errorf("%w: /%s holds files but result_hash is null", ErrTampered, train.ResultsDir)
 		}
-	} else {
-		if err := verifyChain(cfg, stop); err != nil {
-			return nil, err
+	} else if err := verifyChain(cfg, stop); err != nil {
+		return nil, err
+	}
+
+	// The decrypted state layer: the previous results are decrypted from
+	// the spool straight into it (hashed on the way), so each result byte
+	// is written once more, not spooled again; the layer is a private
+	// temporary file, aborted (removed) unless every check below holds.
+	w, err := train.NewStateWriter(o.tmpDir, img)
+	if err != nil {
+		return nil, fmt.Errorf("write decrypted image: %w", err)
+	}
+	var layer *train.FileLayer
+	defer func() {
+		if layer == nil {
+			w.Abort()
 		}
-		if err := verifyResults(cfg, stop, state.Results, key, sid); err != nil {
-			return nil, err
+	}()
+	if err := w.Tree(state.Train, nil); err != nil {
+		return nil, fmt.Errorf("write decrypted image: %w", err)
+	}
+	if first {
+		if err := w.Tree(state.Results, nil); err != nil {
+			return nil, fmt.Errorf("write decrypted image: %w", err)
 		}
+	} else if err := verifyResults(cfg, stop, state.Results, key, sid, w); err != nil {
+		return nil, err
 	}
 
 	var userKey []byte
 	if cfg.Creator.EncryptedKey != nil {
 		userKey, _ = cfg.Creator.EncryptedKey.Bytes()
 	}
-	out, layer, err := train.WriteState(img, o.tmpDir, state.Config, state.Train, nil, state.Results, nil, userKey)
+	if err := writeConfigAndKey(w, state.Config, userKey); err != nil {
+		return nil, fmt.Errorf("write decrypted image: %w", err)
+	}
+	l, err := w.Close()
 	if err != nil {
 		return nil, fmt.Errorf("write decrypted image: %w", err)
 	}
-	return &Output{Image: out, Config: cfg, First: first, Decrypted: true, layer: layer}, nil
+	layer = l
+	out, err := train.WithState(img, l)
+	if err != nil {
+		l.Remove()
+		return nil, fmt.Errorf("write decrypted image: %w", err)
+	}
+	return &Output{Image: out, Config: cfg, First: first, Decrypted: true, layer: l}, nil
+}
+
+// writeConfigAndKey ends a state layer like train.WriteState: the config,
+// then the user key file (a whiteout hides an old one when there is none).
+func writeConfigAndKey(w *train.LayerWriter, cfg, userKey []byte) error {
+	if err := w.File(train.ConfigPath, 0o644, int64(len(cfg)), bytes.NewReader(cfg)); err != nil {
+		return err
+	}
+	if userKey != nil {
+		return w.File(train.UserKeyPath, 0o644, int64(len(userKey)), bytes.NewReader(userKey))
+	}
+	return w.Whiteout(train.UserKeyPath)
 }
 
 // decryptTrain decrypts every regular train file in place and returns the
@@ -281,21 +322,16 @@ func verifyChain(cfg *train.Config, own *train.RouteEntry) error {
 	return nil
 }
 
-// verifyResults decrypts the previous results in place and checks e_d and
-// the previous station's signature over it.
-func verifyResults(cfg *train.Config, own *train.RouteEntry, t *train.Tree, key, sid []byte) error {
+// verifyResults decrypts the previous results into w (the decrypted state
+// layer) and checks e_d and the previous station's signature over it.
+func verifyResults(cfg *train.Config, own *train.RouteEntry, t *train.Tree, key, sid []byte, w *train.LayerWriter) error {
 	if own.Index == 0 {
 		return fmt.Errorf("%w: result_hash is set at the first stop", ErrTampered)
 	}
 	prev := cfg.StopAt(own.Index - 1)
 	rh := NewResultHasher(sid)
-	for _, e := range t.Files() {
-		err := t.Rewrite(e, func(dst io.Writer, src io.Reader) error {
-			return Decrypt(io.MultiWriter(dst, rh), src, key)
-		})
-		if err != nil {
-			return fmt.Errorf("result file %s: %w", e.Name, err)
-		}
+	if err := w.Tree(t, hashingDecryptor{key: key, h: rh}); err != nil {
+		return fmt.Errorf("result file %w", err)
 	}
 	got := rh.Sum()
 	want, _ := cfg.ResultHash.Bytes()
@@ -464,4 +500,21 @@ type hashingEncryptor struct {
 
 func (e hashingEncryptor) Apply(dst io.Writer, src io.Reader) error {
 	return Encrypt(dst, io.TeeReader(src, e.h), e.key, nil)
+}
+
+// hashingDecryptor is a train.SizedTransform: it decrypts into the layer
+// and feeds the plaintext to the results hash in the same pass.
+type hashingDecryptor struct {
+	key []byte
+	h   io.Writer
+}
+
+func (d hashingDecryptor) Size(n int64) int64 { return -1 } // SizeOf decides
+
+func (d hashingDecryptor) SizeOf(src io.ReaderAt, n int64) (int64, error) {
+	return DecryptedSize(src, n, d.key)
+}
+
+func (d hashingDecryptor) Apply(dst io.Writer, src io.Reader) error {
+	return Decrypt(io.MultiWriter(dst, d.h), src, d.key)
 }
