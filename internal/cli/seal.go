@@ -14,6 +14,7 @@ import (
 
 	"github.com/trainyard/trainyard/keyserver"
 	"github.com/trainyard/trainyard/seal"
+	"github.com/trainyard/trainyard/train"
 )
 
 func init() {
@@ -49,6 +50,18 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 			client := newClient(cmd, insecure)
 			var srcs []seal.Source
 			for _, ref := range images {
+				if l, err := train.ParseImageLocation(ref); err != nil {
+					return err
+				} else if l.Kind != "registry" {
+					// oci:DIR[:TAG|@DIGEST], docker-archive:FILE[:REF], FILE.tar,
+					// docker-daemon:REF: opened by the one location parser.
+					src, err := localSealSource(cmd, ref)
+					if err != nil {
+						return err
+					}
+					srcs = append(srcs, src)
+					continue
+				}
 				r, err := client.ParseReference(ref)
 				if err != nil {
 					return err
@@ -130,7 +143,7 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&images, "images", nil, "images to seal (repo:tag or repo:tag@digest; repeat or comma-separate)")
+	f.StringSliceVar(&images, "images", nil, "images to seal: repo:tag, repo:tag@digest, oci:DIR[:TAG|@DIGEST], docker-archive:FILE[:REPO:TAG], FILE.tar or docker-daemon:REPO:TAG (repeat or comma-separate)")
 	f.StringVarP(&out, "out", "o", "", "archive file to write")
 	f.StringSliceVar(&devices, "devices", nil, "devices to make key shares for (default: one device named \"default\")")
 	f.StringVar(&keysDir, "keys-dir", "", "directory for the device keys and fragments (default: next to --out)")
