@@ -96,10 +96,17 @@ func TestStationCLIRoute(t *testing.T) {
 			t.Fatalf("%v: exit %d, %q", args, c, stderr)
 		}
 	}
-	out := ok("station", "run", host+"/net/stations/st1:t1", "--id", "st1", "--key", p("st1.key"), "--data", data,
-		"--trust-dir", p("st1-trust"), root)
-	if !strings.Contains(out, "pushed to "+host+"/net/users/alice:t1") {
-		t.Fatalf("station run: %s", out)
+	c, out, stderr := execRoot(t, "", "station", "run", host+"/net/stations/st1:t1", "--id", "st1", "--key", p("st1.key"), "--data", data,
+		"--trust-dir", p("st1-trust"), "--train-logs", p("train-logs"), root)
+	if c != 0 || !strings.Contains(out, "pushed to "+host+"/net/users/alice:t1") {
+		t.Fatalf("station run: exit %d: %s %s", c, out, stderr)
+	}
+	// The train's own output is kept apart from the station's output.
+	if strings.Contains(out+stderr, "patients so far") {
+		t.Fatalf("train output on the station's streams: %q %q", out, stderr)
+	}
+	if logs := ok("station", "logs", "t1", "--train-logs", p("train-logs")); !strings.Contains(logs, "== t1.stop0.") || !strings.Contains(logs, "station st1: 2 patients so far") {
+		t.Fatalf("station logs: %q", logs)
 	}
 	ok("train", "open", host+"/net/users/alice:t1", "--creator", "alice", "--key", p("alice.key"), "--out", p("results"),
 		"--trust-dir", p("alice-trust"))
