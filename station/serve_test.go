@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/station"
 )
@@ -69,5 +72,33 @@ func TestServePollsInbox(t *testing.T) {
 	// The durable guard remembers the stop: the same train again is refused.
 	if _, err := n.stations["a"].Process(n.ctx, n.network.Inbox("a")+":t1"); !errors.Is(err, hardened.ErrReplay) {
 		t.Fatalf("replay after poll: %v", err)
+	}
+}
+
+// TestServeSkipsOversizedManifest: a train whose manifest is over the
+// bound sits in the inbox beside a genuine one. Polling never downloads it
+// (HEAD only), keeps going, and runs the genuine train.
+func TestServeSkipsOversizedManifest(t *testing.T) {
+	runner := needRunc(t)
+	n := newNet(t, runner, "a")
+	ref := n.create(t, "a")
+	img, err := n.rc.Pull(n.ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := mutate.Annotations(img, map[string]string{"padding": strings.Repeat("a", 5<<20)}).(v1.Image)
+	if _, err := n.rc.Push(n.ctx, big, n.network.Inbox("a")+":0big"); err != nil {
+		t.Fatal(err)
+	}
+	db, err := station.OpenDB(filepath.Join(t.TempDir(), "station.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	n.stations["a"].Guard = db
+	srv := &station.Server{Station: n.stations["a"], DB: db}
+	done, err := srv.PollOnce(n.ctx)
+	if err != nil || len(done) != 1 || done[0].Tag != "t1" || done[0].Error != "" {
+		t.Fatalf("poll: %+v, %v", done, err)
 	}
 }
