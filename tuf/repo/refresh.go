@@ -18,6 +18,8 @@ import (
 	"github.com/trainyard/trainyard/tuf"
 	"github.com/trainyard/trainyard/tuf/client"
 	"github.com/trainyard/trainyard/tuf/internal/flock"
+	"github.com/trainyard/trainyard/tuf/keys"
+	"github.com/trainyard/trainyard/tuf/ocistore"
 )
 
 // A role is due for re-signing when less than half of its lifetime is
@@ -44,9 +46,10 @@ func (p *Publisher) NextDue() (time.Time, error) {
 }
 
 // Refresh re-signs and publishes what is due: the timestamp alone when only
-// it is due; targets (and due delegated roles), snapshot and timestamp when
-// the snapshot or a targets role is due; a new root version (same keys)
-// first when the root is due. It returns the roles it re-signed, none when
+// it is due; snapshot and timestamp when the snapshot is due (no targets
+// key needed); targets (and due delegated roles), snapshot and timestamp
+// when a targets role is due; a new root version (same keys) first when
+// the root is due. It returns the roles it re-signed, none when
 // nothing was due. Safe to run from cron: every publish is guarded
 // (ErrConflict when another admin published).
 func (p *Publisher) Refresh(ctx context.Context) ([]string, error) {
@@ -86,7 +89,7 @@ func (p *Publisher) Refresh(ctx context.Context) ([]string, error) {
 			return nil, err
 		}
 		return []string{Root, Targets, Snapshot, Timestamp}, nil
-	case due[Snapshot] || len(dueTargets) > 0:
+	case len(dueTargets) > 0:
 		if err := p.markDirty(dueTargets); err != nil {
 			return nil, err
 		}
@@ -100,6 +103,11 @@ func (p *Publisher) Refresh(ctx context.Context) ([]string, error) {
 			}
 		}
 		return append(roles, Snapshot, Timestamp), nil
+	case due[Snapshot]:
+		if err := p.refreshSnapshot(ctx); err != nil {
+			return nil, err
+		}
+		return []string{Snapshot, Timestamp}, nil
 	case due[Timestamp]:
 		if err := p.RefreshTimestamp(ctx); err != nil {
 			return nil, err
@@ -107,6 +115,63 @@ func (p *Publisher) Refresh(ctx context.Context) ([]string, error) {
 		return []string{Timestamp}, nil
 	}
 	return nil, nil
+}
+
+// refreshSnapshot re-signs the published snapshot (same contents, new
+// version and expiry) and a timestamp for it: the snapshot and timestamp
+// keys suffice, the targets key may stay offline.
+func (p *Publisher) refreshSnapshot(ctx context.Context) error {
+	unlock, err := flock.Lock(p.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	root, err := p.root()
+	if err != nil {
+		return err
+	}
+	st, err := p.loadState()
+	if err != nil {
+		return err
+	}
+	old, err := readMeta(p.metaPath(Snapshot), metadata.Snapshot())
+	if err != nil {
+		return err
+	}
+	snap := metadata.Snapshot(p.now().UTC().Add(p.lifetime(Snapshot)))
+	snap.Signed.Meta = old.Signed.Meta
+	snap.Signed.Version = st.Published[Snapshot] + 1
+	sr := root.Signed.Roles[Snapshot]
+	if err := p.signRole(Snapshot, sr.KeyIDs, sr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(snap, s...) }); err != nil {
+		return err
+	}
+	if err := root.VerifyDelegate(Snapshot, snap); err != nil {
+		return fmt.Errorf("%w: snapshot: %w", ErrThreshold, err)
+	}
+	snapData, err := snap.ToBytes(true)
+	if err != nil {
+		return err
+	}
+	ts, tsData, err := p.signTimestamp(root, st, snapData, snap.Signed.Version)
+	if err != nil {
+		return err
+	}
+	files := []pubFile{
+		{fmt.Sprintf("%d.snapshot.json", snap.Signed.Version), snapData, nil},
+		{fmt.Sprintf("%d.timestamp.json", ts.Signed.Version), tsData, []string{ocistore.TimestampTag}},
+	}
+	if err := p.publish(ctx, st, files, false); err != nil {
+		return err
+	}
+	if err := writeMeta(p.metaPath(Snapshot), snap); err != nil {
+		return err
+	}
+	if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
+		return err
+	}
+	st.Published[Snapshot], st.Published[Timestamp] = snap.Signed.Version, ts.Signed.Version
+	st.Pending = nil
+	return p.saveState(st)
 }
 
 // markDirty makes PushMetadata re-sign delegated roles that are due.
