@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -269,3 +271,50 @@ func TestTimeoutsFromEnv(t *testing.T) {
 }
 
 func nopLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// fullBacklog returns the address of a socket that listens with a backlog
+// of 0 and never accepts; once its queue is full the kernel drops further
+// SYNs, so a new connection attempt hangs in connect().
+func fullBacklog(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	// Fill the queue; the attempt that no longer completes tells us it is full.
+	for i := 0; i < 8; i++ {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Fatal("backlog never filled")
+	return ""
+}
+
+// TestDialTimeout: a registry whose connect() never completes fails with
+// ErrTimeout after the dial timeout.
+func TestDialTimeout(t *testing.T) {
+	host := fullBacklog(t)
+	c := newTestClient()
+	err := within(t, 10*time.Second, func() error {
+		_, err := c.ListTags(context.Background(), host+"/pht/train")
+		return err
+	})
+	if !errors.Is(err, registry.ErrTimeout) || !strings.Contains(err.Error(), "dial") {
+		t.Fatalf("err = %v, want a dial ErrTimeout", err)
+	}
+}
