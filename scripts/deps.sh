@@ -7,6 +7,8 @@ need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+# faketime: the TUF conformance contract's clock (FAKETIME) checked for real.
+command -v faketime >/dev/null 2>&1 || need+=(faketime)
 # The interop tests run python3 (the first on PATH, else /usr/bin/python3)
 # with the cryptography package.
 if ! python3 -c 'import cryptography' >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1; then
