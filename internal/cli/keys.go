@@ -45,23 +45,36 @@ reads the key then asks for it (or reads TRAINYARD_KEY_PASSWORD).`,
 		},
 	}
 	gen.Flags().BoolVar(&encrypt, "encrypt", false, "encrypt the private key with a passphrase (TRAINYARD_KEY_PASSWORD, else asked twice)")
-	cmd.AddCommand(gen, &cobra.Command{
+	var output string
+	var checkOutput func() error
+	show := &cobra.Command{
 		Use:   "show FILE",
 		Short: "Print the key ids of a public (.pub) or private (.key) key file",
-		Args:  cobra.ExactArgs(1),
+		Example: `  trainyard keys show hospital-a.pub
+  trainyard keys show alice.key -o json | jq -r .sign_key`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(); err != nil {
+				return err
+			}
+			private := false
 			pub, err := hardened.LoadPublicKey(args[0])
 			if err != nil {
 				priv, perr := loadPrivateKey(cmd, args[0])
 				if perr != nil {
 					return err
 				}
-				pub = priv.Public()
+				pub, private = priv.Public(), true
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), KeyIDs{SignKey: pub.SignKeyID(), EncKey: pub.EncKeyID(), Private: private})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "sign key %s\nenc key  %s\n", pub.SignKeyID(), pub.EncKeyID())
 			return nil
 		},
-	})
+	}
+	checkOutput = outputFlag(show, &output)
+	cmd.AddCommand(gen, show)
 	return cmd
 }
 

@@ -1,14 +1,18 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/trainyard/trainyard/internal/fsutil"
+	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/protocol/phtv2"
 	"github.com/trainyard/trainyard/train"
 )
@@ -186,11 +190,24 @@ when it holds, 1 with the first violation otherwise.`,
 
 func newTrainShowCmd() *cobra.Command {
 	var insecure bool
+	var output string
+	var checkOutput func() error
 	c := &cobra.Command{
 		Use:   "show IMAGE",
-		Short: "Print a train's train_config.json",
-		Args:  cobra.ExactArgs(1),
+		Short: "Print a train's public facts (trainyard/v1: id, creator, route, stops; pht-v2: train_config.json), no keys needed",
+		Long: `Print what a train's config says about it, for either protocol, without any key.
+A trainyard/v1 train shows its id, creator, route, finished stops and approval
+digest from the signed envelope, but show checks no signature: "train open"
+and the stations verify. A pht-v2 train prints its train_config.json.
+IMAGE is ` + imageLocationHelp + `.`,
+		Example: `  trainyard train show 127.0.0.1:5000/net/users/alice:t1
+  trainyard train show oci:./t1 -o json | jq -r '.stops[].station'
+  trainyard train show localhost:5000/station/t1:latest   # a pht-v2 train`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(); err != nil {
+				return err
+			}
 			img, err := train.Load(cmd.Context(), train.ResolveLocal(cmd.Context(), args[0]), newClient(cmd, insecure))
 			if err != nil {
 				return err
@@ -198,6 +215,10 @@ func newTrainShowCmd() *cobra.Command {
 			raw, err := train.ReadFile(cmd.Context(), img, train.ConfigPath, train.MaxConfigSize)
 			if err != nil {
 				return err
+			}
+			w := cmd.OutOrStdout()
+			if hardened.IsEnvelope(raw) {
+				return showV1(w, raw, output)
 			}
 			cfg, err := train.ParseConfig(raw)
 			if err != nil {
@@ -207,12 +228,51 @@ func newTrainShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			if output == "json" {
+				return writeJSON(w, struct {
+					Protocol string          `json:"protocol"`
+					ID       string          `json:"id"`
+					Config   json.RawMessage `json:"config"`
+				}{"pht-v2", cfg.ID, out})
+			}
+			fmt.Fprintln(w, string(out))
 			return nil
 		},
 	}
+	checkOutput = outputFlag(c, &output)
 	registryFlags(c, &insecure)
 	return c
+}
+
+// showV1 prints a trainyard/v1 envelope's public facts; nothing is verified.
+func showV1(w io.Writer, raw []byte, output string) error {
+	env, err := hardened.ParseEnvelope(raw)
+	if err != nil {
+		return err
+	}
+	st, stops, err := env.Unverified()
+	if err != nil {
+		return err
+	}
+	f := trainFacts(st, stops)
+	if output == "json" {
+		return writeJSON(w, f)
+	}
+	fmt.Fprintf(w, "train      %s (%s; signatures not checked: train open verifies)\n", f.ID, f.Protocol)
+	fmt.Fprintf(w, "creator    %s\ncreated    %s\n", f.Creator, f.Created.Format(time.RFC3339))
+	fmt.Fprintf(w, "route      %s\n", strings.Join(f.Route, " -> "))
+	fmt.Fprintf(w, "stops      %d of %d\n", len(f.Stops), len(f.Route))
+	for _, s := range f.Stops {
+		fmt.Fprintf(w, "  %d %s %s\n", s.Index, s.Station, s.Time.Format(time.RFC3339))
+	}
+	if f.Next != "" {
+		fmt.Fprintf(w, "next       %s\n", f.Next)
+	}
+	fmt.Fprintf(w, "approval   %s\nentrypoint %s\n", f.Approval, strings.Join(f.Entrypoint, " "))
+	if f.Base != "" {
+		fmt.Fprintf(w, "base       %s\n", f.Base)
+	}
+	return nil
 }
 
 func newTrainResultsCmd() *cobra.Command {

@@ -117,7 +117,8 @@ func checkTrainDef(code string, exec execFlags) error {
 
 func newTrainOpenCmd() *cobra.Command {
 	var f trustFlags
-	var user, key, out, tmp string
+	var user, key, out, tmp, output string
+	var checkOutput func() error
 	c := &cobra.Command{
 		Use:   "open IMAGE --creator ID --key FILE.key --out DIR",
 		Short: "Verify a finished trainyard/v1 train from its first stop and decrypt its results into DIR",
@@ -126,6 +127,9 @@ func newTrainOpenCmd() *cobra.Command {
 			ctx := cmd.Context()
 			if user == "" || key == "" || out == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("--creator, --key and --out are required")}
+			}
+			if err := checkOutput(); err != nil {
+				return err
 			}
 			k, err := loadPrivateKey(cmd, key)
 			if err != nil {
@@ -146,11 +150,17 @@ func newTrainOpenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if output == "json" {
+				f := trainFacts(v.Statement, v.Stops)
+				return writeJSON(cmd.OutOrStdout(), OpenedTrain{ID: f.ID, TrainDigest: v.TrainDigest, Creator: f.Creator,
+					Route: f.Route, Stops: f.Stops, Complete: v.Complete(), Approval: v.Approval.Digest, ResultsDir: out})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "train %s verified over %d stops; results in %s\n", v.Statement.ID, len(v.Stops), out)
 			return nil
 		},
 	}
 	f.add(c)
+	checkOutput = outputFlag(c, &output)
 	c.Flags().StringVar(&user, "creator", envOr("TRAINYARD_USER", ""), "creator's user id (TRAINYARD_USER)")
 	c.Flags().StringVar(&key, "key", envOr("TRAINYARD_USER_KEY", ""), "creator's private key file (TRAINYARD_USER_KEY)")
 	c.Flags().StringVar(&out, "out", "", "directory for the decrypted results (must be empty)")
@@ -160,8 +170,9 @@ func newTrainOpenCmd() *cobra.Command {
 
 func newTrainDigestCmd() *cobra.Command {
 	var exec execFlags
-	var code, base string
+	var code, base, output string
 	var insecure bool
+	var checkOutput func() error
 	c := &cobra.Command{
 		Use:   "digest --code DIR --entrypoint PATH [exec flags] [--base IMAGE]",
 		Short: "Print the approval digest of a train definition (code tree, exec config, base), what approvers sign",
@@ -173,6 +184,9 @@ func newTrainDigestCmd() *cobra.Command {
 			if err := checkTrainDef(code, exec); err != nil {
 				return err
 			}
+			if err := checkOutput(); err != nil {
+				return err
+			}
 			b, err := train.Load(cmd.Context(), base, newClient(cmd, insecure))
 			if err != nil {
 				return err
@@ -181,11 +195,15 @@ func newTrainDigestCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), TrainDigest{Digest: d, Code: code, Base: base, Entrypoint: exec.entrypoint, Cmd: exec.cmd})
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), d)
 			return nil
 		},
 	}
 	exec.add(c)
+	checkOutput = outputFlag(c, &output)
 	registryFlags(c, &insecure)
 	c.Flags().StringVar(&code, "code", "", "directory of the train's code")
 	c.Flags().StringVar(&base, "base", train.Scratch, "base image: scratch, a registry reference, oci:DIR or a docker tarball")

@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/trainyard/trainyard/trainrun"
+	"github.com/trainyard/trainyard/tuf/keys"
+)
+
+// TestTrainV1ShowAndJSON: train show reads a trainyard/v1 train's public
+// facts without keys (before and after a stop), and keys show, train digest,
+// train show and train open print JSON that parses into the documented
+// fields. The stop runs with real runc.
+func TestTrainV1ShowAndJSON(t *testing.T) {
+	if err := trainrun.NewRunc().Available(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must run trains: %v", err)
+		}
+		t.Skip(err)
+	}
+	keys.ScryptN = 1 << 10
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	dir := t.TempDir()
+	p := func(s string) string { return filepath.Join(dir, s) }
+	t.Setenv("TRAINYARD_TRUST_REPO", host+"/net/trust")
+	t.Setenv("TRAINYARD_TRUST_ADMIN_DIR", p("admin"))
+	t.Setenv("TRAINYARD_TRUST_KEY_PASSWORD", "pw")
+	t.Setenv("TRAINYARD_NETWORK", host+"/net")
+	code := p("code")
+	os.MkdirAll(code, 0o755)
+	if err := trainrun.BuildStatic(context.Background(), "../../demo/aggregate", filepath.Join(code, "aggregate")); err != nil {
+		t.Fatal(err)
+	}
+	data := p("data")
+	os.MkdirAll(data, 0o755)
+	os.WriteFile(filepath.Join(data, "p.csv"), []byte("id,age,diagnosis\n1,30,flu\n"), 0o644)
+	ok := func(args ...string) string {
+		t.Helper()
+		c, out, stderr := execRoot(t, "", args...)
+		if c != 0 {
+			t.Fatalf("%v: exit %d: %s", args, c, stderr)
+		}
+		return out
+	}
+	decode := func(out string, v any) {
+		t.Helper()
+		d := json.NewDecoder(strings.NewReader(out))
+		d.DisallowUnknownFields()
+		if err := d.Decode(v); err != nil {
+			t.Fatalf("JSON %q: %v", out, err)
+		}
+	}
+
+	ok("keys", "generate", p("alice"))
+	ok("keys", "generate", p("st1"))
+	var k KeyIDs
+	decode(ok("keys", "show", p("alice.key"), "-o", "json"), &k)
+	if !k.Private || !strings.Contains(ok("keys", "show", p("alice.pub")), k.SignKey) || k.EncKey == "" {
+		t.Fatalf("keys show -o json: %+v", k)
+	}
+	ok("trust", "init")
+	ok("trust", "add-user", "alice", "--key", p("alice.pub"))
+	ok("trust", "add-station", "st1", "--key", p("st1.pub"))
+	var dg TrainDigest
+	decode(ok("train", "digest", "--code", code, "--entrypoint", "/opt/pht_train/aggregate", "-o", "json"), &dg)
+	if !strings.HasPrefix(dg.Digest, "sha256:") || dg.Base != "scratch" || len(dg.Entrypoint) != 1 {
+		t.Fatalf("train digest -o json: %+v", dg)
+	}
+	ok("trust", "approve-train", "--digest", dg.Digest, "--user", "alice", "--key", p("alice.key"))
+	root := "--trust-root=" + p("admin") + "/metadata/root.json"
+	ok("train", "create", "--code", code, "--route", "st1", "--creator", "alice", "--id", "t9", "--entrypoint", "/opt/pht_train/aggregate",
+		"--key", p("alice.key"), "--trust-dir", p("alice-trust"), root)
+
+	// show needs no key and no trust directory, before the first stop ...
+	inbox := host + "/net/stations/st1:t9"
+	text := ok("train", "show", inbox)
+	for _, want := range []string{"train      t9 (trainyard/v1; signatures not checked", "creator    alice", "route      st1", "stops      0 of 1", "next       st1", "approval   " + dg.Digest} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("train show lacks %q:\n%s", want, text)
+		}
+	}
+	var f TrainFacts
+	decode(ok("train", "show", inbox, "-o", "json"), &f)
+	if f.Protocol != "trainyard/v1" || f.Verified || f.ID != "t9" || f.Creator != "alice" || len(f.Route) != 1 || len(f.Stops) != 0 || f.Next != "st1" || f.Approval != dg.Digest {
+		t.Fatalf("train show -o json: %+v", f)
+	}
+	if c, _, stderr := execRoot(t, "", "train", "show", inbox, "-o", "yaml"); c != 2 || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("-o yaml: exit %d %q", c, stderr)
+	}
+
+	ok("station", "run", inbox, "--id", "st1", "--key", p("st1.key"), "--data", data, "--trust-dir", p("st1-trust"), "--train-logs", p("logs"), root)
+	outbox := host + "/net/users/alice:t9"
+	f = TrainFacts{}
+	decode(ok("train", "show", outbox, "-o", "json"), &f)
+	if len(f.Stops) != 1 || f.Stops[0].Station != "st1" || f.Stops[0].Index != 0 || f.Stops[0].Time.IsZero() || f.Next != "" {
+		t.Fatalf("train show after the stop: %+v", f)
+	}
+	var o OpenedTrain
+	decode(ok("train", "open", outbox, "--creator", "alice", "--key", p("alice.key"), "--out", p("results"), "--trust-dir", p("alice-trust"), "-o", "json"), &o)
+	if o.ID != "t9" || !o.Complete || len(o.Stops) != 1 || o.ResultsDir != p("results") || o.Approval != dg.Digest || !strings.HasPrefix(o.TrainDigest, "sha256:") {
+		t.Fatalf("train open -o json: %+v", o)
+	}
+	if _, err := os.Stat(p("results/aggregate.json")); err != nil {
+		t.Fatal(err)
+	}
+}
