@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages trainyard's tests and demo need, once:
-# runc (trains run with it), e2fsprogs (results filesystems), openssl (legacy-format tests), docker.io
-# (Docker backend tests).
+# runc (trains run with it), e2fsprogs (mkfs.ext4 for each run's capped
+# results filesystem), openssl (legacy-format tests), faketime (the TUF
+# client's faked clock), python3-cryptography (the Python side of the PHT
+# interop tests), docker.io (Docker backend tests).
 set -euo pipefail
 need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
@@ -14,8 +16,6 @@ command -v faketime >/dev/null 2>&1 || need+=(faketime)
 if ! python3 -c 'import cryptography' >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1; then
 	need+=(python3-cryptography)
 fi
-# mkfs.ext4: each runc run's results live on a capped ext4 made for it.
-command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 # dockerd: the Docker Engine API backend's tests start their own daemon
 # (paths under /tmp) and skip without it. TRAINYARD_NO_DOCKER=1 skips it.
 if [ -z "${TRAINYARD_NO_DOCKER:-}" ]; then
