@@ -293,7 +293,7 @@ func newTrustCmd() *cobra.Command {
 			return nil
 		},
 	}
-	approve.Flags().StringVar(&ap.digest, "digest", "", "approval digest (from `trainyard train digest`)")
+	approve.Flags().StringVar(&ap.digest, "digest", "", "approval `digest` to sign, as printed by \"trainyard train digest\"")
 	approve.Flags().StringVar(&ap.code, "code", "", "the reviewed code directory (computes the digest)")
 	approve.Flags().StringVar(&ap.base, "base", train.Scratch, "base image: scratch, a registry reference, oci:DIR or a docker tarball")
 	approve.Flags().StringVar(&ap.user, "user", "", "approving user id (required)")
