@@ -48,12 +48,18 @@ func FuzzReadState(f *testing.F) {
 	f.Add(layer(cfg, tar.Header{Typeflag: tar.TypeSymlink, Name: CodeBlob, Linkname: "/etc/shadow"}))
 	f.Add(layer(cfg, tar.Header{Typeflag: tar.TypeChar, Name: "opt/pht_results/x", Devmajor: 1, Devminor: 3}))
 	f.Add([]byte("not a tar"))
+	base := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		dir := t.TempDir()
+		// One directory per input under a shared base: t.TempDir per exec
+		// costs more than the reader.
+		dir, err := os.MkdirTemp(base, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
 		st := &sealedTrain{dir: dir}
 		plain := &boundedReader{r: bytes.NewReader(b), limit: maxEnvelopeSize + stateSlack}
-		_, err := readState(context.Background(), tar.NewReader(plain), plain, st, verify)
-		if err != nil {
+		if _, err := readState(context.Background(), tar.NewReader(plain), plain, st, verify); err != nil {
 			return
 		}
 		got, rerr := os.ReadFile(st.code)
