@@ -192,16 +192,38 @@ func newManifestCmd() *cobra.Command {
 
 func newManifestInspectCmd() *cobra.Command {
 	var e manifestEnv
+	var output string
 	cmd := &cobra.Command{
 		Use:   "inspect FILE|-|IMAGE-REF",
 		Short: "Print a JSON summary: kind, digest, layers (schema1: from the signed payload), signatures",
+		Example: `  trainyard manifest inspect 127.0.0.1:5000/net/trust:1.root.json
+  trainyard manifest inspect manifest.json --media-type application/vnd.oci.image.manifest.v1+json
+  crane manifest alpine:3.19 | trainyard manifest inspect - -o text`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "json" && output != "text" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--output %q: use json or text", output)}
+			}
 			src, err := e.load(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			out, err := json.MarshalIndent(manifest.Describe(src.m), "", "  ")
+			sum := manifest.Describe(src.m)
+			if output == "text" {
+				w := cmd.OutOrStdout()
+				fmt.Fprintf(w, "kind       %s\nmedia type %s\ndigest     %s\nsize       %d\n", sum.Kind, sum.MediaType, sum.Digest, sum.Size)
+				if sum.Config != nil {
+					fmt.Fprintf(w, "config     %s\n", sum.Config.Digest)
+				}
+				for _, l := range sum.Layers {
+					fmt.Fprintf(w, "layer      %s %d\n", l.Digest, l.Size)
+				}
+				for _, m := range sum.Manifests {
+					fmt.Fprintf(w, "manifest   %s %d\n", m.Digest, m.Size)
+				}
+				return nil
+			}
+			out, err := json.MarshalIndent(sum, "", "  ")
 			if err != nil {
 				return err
 			}
@@ -209,6 +231,7 @@ func newManifestInspectCmd() *cobra.Command {
 		},
 	}
 	e.flags(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "json", "output `format`: json (the manifest package's Summary fields) or text")
 	return cmd
 }
 
@@ -218,6 +241,8 @@ func newManifestDigestCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "digest FILE|-|IMAGE-REF",
 		Short: "Print the manifest digest (schema1: over the signed payload; signatures are not checked)",
+		Example: `  trainyard manifest digest 127.0.0.1:5000/azaion/annotations:3.1
+  trainyard manifest digest --algorithm sha512 manifest.json`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, err := e.load(cmd, args[0])
@@ -243,6 +268,8 @@ func newManifestVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify FILE|-|IMAGE-REF",
 		Short: "Exit 0 only if the manifest is well formed and its signatures (schema1) or config digest (--config) hold",
+		Example: `  trainyard manifest verify schema1.json
+  trainyard manifest verify manifest.json --config config.json --digest sha256:3f1c...`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, err := e.load(cmd, args[0])
@@ -295,6 +322,8 @@ func newManifestSignCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sign FILE|-|IMAGE-REF --key PEM",
 		Short: "Sign a schema1 manifest (ES256/384/512 by curve, RS256 for RSA); the digest does not change",
+		Example: `  trainyard manifest keygen --output signer.pem
+  trainyard manifest sign schema1.json --key signer.pem -o signed.json`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := loadKey(keyPath)
@@ -331,6 +360,8 @@ func newManifestConvertCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "convert FILE|-|IMAGE-REF --to schema1|schema2|oci",
 		Short: "Convert schema2/OCI to schema1 (signed with --key), schema1 to schema2/OCI, schema2 <-> OCI",
+		Example: `  trainyard manifest convert 127.0.0.1:5000/app:1 --to schema1 --key signer.pem -o schema1.json
+  trainyard manifest convert schema1.json --to oci --blobs ./layout/blobs --config-out config.json -o oci.json`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, ok := map[string]manifest.Kind{"schema1": manifest.KindSchema1, "schema2": manifest.KindDockerV2,
@@ -465,6 +496,8 @@ func newManifestKeygenCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keygen --output FILE",
 		Short: "Generate a schema1 signing key (PKCS#8 PEM): ES256 (default), ES384, ES512 or RS256",
+		Example: `  trainyard manifest keygen --output signer.pem
+  trainyard manifest keygen --alg RS256 --output rsa-signer.pem`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output == "" {

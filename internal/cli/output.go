@@ -14,7 +14,7 @@ import (
 // outputFlag adds -o/--output (text or json) and returns a check to call
 // before any work, so a typo fails before a pull or a decryption.
 func outputFlag(c *cobra.Command, format *string) func() error {
-	c.Flags().StringVarP(format, "output", "o", "text", "output format: `text` or json (field names are stable, see README)")
+	c.Flags().StringVarP(format, "output", "o", "text", "output `format`: text or json (field names are stable, see README)")
 	return func() error {
 		switch *format {
 		case "text", "json":

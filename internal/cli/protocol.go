@@ -28,6 +28,14 @@ func newProtocolCmd() *cobra.Command {
 	return cmd
 }
 
+var protocolExamples = map[string]string{
+	"pre-run": `  STATION_ID=s1 PRIVATE_KEY_PATH=s1.pem trainyard protocol pre-run localhost:5000/station/t1:latest --out oci:./t1
+  trainyard protocol pre-run docker-archive:t1.tar --station-id s1 --private-key s1.pem --out ./t1-pre.tar
+  STATION_ID=s1 PRIVATE_KEY_PATH=s1.pem trainyard protocol pre-run docker-daemon:t1:latest`,
+	"post-run": `  STATION_ID=s1 PRIVATE_KEY_PATH=s1.pem trainyard protocol post-run oci:./t1 --out localhost:5000/station/t1:latest
+  STATION_ID=s1 PRIVATE_KEY_PATH=s1.pem trainyard protocol post-run docker-daemon:t1:latest --rebase`,
+}
+
 func protocolStep(use, short string, step phtv2.Step) *cobra.Command {
 	var stationID, keyPath, keyPassword, out, tmpDir, baseLoc string
 	var insecure, rebase bool
@@ -51,7 +59,8 @@ files below it (a PHT image post-run without --rebase) are dropped, keeping
 the base layers under them. --rebase puts the new state on the train's
 base image instead (--base, default REPO:base of IMAGE) and, like the PHT
 container, writes REPO:latest unless --out is given.`,
-		Args: cobra.ExactArgs(1),
+		Example: protocolExamples[use],
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if stationID == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("no station id: set STATION_ID or --station-id")}

@@ -18,6 +18,9 @@ func newRegistryCmd() *cobra.Command {
 	serve := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve an OCI registry (distribution/v3, filesystem storage) until SIGINT/SIGTERM",
+		Example: `  trainyard registry serve
+  trainyard registry serve --addr 127.0.0.1:5000 --data ./trainyard-registry
+  TRAINYARD_REGISTRY_ADDR=0.0.0.0:5000 trainyard registry serve --data /var/lib/trainyard-registry`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return server.Serve(cmd.Context(), addr, data, func(a net.Addr) {

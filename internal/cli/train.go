@@ -33,6 +33,11 @@ func newTrainBuildCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "build --dir CODE --base IMAGE --route ID=PUBKEY.pem,... --creator-key KEY.pem --out IMAGE",
 		Short: "Build a PHT-format train (pht-train-container-library compatible)",
+		Example: `  trainyard train keygen s1 && trainyard train keygen user
+  trainyard train build --dir ./code --base scratch --route s1=s1.pub.pem,s2=s2.pub.pem \
+    --creator-key user.pem --train-id t1 --out localhost:5000/station/t1:latest
+  trainyard train build --dir ./code --base python:3.12-slim --cmd python --entrypoint main.py \
+    --route s1=s1.pub.pem --creator-key user.pem --out oci:./t1:latest`,
 		Long: `Build a PHT-format train like the PHT central builder: the code under --dir is
 encrypted into /opt/pht_train, train_config.json carries the route, the
 creator's signature over the immutable hash and a one-off builder signature;
@@ -130,6 +135,8 @@ func newTrainKeygenCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "keygen PREFIX",
 		Short: "Make an RSA key pair for a station or creator: PREFIX.pem (PKCS#8) and PREFIX.pub.pem (SPKI)",
+		Example: `  trainyard train keygen s1
+  trainyard train keygen --bits 4096 creator`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			priv, pub, err := phtv2.GenerateKeyPEM(bits)
@@ -156,6 +163,8 @@ func newTrainCheckBaseCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "check-base IMAGE --master REF",
 		Short: "Check that a PHT train is its master image plus train files only (validate_master_image, daemonless)",
+		Example: `  trainyard train check-base localhost:5000/station/t1:latest --master localhost:5000/master/python:3.12
+  trainyard train check-base oci:./t1 --master docker-archive:master.tar`,
 		Long: `Check that IMAGE is MASTER's layers, unchanged and in order, plus layers
 that only touch /opt/pht_train, /opt/pht_results, /opt/train_config.json and
 /opt/user_sym_key.key (exact path boundaries; no whiteouts of master files,
@@ -281,6 +290,8 @@ func newTrainResultsCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "results IMAGE --key CREATOR.pem --dir OUT [--paillier-key KEY.json]",
 		Short: "Decrypt a finished train's results with the creator's key and check them",
+		Example: `  trainyard train results localhost:5000/station/t1:latest --key user.pem --dir ./results
+  PRIVATE_KEY_PATH=user.pem trainyard train results oci:./t1 --dir ./results --paillier-key paillier.json`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if keyPath == "" || dir == "" {

@@ -116,3 +116,29 @@ func TestTrainV1ShowAndJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestManifestInspectOutput: -o json is the default and parses; -o text is
+// a summary; anything else is a usage error before the file is read.
+func TestManifestInspectOutput(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "m.json")
+	raw := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` +
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},` +
+		`"layers":[]}`
+	os.WriteFile(f, []byte(raw), 0o644)
+	for _, args := range [][]string{{"manifest", "inspect", f}, {"manifest", "inspect", f, "-o", "json"}} {
+		c, out, stderr := execRoot(t, "", args...)
+		var s struct {
+			Kind   string `json:"kind"`
+			Digest string `json:"digest"`
+		}
+		if c != 0 || json.Unmarshal([]byte(out), &s) != nil || s.Kind == "" || !strings.HasPrefix(s.Digest, "sha256:") {
+			t.Fatalf("%v: %d %q %q", args, c, out, stderr)
+		}
+	}
+	if c, out, _ := execRoot(t, "", "manifest", "inspect", f, "-o", "text"); c != 0 || !strings.Contains(out, "config     sha256:44136fa3") {
+		t.Fatalf("-o text: %d %q", c, out)
+	}
+	if c, _, stderr := execRoot(t, "", "manifest", "inspect", "/nonexistent.json", "-o", "xml"); c != 2 || !strings.Contains(stderr, "--output") {
+		t.Fatalf("-o xml: %d %q", c, stderr)
+	}
+}

@@ -29,6 +29,10 @@ func newTrainCreateCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "create --code DIR --route ST1,ST2,... --creator ID --key FILE.key [--to REF | --network PREFIX]",
 		Short: "Create a trainyard/v1 train: seal the code to the route, sign route, code and exec config, push it",
+		Example: `  trainyard train create --code ./code --entrypoint /opt/pht_train/aggregate --route hospital-a,hospital-b \
+    --creator alice --key alice.key --network 127.0.0.1:5000/net
+  TRAINYARD_NETWORK=127.0.0.1:5000/net TRAINYARD_USER=alice TRAINYARD_USER_KEY=alice.key \
+    trainyard train create --code ./code --entrypoint /opt/pht_train/aggregate --route hospital-a --id study42`,
 		Long: `Create a trainyard/v1 train. Station keys come from the trust directory only;
 the train can run only where its approval digest (see "train digest") has
 been approved. Without --to, the train goes to the first station's inbox
@@ -122,6 +126,8 @@ func newTrainOpenCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "open IMAGE --creator ID --key FILE.key --out DIR",
 		Short: "Verify a finished trainyard/v1 train from its first stop and decrypt its results into DIR",
+		Example: `  trainyard train open 127.0.0.1:5000/net/users/alice:study42 --creator alice --key alice.key --out ./results
+  trainyard train open oci:./study42 --creator alice --key alice.key --out ./results -o json | jq .stops`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -176,6 +182,8 @@ func newTrainDigestCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "digest --code DIR --entrypoint PATH [exec flags] [--base IMAGE]",
 		Short: "Print the approval digest of a train definition (code tree, exec config, base), what approvers sign",
+		Example: `  trainyard train digest --code ./code --entrypoint /opt/pht_train/aggregate
+  trainyard train digest --code ./code --entrypoint /opt/pht_train/aggregate --base oci:./base:3.19 -o json`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if code == "" {
