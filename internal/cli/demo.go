@@ -15,7 +15,7 @@ func newDemoCmd() *cobra.Command {
 		Short: "Run the whole trainyard story on embedded defaults, printing each step",
 		Example: `  trainyard demo
   trainyard demo --dir ./demo-state`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return demo.Run(cmd.Context(), demo.Options{Dir: dir, Out: cmd.OutOrStdout()})
 		},

@@ -199,7 +199,7 @@ func newManifestInspectCmd() *cobra.Command {
 		Example: `  trainyard manifest inspect 127.0.0.1:5000/net/trust:1.root.json
   trainyard manifest inspect manifest.json --media-type application/vnd.oci.image.manifest.v1+json
   crane manifest alpine:3.19 | trainyard manifest inspect - -o text`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "json" && output != "text" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("--output %q: use json or text", output)}
@@ -243,7 +243,7 @@ func newManifestDigestCmd() *cobra.Command {
 		Short: "Print the manifest digest (schema1: over the signed payload; signatures are not checked)",
 		Example: `  trainyard manifest digest 127.0.0.1:5000/azaion/annotations:3.1
   trainyard manifest digest --algorithm sha512 manifest.json`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, err := e.load(cmd, args[0])
 			if err != nil {
@@ -270,7 +270,7 @@ func newManifestVerifyCmd() *cobra.Command {
 		Short: "Exit 0 only if the manifest is well formed and its signatures (schema1) or config digest (--config) hold",
 		Example: `  trainyard manifest verify schema1.json
   trainyard manifest verify manifest.json --config config.json --digest sha256:3f1c...`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, err := e.load(cmd, args[0])
 			if err != nil {
@@ -324,7 +324,7 @@ func newManifestSignCmd() *cobra.Command {
 		Short: "Sign a schema1 manifest (ES256/384/512 by curve, RS256 for RSA); the digest does not change",
 		Example: `  trainyard manifest keygen --output signer.pem
   trainyard manifest sign schema1.json --key signer.pem -o signed.json`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := loadKey(keyPath)
 			if err != nil {
@@ -362,7 +362,7 @@ func newManifestConvertCmd() *cobra.Command {
 		Short: "Convert schema2/OCI to schema1 (signed with --key), schema1 to schema2/OCI, schema2 <-> OCI",
 		Example: `  trainyard manifest convert 127.0.0.1:5000/app:1 --to schema1 --key signer.pem -o schema1.json
   trainyard manifest convert schema1.json --to oci --blobs ./layout/blobs --config-out config.json -o oci.json`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, ok := map[string]manifest.Kind{"schema1": manifest.KindSchema1, "schema2": manifest.KindDockerV2,
 				"docker": manifest.KindDockerV2, "oci": manifest.KindOCIManifest}[strings.ToLower(to)]
@@ -498,7 +498,7 @@ func newManifestKeygenCmd() *cobra.Command {
 		Short: "Generate a schema1 signing key (PKCS#8 PEM): ES256 (default), ES384, ES512 or RS256",
 		Example: `  trainyard manifest keygen --output signer.pem
   trainyard manifest keygen --alg RS256 --output rsa-signer.pem`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output == "" {
 				return &ExitError{Code: 2, Err: errors.New("--output is required")}

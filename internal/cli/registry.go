@@ -21,7 +21,7 @@ func newRegistryCmd() *cobra.Command {
 		Example: `  trainyard registry serve
   trainyard registry serve --addr 127.0.0.1:5000 --data ./trainyard-registry
   TRAINYARD_REGISTRY_ADDR=0.0.0.0:5000 trainyard registry serve --data /var/lib/trainyard-registry`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return server.Serve(cmd.Context(), addr, data, func(a net.Addr) {
 				fmt.Fprintf(cmd.OutOrStdout(), "registry listening on %s, data in %s\n", a, data)

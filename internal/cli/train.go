@@ -137,7 +137,7 @@ func newTrainKeygenCmd() *cobra.Command {
 		Short: "Make an RSA key pair for a station or creator: PREFIX.pem (PKCS#8) and PREFIX.pub.pem (SPKI)",
 		Example: `  trainyard train keygen s1
   trainyard train keygen --bits 4096 creator`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			priv, pub, err := phtv2.GenerateKeyPEM(bits)
 			if err != nil {
@@ -292,7 +292,7 @@ func newTrainResultsCmd() *cobra.Command {
 		Short: "Decrypt a finished train's results with the creator's key and check them",
 		Example: `  trainyard train results localhost:5000/station/t1:latest --key user.pem --dir ./results
   PRIVATE_KEY_PATH=user.pem trainyard train results oci:./t1 --dir ./results --paillier-key paillier.json`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if keyPath == "" || dir == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("--key and --dir are required")}

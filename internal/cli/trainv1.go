@@ -128,7 +128,7 @@ func newTrainOpenCmd() *cobra.Command {
 		Short: "Verify a finished trainyard/v1 train from its first stop and decrypt its results into DIR",
 		Example: `  trainyard train open 127.0.0.1:5000/net/users/alice:study42 --creator alice --key alice.key --out ./results
   trainyard train open oci:./study42 --creator alice --key alice.key --out ./results -o json | jq .stops`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if user == "" || key == "" || out == "" {
@@ -184,7 +184,7 @@ func newTrainDigestCmd() *cobra.Command {
 		Short: "Print the approval digest of a train definition (code tree, exec config, base), what approvers sign",
 		Example: `  trainyard train digest --code ./code --entrypoint /opt/pht_train/aggregate
   trainyard train digest --code ./code --entrypoint /opt/pht_train/aggregate --base oci:./base:3.19 -o json`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if code == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("--code is required")}
