@@ -14,10 +14,13 @@ func TestStationMaxResultsFlag(t *testing.T) {
 		args []string
 		want string
 	}{
-		"flag not a size": {nil, []string{"--max-results", "lots"}, "want bytes or a number"},
-		"flag too small":  {nil, []string{"--max-results", "4k"}, "below the minimum"},
-		"env not a size":  {map[string]string{"TRAINYARD_MAX_RESULTS": "12x"}, nil, "TRAINYARD_MAX_RESULTS"},
-		"env too small":   {map[string]string{"TRAINYARD_MAX_RESULTS": "1000"}, nil, "below the minimum"},
+		"flag not a size":   {nil, []string{"--max-results", "lots"}, "want bytes or a number"},
+		"flag too small":    {nil, []string{"--max-results", "4k"}, "below the minimum"},
+		"env not a size":    {map[string]string{"TRAINYARD_MAX_RESULTS": "12x"}, nil, "TRAINYARD_MAX_RESULTS"},
+		"env too small":     {map[string]string{"TRAINYARD_MAX_RESULTS": "1000"}, nil, "below the minimum"},
+		"memory not a size": {nil, []string{"--memory", "512Q"}, "want bytes or a number"},
+		"negative timeout":  {nil, []string{"--timeout", "-3s"}, "negative"},
+		"negative pids":     {nil, []string{"--pids", "-1"}, "must not be negative"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, _, stderr := runCLI(t, c.env, append(append([]string{}, base...), c.args...)...)
@@ -27,8 +30,8 @@ func TestStationMaxResultsFlag(t *testing.T) {
 		})
 	}
 	// Human sizes are taken; the run then fails on the missing key, not the size.
-	code, _, stderr := runCLI(t, map[string]string{"TRAINYARD_MAX_RESULTS": "512M"}, base...)
-	if code == 0 || strings.Contains(stderr, "max-results") || strings.Contains(stderr, "MAX_RESULTS") {
+	code, _, stderr := runCLI(t, map[string]string{"TRAINYARD_MAX_RESULTS": "512M"}, append(append([]string{}, base...), "--memory", "512M", "--timeout", "90m")...)
+	if code == 0 || strings.Contains(stderr, "max-results") || strings.Contains(stderr, "MAX_RESULTS") || strings.Contains(stderr, "memory") {
 		t.Fatalf("a valid size was refused: exit %d %q", code, stderr)
 	}
 }

@@ -24,9 +24,10 @@ type stationFlags struct {
 	work, runtime, dockerHost string
 	trainLogs                 string
 	protocol                  string
-	memory, pids              int64
+	memory                    byteSize
+	pids                      int64
 	cpus                      float64
-	timeout                   time.Duration
+	timeout                   nonNegativeDuration
 	maxResults                byteSize
 }
 
@@ -42,10 +43,10 @@ func (f *stationFlags) add(cmd *cobra.Command) {
 	p.StringVar(&f.protocol, "protocol", envOr("TRAINYARD_PROTOCOL", station.ProtocolV1), "train protocol: v1 (trust directory) or pht-v2 (legacy PHT trains; --key is then the station's RSA PEM) (TRAINYARD_PROTOCOL)")
 	p.StringVar(&f.runtime, "runtime", envOr("TRAINYARD_RUNTIME", "runc"), "execution backend: runc or docker (TRAINYARD_RUNTIME)")
 	p.StringVar(&f.dockerHost, "docker-host", envOr("DOCKER_HOST", ""), "Docker Engine API address for --runtime docker (DOCKER_HOST)")
-	p.Int64Var(&f.memory, "memory", 0, "memory limit in bytes per train (default 512 MiB)")
+	p.Var(&f.memory, "memory", "memory limit per train, e.g. 512M or 2Gi (default 512 MiB)")
 	p.Int64Var(&f.pids, "pids", 0, "process limit per train (default 256)")
 	p.Float64Var(&f.cpus, "cpus", 0, "CPU quota in cores (default unlimited)")
-	p.DurationVar(&f.timeout, "timeout", 0, "kill a train after this long (default 1h)")
+	p.Var(&f.timeout, "timeout", "kill a train after this long, e.g. 90m; also bounds post-run (default 1h)")
 	f.maxResults = byteSize(trainrun.DefaultMaxResults)
 	p.Var(&f.maxResults, "max-results", "cap on a train's results, enforced while it runs (runc: a filesystem of that size) and when they are sealed, e.g. 512M or 2Gi (TRAINYARD_MAX_RESULTS)")
 }
@@ -80,6 +81,9 @@ func (f *stationFlags) station(cmd *cobra.Command, private ...string) (*station.
 			return nil, &ExitError{Code: 2, Err: fmt.Errorf("TRAINYARD_MAX_RESULTS: %w", err)}
 		}
 	}
+	if f.pids < 0 || f.cpus < 0 {
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("--pids and --cpus must not be negative")}
+	}
 	if f.maxResults < byteSize(trainrun.MinMaxResults) {
 		return nil, &ExitError{Code: 2, Err: fmt.Errorf("--max-results %d is below the minimum of 1 MiB", int64(f.maxResults))}
 	}
@@ -90,7 +94,7 @@ func (f *stationFlags) station(cmd *cobra.Command, private ...string) (*station.
 	}
 	s := &station.Station{ID: f.id, Protocol: f.protocol, Client: newClient(cmd, f.trust.insecure),
 		Network: station.Network{Prefix: f.network}, DataDir: f.data, WorkDir: f.work,
-		Memory: f.memory, PIDs: f.pids, CPUs: f.cpus, Timeout: f.timeout, MaxResults: int64(f.maxResults),
+		Memory: int64(f.memory), PIDs: f.pids, CPUs: f.cpus, Timeout: time.Duration(f.timeout), MaxResults: int64(f.maxResults),
 		TrainLogDir: f.logDir(), Logger: slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))}
 	switch f.protocol {
 	case station.ProtocolV1:
