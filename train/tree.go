@@ -92,6 +92,15 @@ func ReadTrees(ctx context.Context, img v1.Image, sp *Spool, prefixes ...string)
 	return trees, nil
 }
 
+// NewTree returns an empty tree rooted at root whose regular files spool
+// into sp; fill it with Add from a Walk callback.
+func NewTree(sp *Spool, root string) *Tree { return &Tree{Root: cleanName(root), spool: sp} }
+
+// Add records one walked entry (rel, hdr and r as a Walk callback gets
+// them), spooling a regular file's content. Call SortWalkOrder on Entries
+// when done.
+func (t *Tree) Add(rel string, hdr *tar.Header, r io.Reader) error { return t.add(rel, hdr, r) }
+
 // Open returns the content of a regular entry.
 func (t *Tree) Open(e *Entry) (io.ReadCloser, error) {
 	if e.spool == "" {

@@ -17,7 +17,7 @@ import (
 
 // BenchmarkPostRunPreRun seals a train with many result files at one
 // station (post-run) and opens it at the next (pre-run). Defaults: 1,000
-// files, 1 GiB in total; TRAINYARD_BENCH_PHT_BYTES and
+// files, 1 GiB in total (bench/pht.sh uses 256 MiB); TRAINYARD_BENCH_PHT_BYTES and
 // TRAINYARD_BENCH_PHT_FILES scale it. It reports the peak Go heap during the
 // timed part and the process's peak RSS: both must stay far below the
 // result size, because every stage streams through disk. Run it with
@@ -70,6 +70,9 @@ func BenchmarkPostRunPreRun(b *testing.B) {
 		}
 	}()
 	b.SetBytes(int64(per * files))
+	// CPU seconds (user + system) of the timed part: on a shared machine
+	// wall time swings with the load, CPU time much less.
+	cpu0 := cpuSeconds()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		post, err := PostRun(ctx, ran, station(b, "s1"), WithTempDir(tmp))
@@ -87,12 +90,20 @@ func BenchmarkPostRunPreRun(b *testing.B) {
 		post.Close()
 	}
 	b.StopTimer()
+	cpu := cpuSeconds() - cpu0
 	close(stop)
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(float64(ru.Maxrss)/1024, "peak-rss-MiB")
 	b.ReportMetric(float64(files), "files")
+	b.ReportMetric(cpu/float64(b.N), "cpu-s/op")
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func envInt(name string, def int) int {

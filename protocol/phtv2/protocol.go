@@ -1,6 +1,7 @@
 package phtv2
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/rsa"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -362,60 +364,37 @@ func PostRun(ctx context.Context, img v1.Image, st Station, opts ...Option) (*Ou
 	for _, opt := range opts {
 		opt(o)
 	}
+	out, err := postRunStreaming(ctx, img, st, o)
+	if errors.Is(err, errNotInOrder) {
+		return postRunSpooled(ctx, img, st, o)
+	}
+	return out, err
+}
+
+// postRunSpooled is post-run over train.ReadState: every file spooled
+// first, for inputs whose results do not arrive in walk order.
+func postRunSpooled(ctx context.Context, img v1.Image, st Station, o *options) (*Output, error) {
 	state, cfg, stop, err := begin(ctx, img, st, o)
 	if err != nil {
 		return nil, err
 	}
 	defer state.Close()
 	sid, _ := cfg.SessionID.Bytes()
-
-	var query []byte
-	if e := state.Train.Lookup(train.QueryName); e != nil && e.IsRegular() {
-		rc, err := state.Train.Open(e)
-		if err != nil {
-			return nil, err
-		}
-		query, err = io.ReadAll(io.LimitReader(rc, 64<<20))
-		rc.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
-	if err := checkTrainFiles(cfg, state.Train, query != nil); err != nil {
+	if err := checkPostRunTrain(cfg, state.Train, sid); err != nil {
 		return nil, err
 	}
-	if err := verifyImmutable(cfg, state.Train, sid, query); err != nil {
-		return nil, fmt.Errorf("post-run needs the decrypted train files of pre-run: %w", err)
-	}
-	// Collect every public key before doing any work, so a bad one fails fast.
-	pubs := make([]*rsa.PublicKey, len(cfg.Route))
-	for i, r := range cfg.Route {
-		if pubs[i], err = ParsePublicKey(r.RSAPublicKey); err != nil {
-			return nil, fmt.Errorf("route stop %d: %w", r.Index, err)
-		}
-	}
-	creatorPub, err := ParsePublicKey(cfg.Creator.RSAPublicKey)
+	keys, err := sealKeys(cfg, stop)
 	if err != nil {
-		return nil, fmt.Errorf("creator.rsa_public_key: %w", err)
+		return nil, err
 	}
-	var earlier [][]byte
-	for i := 0; i < stop.Index; i++ {
-		s := cfg.StopAt(i)
-		if s == nil || s.Signature == nil {
-			return nil, fmt.Errorf("%w: stop %d has no chain signature to extend", ErrSignature, i)
-		}
-		d, _ := s.Signature.Digest.Bytes()
-		earlier = append(earlier, d)
-	}
-
 	newKey := NewKey()
 	w, err := train.NewStateWriter(o.tmpDir, img)
 	if err != nil {
 		return nil, err
 	}
-	var layer *train.FileLayer
+	done := false
 	defer func() {
-		if layer == nil {
+		if !done {
 			w.Abort()
 		}
 	}()
@@ -427,29 +406,203 @@ func PostRun(ctx context.Context, img v1.Image, st Station, opts ...Option) (*Ou
 	if err := w.Tree(state.Train, encryptor{newKey}); err != nil {
 		return nil, fmt.Errorf("encrypt train files: %w", err)
 	}
+	out, err := sealFinish(ctx, img, st, o, cfg, stop, w, rh, newKey, keys)
+	done = err == nil
+	return out, err
+}
+
+// errNotInOrder: the results of the input do not arrive in walk order (for
+// example spread over several layers), so they cannot be hashed while they
+// stream; post-run then spools them first.
+var errNotInOrder = errors.New("results not in walk order")
+
+// postRunStreaming is post-run without spooling the results: the config is
+// read first (train.ReadFile), then one walk encrypts every result file
+// straight from the input layer into the new state layer and hashes it on
+// the way. Only the (small) train files are spooled, because their hash
+// follows file_list order. Nothing is returned unless every check holds;
+// the partial layer is removed otherwise. It returns errNotInOrder, before
+// anything is kept, when the results come out of walk order.
+func postRunStreaming(ctx context.Context, img v1.Image, st Station, o *options) (*Output, error) {
+	if st.Key == nil {
+		return nil, fmt.Errorf("%w: no station private key", ErrKey)
+	}
+	if st.ID == "" {
+		return nil, fmt.Errorf("%w: no station id (STATION_ID)", ErrStation)
+	}
+	raw, err := train.ReadFile(ctx, img, train.ConfigPath, train.MaxConfigSize)
+	if errors.Is(err, train.ErrNotFound) {
+		return nil, fmt.Errorf("%w: /%s is missing from the image", train.ErrConfig, train.ConfigPath)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := train.ParseConfig(raw)
+	if err != nil {
+		return nil, err
+	}
+	stop, err := cfg.Stop(st.ID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStation, err)
+	}
+	sid, _ := cfg.SessionID.Bytes()
+	keys, err := sealKeys(cfg, stop)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := train.NewSpool(o.tmpDir)
+	if err != nil {
+		return nil, err
+	}
+	defer sp.Close()
+	trainTree := train.NewTree(sp, train.TrainDir)
+	newKey := NewKey()
+	w, err := train.NewStateWriter(o.tmpDir, img)
+	if err != nil {
+		return nil, err
+	}
+	done := false
+	defer func() {
+		if !done {
+			w.Abort()
+		}
+	}()
+	rh := NewResultHasher(sid)
+	budget := int64(train.DefaultMaxStateBytes) // ReadState's bound
+	last, seen := "", false
+	err = train.Walk(ctx, img, func(prefix, rel string, hdr *tar.Header, r io.Reader) error {
+		if r != nil {
+			if hdr.Size > budget {
+				return fmt.Errorf("%w: %q is %d bytes, %d left of the %d-byte bound", train.ErrTooLarge, "/"+path.Join(prefix, rel), hdr.Size, budget, train.DefaultMaxStateBytes)
+			}
+			budget -= hdr.Size
+		}
+		if prefix == train.TrainDir {
+			return trainTree.Add(rel, hdr, r)
+		}
+		if seen && !train.WalkLess(last, rel) {
+			return errNotInOrder
+		}
+		last, seen = rel, true
+		return sealResult(w, rel, hdr, r, newKey, rh)
+	}, train.TrainDir, train.ResultsDir)
+	if err != nil {
+		return nil, err
+	}
+	train.SortWalkOrder(trainTree.Entries)
+	if err := checkPostRunTrain(cfg, trainTree, sid); err != nil {
+		return nil, err
+	}
+	if err := w.Tree(trainTree, encryptor{newKey}); err != nil {
+		return nil, fmt.Errorf("encrypt train files: %w", err)
+	}
+	out, err := sealFinish(ctx, img, st, o, cfg, stop, w, rh, newKey, keys)
+	done = err == nil
+	return out, err
+}
+
+// sealResult writes one walked results entry into w, a regular file
+// encrypted under key while rh hashes its plaintext.
+func sealResult(w *train.LayerWriter, rel string, hdr *tar.Header, r io.Reader, key []byte, rh io.Writer) error {
+	full := path.Join(train.ResultsDir, rel)
+	switch {
+	case hdr.Typeflag == tar.TypeDir:
+		return w.Dir(full, hdr.Mode)
+	case rel == "":
+		return fmt.Errorf("%w: /%s is not a directory", train.ErrLayout, train.ResultsDir)
+	case r != nil:
+		err := w.FileFunc(full, hdr.Mode, EncryptedSize(hdr.Size), func(dst io.Writer) error {
+			return Encrypt(dst, io.TeeReader(r, rh), key, nil)
+		})
+		if err != nil {
+			return fmt.Errorf("encrypt results: /%s: %w", full, err)
+		}
+		return nil
+	}
+	return w.Header(&tar.Header{Typeflag: hdr.Typeflag, Name: full, Linkname: hdr.Linkname, Mode: hdr.Mode, ModTime: hdr.ModTime, Uid: hdr.Uid, Gid: hdr.Gid, Format: tar.FormatPAX})
+}
+
+// checkPostRunTrain: the train files are still exactly what config.hash
+// signs (the run must not have changed them).
+func checkPostRunTrain(cfg *train.Config, t *train.Tree, sid []byte) error {
+	var query []byte
+	if e := t.Lookup(train.QueryName); e != nil && e.IsRegular() {
+		rc, err := t.Open(e)
+		if err != nil {
+			return err
+		}
+		query, err = io.ReadAll(io.LimitReader(rc, 64<<20))
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if err := checkTrainFiles(cfg, t, query != nil); err != nil {
+		return err
+	}
+	if err := verifyImmutable(cfg, t, sid, query); err != nil {
+		return fmt.Errorf("post-run needs the decrypted train files of pre-run: %w", err)
+	}
+	return nil
+}
+
+// postKeys are the public keys and earlier chain digests post-run needs,
+// collected before any work so that a bad one fails fast.
+type postKeys struct {
+	pubs    []*rsa.PublicKey
+	creator *rsa.PublicKey
+	earlier [][]byte
+}
+
+func sealKeys(cfg *train.Config, stop *train.RouteEntry) (*postKeys, error) {
+	k := &postKeys{pubs: make([]*rsa.PublicKey, len(cfg.Route))}
+	var err error
+	for i, r := range cfg.Route {
+		if k.pubs[i], err = ParsePublicKey(r.RSAPublicKey); err != nil {
+			return nil, fmt.Errorf("route stop %d: %w", r.Index, err)
+		}
+	}
+	if k.creator, err = ParsePublicKey(cfg.Creator.RSAPublicKey); err != nil {
+		return nil, fmt.Errorf("creator.rsa_public_key: %w", err)
+	}
+	for i := 0; i < stop.Index; i++ {
+		s := cfg.StopAt(i)
+		if s == nil || s.Signature == nil {
+			return nil, fmt.Errorf("%w: stop %d has no chain signature to extend", ErrSignature, i)
+		}
+		d, _ := s.Signature.Digest.Bytes()
+		k.earlier = append(k.earlier, d)
+	}
+	return k, nil
+}
+
+// sealFinish signs the results and the chain, wraps newKey for everyone,
+// writes the config and the user key into w, and returns the sealed image.
+func sealFinish(ctx context.Context, img v1.Image, st Station, o *options, cfg *train.Config, stop *train.RouteEntry, w *train.LayerWriter, rh *ResultHasher, newKey []byte, k *postKeys) (*Output, error) {
+	sid, _ := cfg.SessionID.Bytes()
 	ed := rh.Sum()
 	edSig, err := SignPSS(st.Key, ed)
 	if err != nil {
 		return nil, fmt.Errorf("%w: sign results: %v", ErrKey, err)
 	}
-	digest := StationDigest(sid, earlier, ed)
+	digest := StationDigest(sid, k.earlier, ed)
 	chainSig, err := SignPSS(st.Key, digest)
 	if err != nil {
 		return nil, fmt.Errorf("%w: sign chain: %v", ErrKey, err)
 	}
-	if err := VerifyPSS(pubs[indexOf(cfg, stop)], digest, chainSig); err != nil {
+	if err := VerifyPSS(k.pubs[indexOf(cfg, stop)], digest, chainSig); err != nil {
 		return nil, fmt.Errorf("%w: the private key does not match station %s's public key in the route", ErrKey, st.ID)
 	}
 	cfg.ResultHash, cfg.ResultSignature = train.HexPtr(ed), train.HexPtr(edSig)
 	stop.Signature = &train.StationSignature{Signature: train.Hex(chainSig), Digest: train.Hex(digest)}
 	for i := range cfg.Route {
-		ct, err := WrapKey(pubs[i], newKey)
+		ct, err := WrapKey(k.pubs[i], newKey)
 		if err != nil {
 			return nil, fmt.Errorf("route stop %d: %w", cfg.Route[i].Index, err)
 		}
 		cfg.Route[i].EncryptedKey = train.HexPtr(ct)
 	}
-	userCT, err := WrapKey(creatorPub, newKey)
+	userCT, err := WrapKey(k.creator, newKey)
 	if err != nil {
 		return nil, fmt.Errorf("creator: %w", err)
 	}
@@ -472,7 +625,6 @@ func PostRun(ctx context.Context, img v1.Image, st Station, opts ...Option) (*Ou
 	if err != nil {
 		return nil, err
 	}
-	layer = l
 	// Not WithState: layers a run committed on top and plaintext lower
 	// layers of non-rebased PHT images must not leave the station.
 	out, err := train.WithSealedState(ctx, img, l, o.base)

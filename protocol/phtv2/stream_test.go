@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/trainyard/trainyard/train"
@@ -162,5 +163,84 @@ func TestPreRunRefusalLeavesNothing(t *testing.T) {
 				t.Fatalf("refused pre-run left %d entries in its temp dir (%s)", len(left), left[0].Name())
 			}
 		})
+	}
+}
+
+// stackedResults returns img with a plain layer on top adding results file
+// name: its entries come first in a top-down walk, so when name sorts after
+// the state layer's results they arrive out of walk order.
+func stackedResults(t *testing.T, img v1.Image, name, content string) v1.Image {
+	t.Helper()
+	w, err := train.NewLayerWriter(t.TempDir(), train.LayerMediaType(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.File(train.ResultsDir+"/"+name, 0o644, int64(len(content)), strings.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Remove() })
+	out, err := mutate.Append(img, mutate.Addendum{Layer: l, History: v1.History{CreatedBy: "run"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestPostRunResultsOutOfOrder: results spread over two layers so that a
+// walk sees them out of order cannot be hashed while streaming; the
+// streaming post-run says so before keeping anything, PostRun falls back to
+// spooling, and the next station's pre-run verifies what it sealed.
+func TestPostRunResultsOutOfOrder(t *testing.T) {
+	ctx := context.Background()
+	pre, err := PreRun(ctx, buildTrain(t), station(t, "s1"), WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pre.Close()
+	ran := stackedResults(t, simulateRun(t, pre.Image, "s1"), "zz-late.txt", "written by a later layer")
+	tmp := t.TempDir()
+	if _, err := postRunStreaming(ctx, ran, station(t, "s1"), &options{tmpDir: tmp}); !errors.Is(err, errNotInOrder) {
+		t.Fatalf("streaming post-run on out-of-order results: %v", err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("the abandoned streaming post-run left %s", left[0].Name())
+	}
+	post, err := PostRun(ctx, ran, station(t, "s1"), WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer post.Close()
+	next, err := PreRun(ctx, post.Image, station(t, "s2"), WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	if got := resultsOf(t, next.Image); !strings.Contains(got, "zz-late.txt=written by a later layer;") || !strings.Contains(got, "out/log.txt=ran at s1") {
+		t.Fatalf("results after the fallback: %q", got)
+	}
+}
+
+// TestPostRunRefusalLeavesNothing: post-run over train files the run
+// changed refuses (ErrTampered) after streaming the results, and removes
+// the partial sealed layer and its spool.
+func TestPostRunRefusalLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	pre, err := PreRun(ctx, buildTrain(t), station(t, "s1"), WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pre.Close()
+	changed := tamper(t, simulateRun(t, pre.Image, "s1"), nil, func(st *train.State) { flip(t, st.Train, "entrypoint.py", 0) })
+	tmp := t.TempDir()
+	out, err := PostRun(ctx, changed, station(t, "s1"), WithTempDir(tmp))
+	if !errors.Is(err, ErrTampered) || out != nil {
+		t.Fatalf("post-run over changed code: %v", err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("refused post-run left %s", left[0].Name())
 	}
 }
