@@ -22,6 +22,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Errors callers branch on.
@@ -151,7 +152,7 @@ func Open(dataDir string) (*Store, error) {
 		return nil, err
 	}
 	db, err := bolt.Open(filepath.Join(dataDir, DBFile), 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, dataDir)
 	}
 	if err != nil {

@@ -105,7 +105,7 @@ func (c *Client) RemoteOptions(ctx context.Context) []remote.Option {
 // talks HTTP to a registry outside go-containerregistry should use it too.
 func (c *Client) Transport() http.RoundTripper {
 	c.once.Do(func() {
-		t := DefaultTimeouts()
+		var t Timeouts
 		if c.timeouts != nil {
 			t = *c.timeouts
 		} else if et, err := TimeoutsFromEnv(); err != nil {

@@ -239,7 +239,7 @@ func verifyLegacy(ctx context.Context, open func() (io.ReadCloser, error)) (*Leg
 		}
 		if name == "manifest.json" {
 			manifest = keep
-		} else if keep != nil && len(keep) > 0 && keep[0] == '{' && jsonTotal+len(keep) <= 32<<20 {
+		} else if len(keep) > 0 && keep[0] == '{' && jsonTotal+len(keep) <= 32<<20 {
 			jsons[name] = keep
 			jsonTotal += len(keep)
 		}

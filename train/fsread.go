@@ -206,7 +206,8 @@ func (m *merger) layer(ctx context.Context, l v1.Layer, fn VisitFunc) error {
 		}
 		rel := strings.TrimPrefix(strings.TrimPrefix(name, prefix), "/")
 		var r io.Reader
-		if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA { //nolint:staticcheck // old tars use TypeRegA
+		//lint:ignore SA1019 old archives may still mark regular files with TypeRegA ('\x00')
+		if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA {
 			r = tr
 		}
 		if err := fn(prefix, rel, hdr, r); err != nil {

@@ -350,12 +350,12 @@ func ExampleRunc_Run() {
 }
 
 func TestRuncUserNamespace(t *testing.T) {
-	r := needRunc(t)
+	needRunc(t)
 	bundles := t.TempDir()
 	// The namespaced root must be able to reach its rootfs through the bundle's parents.
 	os.Chmod(bundles, 0o711)
 	os.Chmod(filepath.Dir(bundles), 0o711)
-	r = NewRunc(WithStateDir(t.TempDir()), WithBundleDir(bundles), WithUserNamespace(200000, 65536))
+	r := NewRunc(WithStateDir(t.TempDir()), WithBundleDir(bundles), WithUserNamespace(200000, 65536))
 	results, data := t.TempDir(), t.TempDir()
 	os.Chmod(data, 0o755)
 	os.WriteFile(filepath.Join(data, "open.csv"), []byte("n\n1\n"), 0o644)

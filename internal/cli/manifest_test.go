@@ -169,7 +169,7 @@ func TestManifestRegistryConvert(t *testing.T) {
 	if code != 0 || strings.TrimSpace(out) != d.String() {
 		t.Fatalf("digest by ref: %d %q %q", code, out, stderr)
 	}
-	code, out, stderr = execRoot(t, "", "manifest", "verify", "--insecure", ref)
+	code, _, stderr = execRoot(t, "", "manifest", "verify", "--insecure", ref)
 	if code != 0 {
 		t.Fatalf("verify by ref: %q", stderr)
 	}
