@@ -37,43 +37,69 @@ func TestFlagValueNames(t *testing.T) {
 // example cannot rot when a command or flag is renamed.
 func TestExamplesUseRealCommands(t *testing.T) {
 	root := NewRoot()
-	walk(root, func(c *cobra.Command) {
-		for _, line := range strings.Split(c.Example, "\n") {
-			line = strings.TrimSpace(line)
-			i := strings.Index(line, "trainyard ")
-			if i < 0 {
-				continue
-			}
-			// Only the first command of a pipeline or list, up to a comment.
-			seg := line[i:]
-			for _, sep := range []string{" | ", " && ", " # ", " > ", " ; "} {
-				if j := strings.Index(seg, sep); j >= 0 {
-					seg = seg[:j]
-				}
-			}
-			args := strings.Fields(seg)[1:]
-			found, rest, err := root.Find(args)
-			if err != nil || found == root {
-				t.Errorf("%s: example %q: no such command", c.CommandPath(), line)
-				continue
-			}
-			for _, a := range rest {
-				if !strings.HasPrefix(a, "-") || a == "-" {
-					continue
-				}
-				name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
-				var f *pflag.Flag
-				if strings.HasPrefix(a, "--") {
-					f = found.Flags().Lookup(name)
-				} else if len(name) == 1 {
-					f = found.Flags().ShorthandLookup(name)
-				} else {
-					continue // e.g. -vv
-				}
-				if f == nil {
-					t.Errorf("%s: example %q: %s has no flag %s", c.CommandPath(), line, found.CommandPath(), a)
-				}
-			}
+	walk(root, func(c *cobra.Command) { checkExample(t, root, c.CommandPath(), c.Example) })
+	// The shared table, also before its commands pick it up.
+	for path, ex := range examples {
+		c, _, err := root.Find(strings.Fields(path))
+		if err != nil || c.CommandPath() != "trainyard "+path {
+			t.Errorf("examples[%q]: no such command", path)
 		}
-	})
+		checkExample(t, root, "examples["+path+"]", ex)
+	}
+}
+
+func checkExample(t *testing.T, root *cobra.Command, where, example string) {
+	t.Helper()
+	// A line ending in a backslash continues on the next.
+	example = strings.ReplaceAll(example, "\\\n", " ")
+	for _, line := range strings.Split(example, "\n") {
+		line = strings.TrimSpace(line)
+		i := strings.Index(line, "trainyard ")
+		if i < 0 {
+			continue
+		}
+		// Each command of a list or pipeline, up to a comment.
+		if j := strings.Index(line, " # "); j >= 0 {
+			line = line[:j]
+		}
+		for _, seg := range strings.FieldsFunc(line[i:], func(r rune) bool { return r == '|' || r == '&' || r == ';' }) {
+			f := strings.Fields(seg)
+			if len(f) == 0 || f[0] != "trainyard" {
+				continue
+			}
+			checkArgs(t, root, where, line, f[1:])
+		}
+	}
+}
+
+func checkArgs(t *testing.T, root *cobra.Command, where, line string, args []string) {
+	t.Helper()
+	found, rest, err := root.Find(args)
+	group := found.HasAvailableSubCommands() && !found.LocalNonPersistentFlags().HasFlags()
+	if err != nil || found == root || group {
+		t.Errorf("%s: example %q: no such command", where, line)
+		return
+	}
+	for _, a := range rest {
+		if !strings.HasPrefix(a, "-") || a == "-" || a == "\\" {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		var fl *pflag.Flag
+		switch {
+		case strings.HasPrefix(a, "--"):
+			if fl = found.Flags().Lookup(name); fl == nil {
+				fl = found.InheritedFlags().Lookup(name)
+			}
+		case len(name) == 1:
+			if fl = found.Flags().ShorthandLookup(name); fl == nil {
+				fl = found.InheritedFlags().ShorthandLookup(name)
+			}
+		default:
+			continue // -vv and the like
+		}
+		if fl == nil {
+			t.Errorf("%s: example %q: %s has no flag %s", where, line, found.CommandPath(), a)
+		}
+	}
 }
