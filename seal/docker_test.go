@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
+
+	"github.com/trainyard/trainyard/internal/testutil"
 )
 
 // fakeEngine stands in for POST /images/load: it reads the docker-archive
@@ -122,18 +124,23 @@ func TestDockerTargetAbort(t *testing.T) {
 	}
 }
 
-// TestDockerEngine loads into a real engine when one answers on DOCKER_HOST.
+// TestDockerEngine loads into a real engine, a dockerd the test starts, and
+// finds every archived image there afterwards.
 func TestDockerEngine(t *testing.T) {
+	t.Setenv("DOCKER_HOST", testutil.Dockerd(t))
 	c, err := NewDockerClient()
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
-	if _, err := c.Ping(context.Background(), client.PingOptions{}); err != nil {
-		t.Skipf("no Docker engine: %v", err)
-	}
+	defer c.Close()
 	fx := sealFixture(t)
 	if _, err := Unseal(context.Background(), fx.path, fx.keys, NewDockerTarget(c)); err != nil {
 		t.Fatal(err)
+	}
+	for _, im := range fx.images {
+		if _, err := c.ImageInspect(context.Background(), dockerName(im.Name)); err != nil {
+			t.Errorf("%s not in the engine after unseal: %v", im.Name, err)
+		}
 	}
 }
 
