@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,13 +15,13 @@ import (
 	"github.com/trainyard/trainyard/train"
 )
 
-// TestSealLocalForms seals from oci:DIR:TAG, docker-archive:FILE:REF and a
-// plain FILE.tar (no registry anywhere), then unseals into an OCI layout
-// with each image expected by name and digest.
+// TestSealLocalForms seals from oci:DIR:TAG, docker-archive:FILE:REF,
+// docker-archive:FILE and a plain FILE.tar (no registry anywhere), then
+// unseals into an OCI layout with each image expected by name and digest.
 func TestSealLocalForms(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	imgs := make([]v1.Image, 3)
+	imgs := make([]v1.Image, 4)
 	for i := range imgs {
 		var err error
 		if imgs[i], err = random.Image(2000, 2); err != nil {
@@ -42,19 +43,23 @@ func TestSealLocalForms(t *testing.T) {
 		sealMust(name.NewTag("azaion/flights:2")): imgs[1], sealMust(name.NewTag("azaion/unused:1")): other}); err != nil {
 		t.Fatal(err)
 	}
-	one := filepath.Join(dir, "maps.tar")
-	if err := train.Save(ctx, imgs[2], "docker-archive:"+one+":azaion/maps:7", nil); err != nil {
+	maps := filepath.Join(dir, "maps.img")
+	if err := train.Save(ctx, imgs[2], "docker-archive:"+maps+":azaion/maps:7", nil); err != nil {
+		t.Fatal(err)
+	}
+	one := filepath.Join(dir, "tools.tar")
+	if err := train.Save(ctx, imgs[3], "docker-archive:"+one+":azaion/tools:1", nil); err != nil {
 		t.Fatal(err)
 	}
 
 	archive := filepath.Join(dir, "site.sealed")
 	keys := filepath.Join(dir, "keys")
-	locs := []string{"oci:" + layoutDir + ":3.1", "docker-archive:" + two + ":azaion/flights:2", one}
+	locs := []string{"oci:" + layoutDir + ":3.1", "docker-archive:" + two + ":azaion/flights:2", "docker-archive:" + maps, one}
 	out, stderr, code := sealCLI(t, "seal", "--images", strings.Join(locs, ","), "--out", archive, "--keys-dir", keys, "--devices", "site-a")
 	if code != 0 {
 		t.Fatalf("seal: %d %s", code, stderr)
 	}
-	names := []string{"annotations:3.1", "azaion/flights:2", "azaion/maps:7"}
+	names := []string{"annotations:3.1", "azaion/flights:2", "azaion/maps:7", "azaion/tools:1"}
 	args := []string{"unseal", archive, "--fragment-file", filepath.Join(keys, "site-a.fragment"),
 		"--device-key", filepath.Join(keys, "site-a.device-key.json"), "--to", "oci:" + filepath.Join(dir, "site")}
 	for i, n := range names {
@@ -83,6 +88,50 @@ func TestSealLocalForms(t *testing.T) {
 		}
 		if fileExists(bad) {
 			t.Fatalf("%s: archive written", tc.loc)
+		}
+	}
+}
+
+// TestTrainDigestBaseForms: every location form names the same base image
+// for train digest (so the approval digest agrees), and another tag of the
+// same layout is another base.
+func TestTrainDigestBaseForms(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	code := filepath.Join(dir, "code")
+	os.MkdirAll(code, 0o755)
+	os.WriteFile(filepath.Join(code, "main.sh"), []byte("echo hi\n"), 0o755)
+	base, _ := random.Image(500, 1)
+	other, _ := random.Image(500, 1)
+	layoutDir := filepath.Join(dir, "base")
+	for loc, img := range map[string]v1.Image{"oci:" + layoutDir + ":3.19": base, "oci:" + layoutDir + ":edge": other,
+		"docker-archive:" + filepath.Join(dir, "base.img") + ":library/base:3.19": base} {
+		if err := train.Save(ctx, img, loc, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tarFile := filepath.Join(dir, "base.tar")
+	if err := train.Save(ctx, base, tarFile, nil); err != nil {
+		t.Fatal(err)
+	}
+	digest := func(b string) string {
+		t.Helper()
+		c, out, stderr := execRoot(t, "", "train", "digest", "--code", code, "--entrypoint", "/opt/pht_train/main.sh", "--base", b)
+		if c != 0 {
+			t.Fatalf("--base %s: %d %s", b, c, stderr)
+		}
+		return strings.TrimSpace(out)
+	}
+	want := digest("oci:" + layoutDir + ":3.19")
+	for _, b := range []string{"oci:" + layoutDir + "@" + sealMust(base.Digest()).String(), "docker-archive:" + filepath.Join(dir, "base.img"),
+		"docker-archive:" + filepath.Join(dir, "base.img") + ":library/base:3.19", tarFile, "docker-archive:" + tarFile} {
+		if got := digest(b); got != want {
+			t.Errorf("--base %s: %s, want %s", b, got, want)
+		}
+	}
+	for _, b := range []string{"oci:" + layoutDir + ":edge", "scratch"} {
+		if digest(b) == want {
+			t.Errorf("--base %s gives the same digest as another image", b)
 		}
 	}
 }
