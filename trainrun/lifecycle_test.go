@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/trainyard/trainyard/internal/testutil"
 )
 
 // testStationEnv makes the test binary a "station" that runs one long train
@@ -339,7 +341,7 @@ func killDockerStation(t *testing.T, d *Docker, watchdog bool) {
 	probeImage(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), testStationEnv+"=1", "TRAINRUN_TEST_PROBE="+filepath.Join(probe.dir, "probe"),
-		"TRAINRUN_TEST_DOCKER_HOST="+dockerd.host, "TRAINRUN_TEST_RESULTS="+t.TempDir())
+		"TRAINRUN_TEST_DOCKER_HOST="+testutil.Dockerd(t), "TRAINRUN_TEST_RESULTS="+t.TempDir())
 	if !watchdog {
 		cmd.Env = append(cmd.Env, "TRAINRUN_TEST_NO_WATCHDOG=1")
 	}

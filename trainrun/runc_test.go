@@ -16,6 +16,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/trainyard/trainyard/internal/testutil"
 )
 
 var probe struct {
@@ -30,7 +32,7 @@ func TestMain(m *testing.M) {
 		os.Exit(testStationMain())
 	}
 	code := m.Run()
-	stopDockerd()
+	testutil.StopDockerd()
 	if probe.dir != "" {
 		os.RemoveAll(probe.dir)
 	}
