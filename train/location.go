@@ -308,6 +308,17 @@ func loadArchive(l Location) (v1.Image, string, error) {
 	}
 	img, err := tarball.ImageFromPath(l.Path, tag)
 	if err != nil {
+		if l.Ref == "" {
+			// Name the choices: ggcr only says "must contain only a single image".
+			m, merr := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(l.Path) })
+			if merr == nil && len(m) > 1 {
+				var tags []string
+				for _, d := range m {
+					tags = append(tags, d.RepoTags...)
+				}
+				return nil, "", fmt.Errorf("docker archive %s holds %d images: pick one with docker-archive:%s:REPO:TAG (tags: %s)", l.Path, len(m), l.Path, strings.Join(tags, ", "))
+			}
+		}
 		return nil, "", fmt.Errorf("open docker archive %s: %w", l, err)
 	}
 	if l.Ref != "" {

@@ -188,6 +188,9 @@ func TestArchiveRefs(t *testing.T) {
 	if _, err := Load(ctx, "docker-archive:"+two+":c:3", nil); err == nil || !strings.Contains(err.Error(), "c:3") {
 		t.Fatalf("missing ref: %v", err)
 	}
+	if _, err := Load(ctx, two, nil); err == nil || !strings.Contains(err.Error(), "holds 2 images") || !strings.Contains(err.Error(), "b:2") {
+		t.Fatalf("two images, no ref: %v", err)
+	}
 	one := filepath.Join(dir, "one.tar")
 	if err := Save(ctx, a, "docker-archive:"+one+":site/annotations:3.1", nil); err != nil {
 		t.Fatal(err)
