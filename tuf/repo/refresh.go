@@ -18,8 +18,6 @@ import (
 	"github.com/trainyard/trainyard/tuf"
 	"github.com/trainyard/trainyard/tuf/client"
 	"github.com/trainyard/trainyard/tuf/internal/flock"
-	"github.com/trainyard/trainyard/tuf/keys"
-	"github.com/trainyard/trainyard/tuf/ocistore"
 )
 
 // A role is due for re-signing when less than half of its lifetime is
@@ -140,25 +138,9 @@ func (p *Publisher) refreshSnapshot(ctx context.Context) error {
 	}
 	snap := metadata.Snapshot(p.now().UTC().Add(p.lifetime(Snapshot)))
 	snap.Signed.Meta = old.Signed.Meta
-	snap.Signed.Version = st.Published[Snapshot] + 1
-	sr := root.Signed.Roles[Snapshot]
-	if err := p.signRole(Snapshot, sr.KeyIDs, sr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(snap, s...) }); err != nil {
-		return err
-	}
-	if err := root.VerifyDelegate(Snapshot, snap); err != nil {
-		return fmt.Errorf("%w: snapshot: %w", ErrThreshold, err)
-	}
-	snapData, err := snap.ToBytes(true)
+	ts, files, err := p.signSnapshotAndTimestamp(root, st, snap)
 	if err != nil {
 		return err
-	}
-	ts, tsData, err := p.signTimestamp(root, st, snapData, snap.Signed.Version)
-	if err != nil {
-		return err
-	}
-	files := []pubFile{
-		{fmt.Sprintf("%d.snapshot.json", snap.Signed.Version), snapData, nil},
-		{fmt.Sprintf("%d.timestamp.json", ts.Signed.Version), tsData, []string{ocistore.TimestampTag}},
 	}
 	if err := p.publish(ctx, st, files, false); err != nil {
 		return err

@@ -1107,20 +1107,8 @@ func (p *Publisher) PushMetadata(ctx context.Context) error {
 		return err
 	}
 	snap.Signed.Meta[Targets+".json"] = hashedMetaFile(top.Signed.Version, topData)
-	// snapshot
-	snap.Signed.Version = st.Published[Snapshot] + 1
-	sr := root.Signed.Roles[Snapshot]
-	if err := p.signRole(Snapshot, sr.KeyIDs, sr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(snap, s...) }); err != nil {
-		return err
-	}
-	if err := root.VerifyDelegate(Snapshot, snap); err != nil {
-		return fmt.Errorf("%w: snapshot: %w", ErrThreshold, err)
-	}
-	snapData, err := snap.ToBytes(true)
-	if err != nil {
-		return err
-	}
-	ts, tsData, err := p.signTimestamp(root, st, snapData, snap.Signed.Version)
+	// snapshot and timestamp
+	ts, tail, err := p.signSnapshotAndTimestamp(root, st, snap)
 	if err != nil {
 		return err
 	}
@@ -1137,10 +1125,8 @@ func (p *Publisher) PushMetadata(ctx context.Context) error {
 	for _, d := range delegated {
 		files = append(files, pubFile{d.file, d.data, nil})
 	}
-	files = append(files,
-		pubFile{fmt.Sprintf("%d.targets.json", top.Signed.Version), topData, nil},
-		pubFile{fmt.Sprintf("%d.snapshot.json", snap.Signed.Version), snapData, nil},
-		pubFile{fmt.Sprintf("%d.timestamp.json", ts.Signed.Version), tsData, []string{ocistore.TimestampTag}})
+	files = append(files, pubFile{fmt.Sprintf("%d.targets.json", top.Signed.Version), topData, nil})
+	files = append(files, tail...)
 	if err := p.publish(ctx, st, files, true); err != nil {
 		return err
 	}
@@ -1168,6 +1154,31 @@ func (p *Publisher) PushMetadata(ctx context.Context) error {
 	st.Dirty = map[string]bool{}
 	st.Pending = nil
 	return p.saveState(st)
+}
+
+// signSnapshotAndTimestamp signs snap as the next snapshot version and a
+// timestamp over it, and returns the two files to publish last, in order.
+func (p *Publisher) signSnapshotAndTimestamp(root *metadata.Metadata[metadata.RootType], st *state, snap *metadata.Metadata[metadata.SnapshotType]) (*metadata.Metadata[metadata.TimestampType], []pubFile, error) {
+	snap.Signed.Version = st.Published[Snapshot] + 1
+	sr := root.Signed.Roles[Snapshot]
+	if err := p.signRole(Snapshot, sr.KeyIDs, sr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(snap, s...) }); err != nil {
+		return nil, nil, err
+	}
+	if err := root.VerifyDelegate(Snapshot, snap); err != nil {
+		return nil, nil, fmt.Errorf("%w: snapshot: %w", ErrThreshold, err)
+	}
+	snapData, err := snap.ToBytes(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts, tsData, err := p.signTimestamp(root, st, snapData, snap.Signed.Version)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ts, []pubFile{
+		{fmt.Sprintf("%d.snapshot.json", snap.Signed.Version), snapData, nil},
+		{fmt.Sprintf("%d.timestamp.json", ts.Signed.Version), tsData, []string{ocistore.TimestampTag}},
+	}, nil
 }
 
 func (p *Publisher) signTimestamp(root *metadata.Metadata[metadata.RootType], st *state, snapData []byte, snapVersion int64) (*metadata.Metadata[metadata.TimestampType], []byte, error) {
