@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -140,5 +141,23 @@ func TestManifestInspectOutput(t *testing.T) {
 	}
 	if c, _, stderr := execRoot(t, "", "manifest", "inspect", "/nonexistent.json", "-o", "xml"); c != 2 || !strings.Contains(stderr, "--output") {
 		t.Fatalf("-o xml: %d %q", c, stderr)
+	}
+}
+
+// TestJSONFieldsDocumented: every field name of the -o json outputs is
+// listed in docs/cli.md, so a renamed field cannot slip past the docs.
+func TestJSONFieldsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []any{TrainFacts{}, TrainStop{}, OpenedTrain{}, KeyIDs{}, TrainDigest{}, VersionInfo{}} {
+		rt := reflect.TypeOf(v)
+		for i := 0; i < rt.NumField(); i++ {
+			name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+			if !strings.Contains(string(doc), "`"+name+"`") {
+				t.Errorf("%s.%s: field %q not in docs/cli.md", rt.Name(), rt.Field(i).Name, name)
+			}
+		}
 	}
 }
