@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/trainyard/trainyard/internal/testutil"
 	"github.com/trainyard/trainyard/train"
 )
 
@@ -133,5 +134,41 @@ func TestTrainDigestBaseForms(t *testing.T) {
 		if digest(b) == want {
 			t.Errorf("--base %s gives the same digest as another image", b)
 		}
+	}
+}
+
+// TestSealDockerDaemon seals an image of a real Docker Engine (the test's
+// own dockerd under a temp dir) named docker-daemon:REPO:TAG and unseals it
+// into an OCI layout, expected by name and the digest seal recorded.
+func TestSealDockerDaemon(t *testing.T) {
+	host := testutil.Dockerd(t)
+	t.Setenv("DOCKER_HOST", host)
+	ctx := context.Background()
+	img, err := random.Image(3000, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := train.Save(ctx, img, "docker-daemon:azaion/engine:5", nil); err != nil {
+		t.Fatal(err)
+	}
+	fromEngine, err := train.Load(ctx, "docker-daemon:azaion/engine:5", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "azaion/engine:5@" + sealMust(fromEngine.Digest()).String()
+	dir := t.TempDir()
+	archive, keys := filepath.Join(dir, "e.sealed"), filepath.Join(dir, "keys")
+	out, stderr, code := sealCLI(t, "seal", "--images", "docker-daemon:azaion/engine:5", "--out", archive, "--keys-dir", keys, "--devices", "d")
+	if code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("seal: %d %s %s", code, out, stderr)
+	}
+	if out, stderr, code = sealCLI(t, "unseal", archive, "--fragment-file", filepath.Join(keys, "d.fragment"),
+		"--device-key", filepath.Join(keys, "d.device-key.json"), "--to", "oci:"+filepath.Join(dir, "site"), "--expect", want); code != 0 {
+		t.Fatalf("unseal: %d %s %s", code, out, stderr)
+	}
+	// An image the engine does not hold: one line, no archive.
+	bad := filepath.Join(dir, "bad.sealed")
+	if _, stderr, code = sealCLI(t, "seal", "--images", "docker-daemon:azaion/none:1", "--out", bad, "--keys-dir", filepath.Join(dir, "k2")); code == 0 || strings.Count(stderr, "\n") != 1 || fileExists(bad) {
+		t.Fatalf("missing engine image: %d %q", code, stderr)
 	}
 }
