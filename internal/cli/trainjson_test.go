@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -13,7 +15,11 @@ import (
 	"testing"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/trainyard/trainyard/train"
 	"github.com/trainyard/trainyard/trainrun"
 	"github.com/trainyard/trainyard/tuf/keys"
 )
@@ -160,4 +166,67 @@ func TestJSONFieldsDocumented(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestTrainShowPHTAndMalformed: a pht-v2 train built into oci:DIR:TAG shows
+// its config as text and as {"protocol":"pht-v2",...}; a v1 envelope that
+// does not parse is one error line, exit 1.
+func TestTrainShowPHTAndMalformed(t *testing.T) {
+	dir := t.TempDir()
+	p := func(s string) string { return filepath.Join(dir, s) }
+	ok := func(args ...string) string {
+		t.Helper()
+		c, out, stderr := execRoot(t, "", args...)
+		if c != 0 {
+			t.Fatalf("%v: exit %d: %s", args, c, stderr)
+		}
+		return out
+	}
+	os.MkdirAll(p("code"), 0o755)
+	os.WriteFile(p("code/entrypoint.py"), []byte("print('hi')\n"), 0o644)
+	ok("train", "keygen", p("s1"))
+	ok("train", "keygen", p("user"))
+	loc := "oci:" + p("layout") + ":t1"
+	ok("train", "build", "--dir", p("code"), "--route", "s1="+p("s1.pub.pem"), "--creator-key", p("user.pem"), "--train-id", "t1", "--out", loc)
+	if text := ok("train", "show", loc); !strings.Contains(text, `"@id": "t1"`) {
+		t.Fatalf("pht-v2 text: %s", text)
+	}
+	var j struct {
+		Protocol string          `json:"protocol"`
+		ID       string          `json:"id"`
+		Config   json.RawMessage `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(ok("train", "show", loc, "-o", "json")), &j); err != nil || j.Protocol != "pht-v2" || j.ID != "t1" || !strings.Contains(string(j.Config), `"route"`) {
+		t.Fatalf("pht-v2 json: %+v %v", j, err)
+	}
+
+	// A config that claims trainyard/v1 but is no envelope.
+	img, err := mutate.Append(train.ScratchImage(), mutate.Addendum{Layer: tarLayer(t, map[string]string{
+		"opt/train_config.json": `{"protocol":"trainyard/v1","train":{"payload":"!!","payloadType":"x","signatures":[]},"stops":[]}`})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := train.Save(context.Background(), img, "oci:"+p("bad"), nil); err != nil {
+		t.Fatal(err)
+	}
+	c, _, stderr := execRoot(t, "", "train", "show", "oci:"+p("bad"))
+	if c != 1 || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("malformed envelope: exit %d %q", c, stderr)
+	}
+}
+
+func tarLayer(t *testing.T, files map[string]string) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, body := range files {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(body))
+	}
+	tw.Close()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
