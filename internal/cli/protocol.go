@@ -73,6 +73,11 @@ container, writes REPO:latest unless --out is given.`,
 			if dst == "" {
 				dst = in
 			}
+			for _, loc := range []string{in, dst} {
+				if _, err := train.ParseImageLocation(loc); err != nil {
+					return &ExitError{Code: 2, Err: err}
+				}
+			}
 			if kind, _ := train.ParseLocation(dst); use == "pre-run" && kind == "registry" {
 				// The pre-run image holds the decrypted train and results:
 				// it never goes to a registry (phtv2.Run refuses it too).

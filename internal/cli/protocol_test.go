@@ -225,6 +225,9 @@ func TestProtocolCLIBadInput(t *testing.T) {
 	refuse(t, env, "post-run needs the decrypted train files", "protocol", "post-run", good)
 	// Missing image.
 	refuse(t, env, "OCI layout", "protocol", "pre-run", "oci:"+filepath.Join(t.TempDir(), "none"))
+	// A bare path is no location: refused before any key is read.
+	refuse(t, env, "is a path: write oci:./t1", "protocol", "pre-run", good, "--out", "./t1")
+	refuse(t, env, `no image tagged "nope"`, "protocol", "pre-run", good+":nope")
 }
 
 func TestTrainBuildOnRegistryBase(t *testing.T) {
