@@ -479,7 +479,7 @@ func (w *LayerWriter) Tree(t *Tree, tf Transform) error {
 			}
 		case e.IsRegular():
 			if err := w.treeFile(t, e, full, tf); err != nil {
-				return fmt.Errorf("/%s: %w", full, err)
+				return fmt.Errorf("%q: %w", "/"+full, err)
 			}
 		default:
 			if err := w.Header(&tar.Header{Typeflag: e.Type, Name: full, Linkname: e.Linkname, Mode: e.Mode, ModTime: e.ModTime, Uid: e.Uid, Gid: e.Gid, Format: tar.FormatPAX}); err != nil {

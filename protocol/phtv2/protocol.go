@@ -515,7 +515,7 @@ func sealResult(w *train.LayerWriter, rel string, hdr *tar.Header, r io.Reader, 
 			return Encrypt(dst, io.TeeReader(r, rh), key, nil)
 		})
 		if err != nil {
-			return fmt.Errorf("encrypt results: /%s: %w", full, err)
+			return fmt.Errorf("encrypt results: %q: %w", "/"+full, err)
 		}
 		return nil
 	}
