@@ -106,12 +106,14 @@ func ParsePrivateKey(pemBytes, password []byte) (*rsa.PrivateKey, error) {
 			return nil, err
 		}
 		return rsaKey(k)
-	case x509.IsEncryptedPEMBlock(blk): //nolint:staticcheck // legacy PEM encryption is what OpenSSL-era keys use
+	//lint:ignore SA1019 legacy PEM encryption ("Proc-Type: 4,ENCRYPTED") is what OpenSSL-era PHT keys use
+	case x509.IsEncryptedPEMBlock(blk):
 		if len(password) == 0 {
 			return nil, fmt.Errorf("%w: private key is encrypted and no password was given (PRIVATE_KEY_PASSWORD)", ErrKey)
 		}
 		var err error
-		if der, err = x509.DecryptPEMBlock(blk, password); err != nil { //nolint:staticcheck
+		//lint:ignore SA1019 see above: reading the station's own key file, not an attacker's
+		if der, err = x509.DecryptPEMBlock(blk, password); err != nil {
 			return nil, fmt.Errorf("%w: decrypt private key: %v", ErrKey, err)
 		}
 	}
