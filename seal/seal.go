@@ -7,9 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -50,7 +52,15 @@ type sealConfig struct {
 	archiveID string
 	devices   []string
 	now       func() time.Time
+	replace   bool
 }
+
+// ErrArchiveExists: SealFile would replace an existing archive, whose key
+// shares would then open nothing (WithReplace allows it).
+var ErrArchiveExists = errors.New("archive already exists")
+
+// WithReplace lets SealFile replace an existing archive.
+func WithReplace(b bool) SealOption { return func(c *sealConfig) { c.replace = b } }
 
 // SealOption configures Seal.
 type SealOption func(*sealConfig)
@@ -177,9 +187,18 @@ func Seal(ctx context.Context, w io.Writer, images []Source, opts ...SealOption)
 	return &Sealed{Header: h, Shares: shares, Bytes: cw.n}, nil
 }
 
-// SealFile seals into path through a temp file and a rename, so a failed
-// seal never leaves a half archive under the final name.
+// SealFile seals into path through a temp file, so a failed seal never
+// leaves a half archive under the final name. An existing path is refused
+// with ErrArchiveExists, checked before any work and again, atomically (a
+// hard link does not replace), at the end; WithReplace renames over it.
 func SealFile(ctx context.Context, path string, images []Source, opts ...SealOption) (*Sealed, error) {
+	var cfg sealConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if _, err := os.Lstat(path); err == nil && !cfg.replace {
+		return nil, fmt.Errorf("%s: %w", path, ErrArchiveExists)
+	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return nil, err
@@ -200,7 +219,16 @@ func SealFile(ctx context.Context, path string, images []Source, opts ...SealOpt
 	if err := os.Chmod(f.Name(), 0o644); err != nil {
 		return nil, err
 	}
-	return res, os.Rename(f.Name(), path)
+	if cfg.replace {
+		return res, os.Rename(f.Name(), path)
+	}
+	if err := os.Link(f.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("%s: %w", path, ErrArchiveExists)
+		}
+		return nil, err
+	}
+	return res, nil // the deferred Remove drops the temp name
 }
 
 type countWriter struct {

@@ -33,6 +33,7 @@ func newSealCmd() *cobra.Command {
 		insecure  bool
 		ksData    string
 		platform  string
+		force     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "seal --images REF... --out FILE.sealed",
@@ -107,11 +108,14 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 					}
 				}
 			}
-			opts := []seal.SealOption{seal.WithDevices(devices...), seal.WithArchiveID(archiveID)}
+			opts := []seal.SealOption{seal.WithDevices(devices...), seal.WithArchiveID(archiveID), seal.WithReplace(force)}
 			if chunkSize > 0 {
 				opts = append(opts, seal.WithChunkSize(chunkSize))
 			}
 			res, err := seal.SealFile(ctx, out, srcs, opts...)
+			if errors.Is(err, seal.ErrArchiveExists) {
+				return fmt.Errorf("seal: %w: its key shares would open nothing; choose another --out, or --force to replace it", err)
+			}
 			if err != nil {
 				return err
 			}
@@ -144,7 +148,8 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&images, "images", nil, "images to seal: repo:tag, repo:tag@digest, oci:DIR[:TAG|@DIGEST], docker-archive:FILE[:REPO:TAG], FILE.tar or docker-daemon:REPO:TAG (repeat or comma-separate)")
-	f.StringVarP(&out, "out", "o", "", "archive file to write")
+	f.StringVarP(&out, "out", "o", "", "archive file to write (an existing one is refused without --force)")
+	f.BoolVar(&force, "force", false, "replace an existing archive at --out")
 	f.StringSliceVar(&devices, "devices", nil, "devices to make key shares for (default: one device named \"default\")")
 	f.StringVar(&keysDir, "keys-dir", "", "directory for the device keys and fragments (default: next to --out)")
 	f.StringVar(&archiveID, "archive-id", "", "archive id (default: random)")

@@ -62,6 +62,18 @@ func TestSealUnsealCLI(t *testing.T) {
 	if out, stderr, code = sealCLI(t, "seal", "inspect", archive); code != 0 || !strings.Contains(out, `"archive_id": "ar-cli"`) {
 		t.Fatalf("inspect: %d %s %s", code, out, stderr)
 	}
+	// Sealing over the archive would orphan its key shares: refused, archive unchanged.
+	before, _ := os.ReadFile(archive)
+	if _, stderr, code := sealCLI(t, "seal", "--images", ref.String(), "--out", archive, "--keys-dir", filepath.Join(dir, "keys2"), "--devices", "site-a"); code != 1 ||
+		!strings.Contains(stderr, "already exists") || !strings.Contains(stderr, "--force") {
+		t.Fatalf("seal over an archive: exit %d, %q", code, stderr)
+	}
+	if after, _ := os.ReadFile(archive); !bytes.Equal(before, after) {
+		t.Fatal("the refused seal changed the archive")
+	}
+	if _, stderr, code := sealCLI(t, "seal", "--images", ref.String(), "--out", filepath.Join(dir, "other.sealed"), "--keys-dir", filepath.Join(dir, "keys3"), "--devices", "site-a", "--force"); code != 0 {
+		t.Fatalf("seal --force to a new file: %s", stderr)
+	}
 	if _, stderr, code = sealCLI(t, "keyserver", "fragment", "add", "--data", data, "--archive", "ar-cli", "--device", "site-a", "--file", filepath.Join(keys, "site-a.fragment")); code != 0 {
 		t.Fatalf("fragment add: %s", stderr)
 	}
