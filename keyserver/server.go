@@ -395,6 +395,12 @@ func (c *refusalCounter) take() []RefusalCount {
 
 // Serve runs the key server on addr with the store in dataDir until ctx is
 // done. With certFile and keyFile it serves TLS (1.2 minimum).
+// loopback reports whether a listener is reachable only from this machine.
+func loopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
 func Serve(ctx context.Context, addr, dataDir, certFile, keyFile string, ready func(net.Addr), opts ...ServerOption) error {
 	if (certFile == "") != (keyFile == "") {
 		return errors.New("keyserver: give both --tls-cert and --tls-key, or neither")
@@ -424,6 +430,10 @@ func Serve(ctx context.Context, addr, dataDir, certFile, keyFile string, ready f
 		}
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	if certFile == "" && !loopback(ln.Addr()) {
+		// Tokens and fragments would cross the network in clear.
+		handler.log.Warn("key server on plain HTTP beyond loopback: tokens and key fragments travel unencrypted; give --tls-cert and --tls-key, or put it behind a TLS proxy", "addr", ln.Addr().String())
 	}
 	if ready != nil {
 		ready(ln.Addr())

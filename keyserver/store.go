@@ -191,8 +191,12 @@ func randHex(n int) string {
 // CreateToken makes a token for device (optionally limited to one archive)
 // and returns its secret, which is shown once and stored only as a hash.
 func (s *Store) CreateToken(device, archive, label string) (string, *Token, error) {
-	return s.CreateTokenTTL(device, archive, label, 0)
+	return s.CreateTokenTTL(device, archive, label, DefaultTokenTTL)
 }
+
+// DefaultTokenTTL is how long a token made by CreateToken lives: a leaked or
+// forgotten token stops working by itself.
+const DefaultTokenTTL = 90 * 24 * time.Hour
 
 // CreateTokenTTL is CreateToken with an expiry (ttl <= 0: never expires).
 func (s *Store) CreateTokenTTL(device, archive, label string, ttl time.Duration) (string, *Token, error) {
@@ -225,12 +229,20 @@ func (s *Store) CreateTokenTTL(device, archive, label string, ttl time.Duration)
 	return secret, t, nil
 }
 
-// RevokeToken revokes a token by id.
-func (s *Store) RevokeToken(id string) error {
+// RevokeToken revokes a token by its id or by its secret.
+func (s *Store) RevokeToken(idOrSecret string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		h := tx.Bucket(bTokenIDs).Get([]byte(id))
+		h := tx.Bucket(bTokenIDs).Get([]byte(idOrSecret))
+		if h == nil && strings.HasPrefix(idOrSecret, TokenPrefix) {
+			// The secret itself, as the operator who holds it would paste it.
+			if hs := []byte(hashToken(idOrSecret)); tx.Bucket(bTokens).Get(hs) != nil {
+				h = hs
+			} else {
+				return fmt.Errorf("token (given by its secret): %w", ErrNotFoundToken)
+			}
+		}
 		if h == nil {
-			return fmt.Errorf("token %s: %w", id, ErrNotFoundToken)
+			return fmt.Errorf("token %s: %w", idOrSecret, ErrNotFoundToken)
 		}
 		var t Token
 		if err := json.Unmarshal(tx.Bucket(bTokens).Get(h), &t); err != nil {
@@ -244,7 +256,7 @@ func (s *Store) RevokeToken(id string) error {
 		if err := tx.Bucket(bTokens).Put(h, b); err != nil {
 			return err
 		}
-		return s.audit(tx, Event{Action: "token.revoke", Result: "ok", TokenID: id, Device: t.Device})
+		return s.audit(tx, Event{Action: "token.revoke", Result: "ok", TokenID: t.ID, Device: t.Device})
 	})
 }
 

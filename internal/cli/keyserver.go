@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -99,15 +100,19 @@ func newKeyserverCmd() *cobra.Command {
 	create.Flags().StringVar(&device, "device", "", "device the token belongs to (required)")
 	create.Flags().StringVar(&archive, "archive", "", "limit the token to one archive")
 	create.Flags().StringVar(&label, "name", "", "free-form label")
-	create.Flags().DurationVar(&ttl, "ttl", 0, "expire the token after this long (e.g. 720h; default never)")
+	create.Flags().DurationVar(&ttl, "ttl", keyserver.DefaultTokenTTL, "expire the token after this long (e.g. 720h); 0 for a token that never expires")
 	_ = create.MarkFlagRequired("device")
 	revoke := &cobra.Command{
-		Use:   "revoke TOKEN-ID",
-		Short: "Revoke a token",
+		Use:   "revoke TOKEN-ID|SECRET",
+		Short: "Revoke a token, named by its id (token list) or by its secret",
 		Args:  cobra.ExactArgs(1),
 		RunE: withStore(func(cmd *cobra.Command, args []string, st *keyserver.Store) error {
 			if err := st.RevokeToken(args[0]); err != nil {
 				return err
+			}
+			if strings.HasPrefix(args[0], keyserver.TokenPrefix) {
+				fmt.Fprintln(cmd.OutOrStdout(), "token revoked (named by its secret)") // never echo a secret
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "token %s revoked\n", args[0])
 			return nil
