@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"sort"
 	"strings"
 	"testing"
 
@@ -13,6 +14,27 @@ func walk(c *cobra.Command, fn func(*cobra.Command)) {
 	fn(c)
 	for _, s := range c.Commands() {
 		walk(s, fn)
+	}
+}
+
+// TestEveryCommandHasExamples walks the whole tree: every runnable command
+// needs an Example section, listed by path when it lacks one.
+func TestEveryCommandHasExamples(t *testing.T) {
+	var missing []string
+	walk(NewRoot(), func(c *cobra.Command) {
+		if c.Hidden || c.Name() == "help" || c.Name() == "completion" || c.HasParent() && c.Parent().Name() == "completion" {
+			return
+		}
+		// A group (no flags of its own; usageExit makes it runnable only to
+		// refuse) needs no example; "seal", which runs and has "inspect", does.
+		group := c.HasAvailableSubCommands() && !c.LocalNonPersistentFlags().HasFlags()
+		if c.Runnable() && !group && strings.TrimSpace(c.Example) == "" {
+			missing = append(missing, c.CommandPath())
+		}
+	})
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("%d commands without Example:\n  %s", len(missing), strings.Join(missing, "\n  "))
 	}
 }
 

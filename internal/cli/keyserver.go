@@ -50,7 +50,7 @@ func newKeyserverCmd() *cobra.Command {
 	var ipBurst, tokBurst, failBurst, v4Bits, v6Bits, auditRows int
 	var auditAge time.Duration
 	serve := &cobra.Command{
-		Use:   "serve",
+		Use: "serve", Example: examples["keyserver serve"],
 		Short: "Serve fragments over HTTP(S) until SIGINT/SIGTERM (GET /binary-split/key-fragment, GET /v1/fragments/{archive})",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -84,7 +84,7 @@ func newKeyserverCmd() *cobra.Command {
 	var device, archive, label string
 	var ttl time.Duration
 	create := &cobra.Command{
-		Use:   "create --device NAME [--archive ID]",
+		Use: "create --device NAME [--archive ID]", Example: examples["keyserver token create"],
 		Short: "Create a token for a device (optionally only for one archive); prints the secret once",
 		Args:  cobra.NoArgs,
 		RunE: withNewStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
@@ -103,7 +103,7 @@ func newKeyserverCmd() *cobra.Command {
 	create.Flags().DurationVar(&ttl, "ttl", keyserver.DefaultTokenTTL, "expire the token after this long (e.g. 720h); 0 for a token that never expires")
 	_ = create.MarkFlagRequired("device")
 	revoke := &cobra.Command{
-		Use:   "revoke TOKEN-ID|SECRET",
+		Use: "revoke TOKEN-ID|SECRET", Example: examples["keyserver token revoke"],
 		Short: "Revoke a token, named by its id (token list) or by its secret",
 		Args:  cobra.ExactArgs(1),
 		RunE: withStore(func(cmd *cobra.Command, args []string, st *keyserver.Store) error {
@@ -119,7 +119,7 @@ func newKeyserverCmd() *cobra.Command {
 		}),
 	}
 	list := &cobra.Command{
-		Use:   "list",
+		Use: "list", Example: examples["keyserver token list"],
 		Short: "List tokens",
 		Args:  cobra.NoArgs,
 		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
@@ -140,7 +140,7 @@ func newKeyserverCmd() *cobra.Command {
 	fragment := &cobra.Command{Use: "fragment", Short: "Key fragments per archive and device"}
 	var file string
 	add := &cobra.Command{
-		Use:   "add --archive ID --device NAME --file FRAGMENT",
+		Use: "add --archive ID --device NAME --file FRAGMENT", Example: examples["keyserver fragment add"],
 		Short: "Store a fragment written by 'trainyard seal' (or a legacy azaion fragment)",
 		Args:  cobra.NoArgs,
 		RunE: withNewStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
@@ -162,7 +162,7 @@ func newKeyserverCmd() *cobra.Command {
 		_ = add.MarkFlagRequired(n)
 	}
 	flist := &cobra.Command{
-		Use:   "list [--archive ID]",
+		Use: "list [--archive ID]", Example: examples["keyserver fragment list"],
 		Short: "List fragments (never their bytes)",
 		Args:  cobra.NoArgs,
 		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
@@ -180,7 +180,7 @@ func newKeyserverCmd() *cobra.Command {
 	}
 	flist.Flags().StringVar(&archive, "archive", "", "only this archive")
 	frevoke := &cobra.Command{
-		Use:   "revoke --archive ID [--device NAME]",
+		Use: "revoke --archive ID [--device NAME]", Example: examples["keyserver fragment revoke"],
 		Short: "Revoke (and erase) an archive's fragment for one device, or for all devices",
 		Args:  cobra.NoArgs,
 		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
@@ -202,7 +202,7 @@ func newKeyserverCmd() *cobra.Command {
 	var last int
 	var refusals bool
 	audit := &cobra.Command{
-		Use:   "audit [-n N] [--refusals]",
+		Use: "audit [-n N] [--refusals]", Example: examples["keyserver audit"],
 		Short: "Print the audit log (JSON lines, oldest first), or with --refusals the refusal counts per minute, prefix and reason",
 		Args:  cobra.NoArgs,
 		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {

@@ -36,7 +36,7 @@ func newSealCmd() *cobra.Command {
 		force     bool
 	)
 	cmd := &cobra.Command{
-		Use:   "seal --images REF... --out FILE.sealed",
+		Use: "seal --images REF... --out FILE.sealed", Example: examples["seal"],
 		Short: "Seal images into an encrypted archive for an offline site (key split: device key + key-server fragment)",
 		Long: `Seal pulls the images and writes FILE.sealed: an OCI image layout in a tar, encrypted as a
 chunked AES-256-GCM stream (docs/sealed-format.md). For every device it writes, into --keys-dir,
@@ -159,7 +159,7 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 	registryFlags(cmd, &insecure)
 
 	inspect := &cobra.Command{
-		Use:   "inspect FILE.sealed",
+		Use: "inspect FILE.sealed", Example: examples["seal inspect"],
 		Short: "Print the header of a sealed archive (archive id, images and digests) as JSON; needs no key",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -241,7 +241,7 @@ func newUnsealCmd() *cobra.Command {
 		insecure                                      bool
 	)
 	cmd := &cobra.Command{
-		Use:   "unseal FILE.sealed",
+		Use: "unseal FILE.sealed", Example: examples["unseal"],
 		Short: "Decrypt a sealed archive with the device key and the key server's fragment, verify and load its images",
 		Long: `Unseal fetches this device's fragment from the key server, verifies the whole archive in a first
 streaming pass (every chunk authenticated, every blob digest checked), then loads the images in a

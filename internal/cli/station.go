@@ -148,7 +148,7 @@ func newStationCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "station", Short: "Run trains at this station: verify, execute with no network, seal results, pass on"}
 	f.add(cmd)
 	run := &cobra.Command{
-		Use:   "run IMAGE",
+		Use: "run IMAGE", Example: examples["station run"],
 		Short: "One stop: pull IMAGE, pre-run, run it, post-run, push it to the next hop's inbox",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -174,7 +174,7 @@ func newStationCmd() *cobra.Command {
 	var statusAddr, db string
 	var interval time.Duration
 	serve := &cobra.Command{
-		Use:   "serve",
+		Use: "serve", Example: examples["station serve"],
 		Short: "Watch this station's inbox and process every train addressed to it; /status, /healthz, /metrics",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -201,7 +201,7 @@ func newStationCmd() *cobra.Command {
 	serve.Flags().StringVar(&db, "db", envOr("TRAINYARD_STATION_DB", ""), "station database: replay guard and stop history (TRAINYARD_STATION_DB; default ./trainyard-station-ID.db)")
 	serve.Flags().DurationVar(&interval, "interval", envDuration("TRAINYARD_STATION_INTERVAL", 5*time.Second), "inbox poll interval (TRAINYARD_STATION_INTERVAL)")
 	logs := &cobra.Command{
-		Use:   "logs [TRAIN]",
+		Use: "logs [TRAIN]", Example: examples["station logs"],
 		Short: "Print the train output kept per stop (all trains, or TRAIN's), control characters escaped",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -148,7 +148,7 @@ func newTrustCmd() *cobra.Command {
 
 	var threshold int
 	initCmd := &cobra.Command{
-		Use:   "init",
+		Use: "init", Example: examples["trust init"],
 		Short: "Create a trust directory (one ed25519 key per TUF role, encrypted at rest) and publish it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -172,7 +172,7 @@ func newTrustCmd() *cobra.Command {
 		var keyFile string
 		var rotate bool
 		c := &cobra.Command{
-			Use:   use + " ID --key FILE.pub [--replace]",
+			Use: use + " ID --key FILE.pub [--replace]", Example: examples["trust "+use],
 			Short: "Publish a " + what + "'s public keys (from `trainyard keys generate`); --replace rotates them",
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -198,7 +198,7 @@ func newTrustCmd() *cobra.Command {
 	}
 	removeCmd := func(use, what string, rm func(*trust.Admin, context.Context, string) error) *cobra.Command {
 		return &cobra.Command{
-			Use:   use + " ID",
+			Use: use + " ID", Example: examples["trust "+use],
 			Short: "Remove a " + what + " from the directory and publish",
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -217,7 +217,7 @@ func newTrustCmd() *cobra.Command {
 		exec                                                        execFlags
 	}
 	approve := &cobra.Command{
-		Use:   "approve-train (--digest D | --code DIR [exec flags] [--base IMAGE]) --user ID --key FILE.key [--out approval.json]",
+		Use: "approve-train (--digest D | --code DIR [exec flags] [--base IMAGE]) --user ID --key FILE.key [--out approval.json]", Example: examples["trust approve-train"],
 		Short: "Sign the approval of a train definition; publish it (admin) or write it to --out for the admin (approver)",
 		Long: "Signs the approval of a train definition (code tree + exec config + base) with an approver's key.\n" +
 			"With --out the approver needs only their key and read access to the directory: the signed approval\n" +
@@ -308,7 +308,7 @@ func newTrustCmd() *cobra.Command {
 	approve.MarkFlagRequired("key")
 
 	addApproval := &cobra.Command{
-		Use:   "add-approval APPROVAL.json...",
+		Use: "add-approval APPROVAL.json...", Example: examples["trust add-approval"],
 		Short: "Verify approvers' signed approvals (from approve-train --out) and publish them, merged",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -346,7 +346,7 @@ func newTrustCmd() *cobra.Command {
 		},
 	}
 	revoke := &cobra.Command{
-		Use:   "revoke-approval DIGEST",
+		Use: "revoke-approval DIGEST", Example: examples["trust revoke-approval"],
 		Short: "Remove a train's approval and publish (stations refuse it from their next update)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -358,7 +358,7 @@ func newTrustCmd() *cobra.Command {
 		},
 	}
 	setThreshold := &cobra.Command{
-		Use:   "set-approval-threshold K",
+		Use: "set-approval-threshold K", Example: examples["trust set-approval-threshold"],
 		Short: "Require K valid approver signatures on every train approval and publish",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -377,7 +377,7 @@ func newTrustCmd() *cobra.Command {
 	var watch bool
 	var interval time.Duration
 	refresh := &cobra.Command{
-		Use:   "refresh [--watch]",
+		Use: "refresh [--watch]", Example: examples["trust refresh"],
 		Short: "Re-sign what is due (timestamp; snapshot and targets; root) and publish; exit 0 when nothing was due",
 		Long: "A role is due when less than half of its lifetime is left. Run it from cron or a systemd timer\n" +
 			"(hourly is plenty with the default one-day timestamp), or keep it running with --watch.\n" +
@@ -398,7 +398,7 @@ func newTrustCmd() *cobra.Command {
 	refresh.Flags().DurationVar(&interval, "interval", time.Hour, "with --watch, the longest sleep between checks")
 
 	pull := &cobra.Command{
-		Use:   "pull",
+		Use: "pull", Example: examples["trust pull"],
 		Short: "Replace the admin state's metadata with the registry's verified directory (after another admin published)",
 		Long: "Verifies the registry's directory with the admin state's root (or --trust-root the first time) and\n" +
 			"makes it the admin state's starting point. Unpublished local changes are dropped: redo them after.",
@@ -424,7 +424,7 @@ func newTrustCmd() *cobra.Command {
 
 	var output string
 	show := &cobra.Command{
-		Use:   "show [-o json]",
+		Use: "show [-o json]", Example: examples["trust show"],
 		Short: "Update the trusted copy of the directory and list its stations, users, approvals and expiry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -50,7 +50,7 @@ func newTUFCmd() *cobra.Command {
 	cmd.PersistentFlags().BoolVar(&te.force, "force", false,
 		"publish even over metadata this state did not publish (a foreign repository, a newer version): knowingly replace it")
 	master := func(use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, p *repo.Publisher, args []string) error) *cobra.Command {
-		return &cobra.Command{Use: use, Short: short, Args: args, RunE: func(cmd *cobra.Command, args []string) error {
+		return &cobra.Command{Use: use, Short: short, Example: examples["tuf "+strings.Fields(use)[0]], Args: args, RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := te.publisher(cmd, args[0])
 			if err != nil {
 				return err
@@ -59,7 +59,7 @@ func newTUFCmd() *cobra.Command {
 		}}
 	}
 	copyCmd := func(use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, c *client.Client, args []string) error) *cobra.Command {
-		return &cobra.Command{Use: use, Short: short, Args: args, RunE: func(cmd *cobra.Command, args []string) error {
+		return &cobra.Command{Use: use, Short: short, Example: examples["tuf "+strings.Fields(use)[0]], Args: args, RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := te.client(cmd, args[0])
 			if err != nil {
 				return err
@@ -248,7 +248,7 @@ func newTUFCmd() *cobra.Command {
 				}
 				return err
 			}),
-		&cobra.Command{Use: "list-repos [HOST]", Short: "List the registry's repositories (_catalog)", Args: cobra.MaximumNArgs(1),
+		&cobra.Command{Use: "list-repos [HOST]", Example: examples["tuf list-repos"], Short: "List the registry's repositories (_catalog)", Args: cobra.MaximumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				host := envOr("TRAINYARD_TUF_HOST", "")
 				if len(args) == 1 {
@@ -263,7 +263,7 @@ func newTUFCmd() *cobra.Command {
 				}
 				return tufExit(err)
 			}},
-		&cobra.Command{Use: "auth REPO ACTION...", Short: "Authenticate (pull, push, *) and print the bearer token, if any", Args: cobra.MinimumNArgs(2),
+		&cobra.Command{Use: "auth REPO ACTION...", Example: examples["tuf auth"], Short: "Authenticate (pull, push, *) and print the bearer token, if any", Args: cobra.MinimumNArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				rc := te.registryClient(cmd)
 				s, err := ocistore.New(rc, te.repoName(args[0]))
@@ -480,7 +480,7 @@ func newTUFConformanceCmd() *cobra.Command {
 		return nil
 	}
 	cmd.AddCommand(
-		&cobra.Command{Use: "init ROOT.json", Short: "Trust ROOT.json (no network)", Args: cobra.ExactArgs(1),
+		&cobra.Command{Use: "init ROOT.json", Example: examples["tuf client init"], Short: "Trust ROOT.json (no network)", Args: cobra.ExactArgs(1),
 			RunE: func(_ *cobra.Command, args []string) error {
 				if err := prep(); err != nil {
 					return err
@@ -491,14 +491,14 @@ func newTUFConformanceCmd() *cobra.Command {
 				}
 				return client.HTTPInit(h.MetadataDir, data)
 			}},
-		&cobra.Command{Use: "refresh", Short: "Update the top-level metadata", Args: cobra.NoArgs,
+		&cobra.Command{Use: "refresh", Example: examples["tuf client refresh"], Short: "Update the top-level metadata", Args: cobra.NoArgs,
 			RunE: func(_ *cobra.Command, _ []string) error {
 				if err := prep(); err != nil {
 					return err
 				}
 				return client.HTTPRefresh(h)
 			}},
-		&cobra.Command{Use: "download", Short: "Refresh, then download each --target-name into --target-dir", Args: cobra.NoArgs,
+		&cobra.Command{Use: "download", Example: examples["tuf client download"], Short: "Refresh, then download each --target-name into --target-dir", Args: cobra.NoArgs,
 			RunE: func(_ *cobra.Command, _ []string) error {
 				if err := prep(); err != nil {
 					return err
