@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -136,7 +137,8 @@ func ParseLocation(loc string) (kind, p string) {
 	return l.Kind, l.Path
 }
 
-// ScratchImage is an empty linux/amd64 OCI image to build trains on.
+// ScratchImage is an empty OCI image to build trains on, for linux on the
+// builder's architecture (as docker build picks the platform by default).
 func ScratchImage() v1.Image {
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
@@ -145,7 +147,7 @@ func ScratchImage() v1.Image {
 		return img
 	}
 	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
 	cf.RootFS.Type = "layers"
 	out, err := mutate.ConfigFile(img, cf)
 	if err != nil {
