@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -43,6 +44,26 @@ type DockerTarget struct {
 
 // NewDockerTarget returns a target that loads through api.
 func NewDockerTarget(api DockerAPI) *DockerTarget { return &DockerTarget{api: api} }
+
+// Ping checks that the engine answers before any pass over the archive, so
+// a missing daemon fails at once instead of as a closed pipe after a full
+// verification pass. An api without Ping (a test fake) is taken as present.
+func (t *DockerTarget) Ping(ctx context.Context) error {
+	p, ok := t.api.(interface {
+		Ping(context.Context, client.PingOptions) (client.PingResult, error)
+	})
+	if !ok {
+		return nil
+	}
+	if _, err := p.Ping(ctx, client.PingOptions{}); err != nil {
+		host := os.Getenv("DOCKER_HOST")
+		if h, ok := t.api.(interface{ DaemonHost() string }); ok {
+			host = h.DaemonHost()
+		}
+		return fmt.Errorf("no Docker engine at DOCKER_HOST=%s: is dockerd running? or use --to oci:DIR: %w", host, err)
+	}
+	return nil
+}
 
 // Prepare implements Target: it starts the load request.
 func (t *DockerTarget) Prepare(ctx context.Context, inv *Inventory) error {

@@ -269,6 +269,11 @@ image is missing or has another digest. --format azaion-v1 reads the azaion seed
 		if err != nil {
 			return err
 		}
+		if dt, ok := t.(*seal.DockerTarget); ok {
+			if err := dt.Ping(ctx); err != nil {
+				return err
+			}
+		}
 		fetch := func(archive string, legacy bool) ([]byte, error) {
 			if fragmentFile != "" {
 				return readFragmentFile(fragmentFile)
