@@ -157,7 +157,7 @@ func TestJSONFieldsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []any{TrainFacts{}, TrainStop{}, OpenedTrain{}, KeyIDs{}, TrainDigest{}, VersionInfo{}} {
+	for _, v := range []any{TrainFacts{}, TrainStop{}, OpenedTrain{}, KeyIDs{}, TrainDigest{}, VersionInfo{}, TUFTarget{}, TUFExpiration{}, TUFRepo{}, TUFBlobSize{}} {
 		rt := reflect.TypeOf(v)
 		for i := 0; i < rt.NumField(); i++ {
 			name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")

@@ -67,6 +67,7 @@ func newTUFCmd() *cobra.Command {
 			return tufExit(run(cmd, c, args[1:]))
 		}}
 	}
+	var format string // -o of the listing commands (one runs per process)
 	var add bool
 	crk := master("create-root-key REPO", "Create a root key (the previous ones are retired unless --add)", cobra.ExactArgs(1),
 		func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
@@ -155,22 +156,22 @@ func newTUFCmd() *cobra.Command {
 				}
 				return p.Pull(cmd.Context(), root)
 			}),
-		master("list-master-targets REPO", "List the publisher's targets", cobra.ExactArgs(1),
+		withJSON(&format, master("list-master-targets REPO", "List the publisher's targets", cobra.ExactArgs(1),
 			func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
 				names, err := p.ListTargets()
-				for _, n := range names {
-					fmt.Fprintln(cmd.OutOrStdout(), n)
+				if err != nil {
+					return err
 				}
-				return err
-			}),
-		master("get-master-expirations REPO", "Print each role's expiry", cobra.ExactArgs(1),
+				return writeTUFTargets(cmd.OutOrStdout(), format, names)
+			})),
+		withJSON(&format, master("get-master-expirations REPO", "Print each role's expiry", cobra.ExactArgs(1),
 			func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
 				exps, err := p.Expirations()
-				for _, e := range exps {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", e.Role, e.Expires.Format(time.RFC3339))
+				if err != nil {
+					return err
 				}
-				return err
-			}),
+				return writeTUFExpirations(cmd.OutOrStdout(), format, exps)
+			})),
 	)
 	// client side
 	var out string
@@ -214,41 +215,51 @@ func newTUFCmd() *cobra.Command {
 				}
 				return err
 			}),
-		copyCmd("blob-sizes REPO TARGET...", "Print the signed size of each part of each target (one line per part)", cobra.MinimumNArgs(2),
+		withJSON(&format, copyCmd("blob-sizes REPO TARGET...", "Print the signed size of each part of each target (one line per part)", cobra.MinimumNArgs(2),
 			func(cmd *cobra.Command, c *client.Client, names []string) error {
 				tfs, err := c.TargetInfo(cmd.Context(), names...)
-				for _, tf := range tfs {
+				sizes := []TUFBlobSize{}
+				for i, tf := range tfs {
 					parts, perr := tuf.Parts(tf)
 					if perr != nil {
 						return perr
 					}
-					for _, p := range parts {
-						fmt.Fprintln(cmd.OutOrStdout(), p.Length)
+					for j, p := range parts {
+						sizes = append(sizes, TUFBlobSize{Target: names[i], Part: j, Length: p.Length})
 					}
 				}
+				if format == "json" {
+					if err != nil {
+						return err
+					}
+					return writeJSON(cmd.OutOrStdout(), sizes)
+				}
+				for _, s := range sizes {
+					fmt.Fprintln(cmd.OutOrStdout(), s.Length)
+				}
 				return err
-			}),
+			})),
 		copyCmd("check-target REPO TARGET FILE...", "Exit 0 if the FILEs are the target's parts, in order (one FILE for a single-part target)", cobra.MinimumNArgs(3),
 			func(cmd *cobra.Command, c *client.Client, args []string) error {
 				return c.CheckTarget(cmd.Context(), args[0], args[1:]...)
 			}),
-		copyCmd("list-copy-targets REPO", "List targets of the trusted local copy", cobra.ExactArgs(1),
+		withJSON(&format, copyCmd("list-copy-targets REPO", "List targets of the trusted local copy", cobra.ExactArgs(1),
 			func(cmd *cobra.Command, c *client.Client, _ []string) error {
 				names, err := c.TargetNames()
-				for _, n := range names {
-					fmt.Fprintln(cmd.OutOrStdout(), n)
+				if err != nil {
+					return err
 				}
-				return err
-			}),
-		copyCmd("get-copy-expirations REPO", "Print each trusted role's expiry", cobra.ExactArgs(1),
+				return writeTUFTargets(cmd.OutOrStdout(), format, names)
+			})),
+		withJSON(&format, copyCmd("get-copy-expirations REPO", "Print each trusted role's expiry", cobra.ExactArgs(1),
 			func(cmd *cobra.Command, c *client.Client, _ []string) error {
 				exps, err := c.Expirations()
-				for _, e := range exps {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", e.Role, e.Expires.Format(time.RFC3339))
+				if err != nil {
+					return err
 				}
-				return err
-			}),
-		&cobra.Command{Use: "list-repos [HOST]", Example: examples["tuf list-repos"], Short: "List the registry's repositories (_catalog)", Args: cobra.MaximumNArgs(1),
+				return writeTUFExpirations(cmd.OutOrStdout(), format, exps)
+			})),
+		withJSON(&format, &cobra.Command{Use: "list-repos [HOST]", Example: examples["tuf list-repos"], Short: "List the registry's repositories (_catalog)", Args: cobra.MaximumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				host := envOr("TRAINYARD_TUF_HOST", "")
 				if len(args) == 1 {
@@ -258,11 +269,21 @@ func newTUFCmd() *cobra.Command {
 					return &ExitError{Code: 2, Err: errors.New("give HOST or set TRAINYARD_TUF_HOST")}
 				}
 				repos, err := ocistore.ListRepos(cmd.Context(), te.registryClient(cmd), host)
+				if err != nil {
+					return tufExit(err)
+				}
+				if format == "json" {
+					js := []TUFRepo{}
+					for _, r := range repos {
+						js = append(js, TUFRepo{Name: r})
+					}
+					return writeJSON(cmd.OutOrStdout(), js)
+				}
 				for _, r := range repos {
 					fmt.Fprintln(cmd.OutOrStdout(), r)
 				}
-				return tufExit(err)
-			}},
+				return nil
+			}}),
 		&cobra.Command{Use: "auth REPO ACTION...", Example: examples["tuf auth"], Short: "Authenticate (pull, push, *) and print the bearer token, if any", Args: cobra.MinimumNArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				rc := te.registryClient(cmd)
@@ -300,7 +321,7 @@ func tufKeychain() authn.Keychain {
 func (te *tufEnv) registryClient(cmd *cobra.Command) *registry.Client {
 	opts := []registry.Option{registry.WithInsecure(te.insecure),
 		registry.WithKeychain(tufKeychain())}
-	if progressOn() {
+	if progressOn() && progressEnabled(cmd) {
 		opts = append(opts, registry.WithProgress(cmd.ErrOrStderr()))
 	}
 	return registry.NewClient(opts...)
@@ -316,7 +337,7 @@ func (te *tufEnv) publisher(cmd *cobra.Command, r string) (*repo.Publisher, erro
 	}
 	opts := []repo.Option{repo.WithPasswords(passwordFromEnvOrPrompt(cmd)), repo.WithKeyType(envOr("TRAINYARD_TUF_KEY_TYPE", keys.Ed25519)),
 		repo.WithForce(te.force)}
-	if progressOn() {
+	if progressOn() && progressEnabled(cmd) {
 		opts = append(opts, repo.WithProgress(cmd.ErrOrStderr()))
 	}
 	for _, role := range []string{repo.Root, repo.Targets, repo.Snapshot, repo.Timestamp} {
@@ -337,7 +358,7 @@ func (te *tufEnv) client(cmd *cobra.Command, r string) (*client.Client, error) {
 		return nil, err
 	}
 	opts := []client.Option{}
-	if progressOn() {
+	if progressOn() && progressEnabled(cmd) {
 		opts = append(opts, client.WithProgress(cmd.ErrOrStderr()))
 	}
 	if v := os.Getenv("TRAINYARD_TUF_TIME"); v != "" {
@@ -507,4 +528,71 @@ func newTUFConformanceCmd() *cobra.Command {
 			}},
 	)
 	return cmd
+}
+
+// TUFTarget is one element of `tuf list-master-targets -o json` and
+// `tuf list-copy-targets -o json`.
+type TUFTarget struct {
+	Name string `json:"name"`
+}
+
+// TUFExpiration is one element of `tuf get-master-expirations -o json` and
+// `tuf get-copy-expirations -o json`.
+type TUFExpiration struct {
+	Role    string    `json:"role"`
+	Expires time.Time `json:"expires"`
+}
+
+// TUFRepo is one element of `tuf list-repos -o json`.
+type TUFRepo struct {
+	Name string `json:"name"`
+}
+
+// TUFBlobSize is one element of `tuf blob-sizes -o json`: one part of one
+// target, in the order of the text output.
+type TUFBlobSize struct {
+	Target string `json:"target"`
+	Part   int    `json:"part"` // 0-based index of the part in the target
+	Length int64  `json:"length"`
+}
+
+// withJSON adds -o text|json to c and checks it before c's work.
+func withJSON(format *string, c *cobra.Command) *cobra.Command {
+	check := outputFlag(c, format)
+	run := c.RunE
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := check(); err != nil {
+			return err
+		}
+		return run(cmd, args)
+	}
+	return c
+}
+
+func writeTUFTargets(w io.Writer, format string, names []string) error {
+	if format == "json" {
+		js := []TUFTarget{}
+		for _, n := range names {
+			js = append(js, TUFTarget{Name: n})
+		}
+		return writeJSON(w, js)
+	}
+	for _, n := range names {
+		fmt.Fprintln(w, n)
+	}
+	return nil
+}
+
+func writeTUFExpirations(w io.Writer, format string, exps []tuf.Expiration) error {
+	if format == "json" {
+		js := []TUFExpiration{}
+		for _, e := range exps {
+			js = append(js, TUFExpiration{Role: e.Role, Expires: e.Expires.UTC()})
+		}
+		return writeJSON(w, js)
+	}
+	for _, e := range exps {
+		fmt.Fprintf(w, "%s: %s\n", e.Role, e.Expires.Format(time.RFC3339))
+	}
+	return nil
 }

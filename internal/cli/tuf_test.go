@@ -86,6 +86,7 @@ func TestTUFCommands(t *testing.T) {
 	if got := mustRun("list-repos"); got != "demo\n" {
 		t.Fatalf("list-repos: %q", got)
 	}
+	tufJSON(t, mustRun)
 	// a multi-part target: two files and a part reused from a.txt
 	p1, p3 := filepath.Join(dir, "p1"), filepath.Join(dir, "p3")
 	if err := os.WriteFile(p1, []byte("head-"), 0o644); err != nil {
@@ -361,5 +362,66 @@ func TestTUFPublishGuard(t *testing.T) {
 	code, out, stderr := execRoot(t, "", "tuf", "--repositories-root", filepath.Join(dir, "a"), "list-master-targets", "live")
 	if code != 0 || out != "f\ng\nh\n" {
 		t.Fatalf("after pull-master: %d %q %s", code, out, stderr)
+	}
+}
+
+// tufJSON checks -o json of the listing commands on TestTUFCommands's
+// repository "demo" (targets a.txt and b.txt, one 7-byte part each).
+func tufJSON(t *testing.T, mustRun func(args ...string) string) {
+	t.Helper()
+	parse := func(v any, args ...string) {
+		t.Helper()
+		out := mustRun(append(args, "-o", "json")...)
+		dec := json.NewDecoder(strings.NewReader(out))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			t.Fatalf("%v -o json: %v: %q", args, err, out)
+		}
+	}
+	for _, c := range []string{"list-master-targets", "list-copy-targets"} {
+		var ts []TUFTarget
+		parse(&ts, c, "demo")
+		if len(ts) != 2 || ts[0].Name != "a.txt" || ts[1].Name != "b.txt" {
+			t.Fatalf("%s -o json: %+v", c, ts)
+		}
+	}
+	for _, c := range []string{"get-master-expirations", "get-copy-expirations"} {
+		var es []TUFExpiration
+		parse(&es, c, "demo")
+		roles := map[string]bool{}
+		for _, e := range es {
+			if e.Expires.Before(time.Now()) {
+				t.Fatalf("%s -o json: %s expires %v, in the past", c, e.Role, e.Expires)
+			}
+			roles[e.Role] = true
+		}
+		for _, r := range []string{"root", "targets", "snapshot", "timestamp"} {
+			if !roles[r] {
+				t.Fatalf("%s -o json: no role %s in %+v", c, r, es)
+			}
+		}
+	}
+	var rs []TUFRepo
+	parse(&rs, "list-repos")
+	if len(rs) != 1 || rs[0].Name != "demo" {
+		t.Fatalf("list-repos -o json: %+v", rs)
+	}
+	var bs []TUFBlobSize
+	parse(&bs, "blob-sizes", "demo", "b.txt", "a.txt")
+	if len(bs) != 2 || bs[0] != (TUFBlobSize{Target: "b.txt", Part: 0, Length: 7}) || bs[1] != (TUFBlobSize{Target: "a.txt", Part: 0, Length: 7}) {
+		t.Fatalf("blob-sizes -o json: %+v", bs)
+	}
+}
+
+// TestTUFOutputFlagChecked: an unknown -o is a usage error before any work
+// (no repository state exists, so work would fail differently).
+func TestTUFOutputFlagChecked(t *testing.T) {
+	t.Setenv("TRAINYARD_TUF_REPOSITORIES_ROOT", t.TempDir())
+	for _, c := range [][]string{{"list-master-targets", "x"}, {"list-copy-targets", "x"}, {"get-master-expirations", "x"},
+		{"get-copy-expirations", "x"}, {"list-repos", "127.0.0.1:1"}, {"blob-sizes", "x", "t"}} {
+		code, _, stderr := execRoot(t, "", append(append([]string{"tuf"}, c...), "-o", "yaml")...)
+		if code != 2 || !strings.Contains(stderr, `--output "yaml"`) {
+			t.Errorf("tuf %v -o yaml: exit %d %q", c, code, stderr)
+		}
 	}
 }
