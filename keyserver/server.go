@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -435,6 +437,21 @@ func Serve(ctx context.Context, addr, dataDir, certFile, keyFile string, ready f
 		// Tokens and fragments would cross the network in clear.
 		handler.log.Warn("key server on plain HTTP beyond loopback: tokens and key fragments travel unencrypted; give --tls-cert and --tls-key, or put it behind a TLS proxy", "addr", ln.Addr().String())
 	}
+	aln, atok, err := listenAdmin(dataDir)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	asrv := &http.Server{Handler: AdminHandler(st, atok), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
+	go func() { _ = asrv.Serve(aln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = asrv.Shutdown(sctx)
+		os.Remove(filepath.Join(dataDir, AdminSocket))
+		os.Remove(filepath.Join(dataDir, AdminTokenFile))
+	}()
 	if ready != nil {
 		ready(ln.Addr())
 	}

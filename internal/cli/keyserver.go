@@ -25,9 +25,20 @@ func newKeyserverCmd() *cobra.Command {
 	// withStore opens an existing store; only the commands that create state
 	// (serve, token create, fragment add) use withNewStore, so a mistyped
 	// --data is refused instead of answered from a fresh empty database.
-	openWith := func(open func(string) (*keyserver.Store, error), fn func(cmd *cobra.Command, args []string, st *keyserver.Store) error) func(*cobra.Command, []string) error {
+	// While a server runs on --data it holds the bbolt lock; the commands
+	// then go through its admin API (the data dir's admin.sock and
+	// admin.token), which answers the same calls.
+	openWith := func(open func(string) (*keyserver.Store, error), fn func(cmd *cobra.Command, args []string, st keyStore) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
+			ac, dialErr := keyserver.DialAdmin(data)
+			if dialErr == nil {
+				defer ac.Close()
+				return fn(cmd, args, ac)
+			}
 			st, err := open(data)
+			if errors.Is(err, keyserver.ErrLocked) {
+				return fmt.Errorf("%w, and %v", err, dialErr)
+			}
 			if errors.Is(err, keyserver.ErrNoStore) {
 				return fmt.Errorf("%w; create one with 'trainyard keyserver serve', 'token create' or 'fragment add', or pass the right --data", err)
 			}
@@ -38,21 +49,26 @@ func newKeyserverCmd() *cobra.Command {
 			return fn(cmd, args, st)
 		}
 	}
-	withStore := func(fn func(cmd *cobra.Command, args []string, st *keyserver.Store) error) func(*cobra.Command, []string) error {
+	withStore := func(fn func(cmd *cobra.Command, args []string, st keyStore) error) func(*cobra.Command, []string) error {
 		return openWith(keyserver.OpenExisting, fn)
 	}
-	withNewStore := func(fn func(cmd *cobra.Command, args []string, st *keyserver.Store) error) func(*cobra.Command, []string) error {
+	withNewStore := func(fn func(cmd *cobra.Command, args []string, st keyStore) error) func(*cobra.Command, []string) error {
 		return openWith(keyserver.Open, fn)
 	}
 
 	var addr, cert, key string
+	var tokOut, fragOut, auditOut string
+	var checkTokOut, checkFragOut, checkAuditOut func() error
 	var ipRate, tokRate, failRate float64
 	var ipBurst, tokBurst, failBurst, v4Bits, v6Bits, auditRows int
 	var auditAge time.Duration
 	serve := &cobra.Command{
 		Use: "serve", Example: examples["keyserver serve"],
 		Short: "Serve fragments over HTTP(S) until SIGINT/SIGTERM (GET /binary-split/key-fragment, GET /v1/fragments/{archive})",
-		Args:  cobra.NoArgs,
+		Long: "Serve fragments over HTTP(S) until SIGINT/SIGTERM (GET /binary-split/key-fragment, GET /v1/fragments/{archive}).\n" +
+			"While it serves, the token, fragment and audit commands on the same --data use its admin API:\n" +
+			"the unix socket DATA/admin.sock and the bearer token in DATA/admin.token (both 0600, removed at exit).",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Audit events go to stderr at info level whatever --verbose says.
 			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -87,7 +103,7 @@ func newKeyserverCmd() *cobra.Command {
 		Use: "create --device NAME [--archive ID]", Example: examples["keyserver token create"],
 		Short: "Create a token for a device (optionally only for one archive); prints the secret once",
 		Args:  cobra.NoArgs,
-		RunE: withNewStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+		RunE: withNewStore(func(cmd *cobra.Command, _ []string, st keyStore) error {
 			secret, t, err := st.CreateTokenTTL(device, archive, label, ttl)
 			if err != nil {
 				return err
@@ -106,7 +122,7 @@ func newKeyserverCmd() *cobra.Command {
 		Use: "revoke TOKEN-ID|SECRET", Example: examples["keyserver token revoke"],
 		Short: "Revoke a token, named by its id (token list) or by its secret",
 		Args:  cobra.ExactArgs(1),
-		RunE: withStore(func(cmd *cobra.Command, args []string, st *keyserver.Store) error {
+		RunE: withStore(func(cmd *cobra.Command, args []string, st keyStore) error {
 			if err := st.RevokeToken(args[0]); err != nil {
 				return err
 			}
@@ -122,10 +138,20 @@ func newKeyserverCmd() *cobra.Command {
 		Use: "list", Example: examples["keyserver token list"],
 		Short: "List tokens",
 		Args:  cobra.NoArgs,
-		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+		RunE: withStore(func(cmd *cobra.Command, _ []string, st keyStore) error {
+			if err := checkTokOut(); err != nil {
+				return err
+			}
 			ts, err := st.ListTokens()
 			if err != nil {
 				return err
+			}
+			if tokOut == "json" {
+				out := make([]TokenInfo, 0, len(ts))
+				for _, t := range ts {
+					out = append(out, TokenInfo{ID: t.ID, Device: t.Device, Archive: t.Archive, Name: t.Name, Created: t.Created, Expires: t.Expires, Revoked: t.Revoked})
+				}
+				return writeJSON(cmd.OutOrStdout(), out)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tDEVICE\tARCHIVE\tCREATED\tEXPIRES\tREVOKED\tNAME")
@@ -135,6 +161,7 @@ func newKeyserverCmd() *cobra.Command {
 			return tw.Flush()
 		}),
 	}
+	checkTokOut = outputFlag(list, &tokOut)
 	token.AddCommand(create, revoke, list)
 
 	fragment := &cobra.Command{Use: "fragment", Short: "Key fragments per archive and device"}
@@ -143,7 +170,7 @@ func newKeyserverCmd() *cobra.Command {
 		Use: "add --archive ID --device NAME --file FRAGMENT", Example: examples["keyserver fragment add"],
 		Short: "Store a fragment written by 'trainyard seal' (or a legacy azaion fragment)",
 		Args:  cobra.NoArgs,
-		RunE: withNewStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+		RunE: withNewStore(func(cmd *cobra.Command, _ []string, st keyStore) error {
 			b, err := os.ReadFile(file)
 			if err != nil {
 				return err
@@ -165,10 +192,20 @@ func newKeyserverCmd() *cobra.Command {
 		Use: "list [--archive ID]", Example: examples["keyserver fragment list"],
 		Short: "List fragments (never their bytes)",
 		Args:  cobra.NoArgs,
-		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+		RunE: withStore(func(cmd *cobra.Command, _ []string, st keyStore) error {
+			if err := checkFragOut(); err != nil {
+				return err
+			}
 			fs, err := st.ListFragments(archive)
 			if err != nil {
 				return err
+			}
+			if fragOut == "json" {
+				out := make([]FragmentInfo, 0, len(fs))
+				for _, f := range fs {
+					out = append(out, FragmentInfo{Archive: f.Archive, Device: f.Device, Created: f.Created, Revoked: f.Revoked})
+				}
+				return writeJSON(cmd.OutOrStdout(), out)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ARCHIVE\tDEVICE\tCREATED\tREVOKED")
@@ -179,11 +216,12 @@ func newKeyserverCmd() *cobra.Command {
 		}),
 	}
 	flist.Flags().StringVar(&archive, "archive", "", "only this archive")
+	checkFragOut = outputFlag(flist, &fragOut)
 	frevoke := &cobra.Command{
 		Use: "revoke --archive ID [--device NAME]", Example: examples["keyserver fragment revoke"],
 		Short: "Revoke (and erase) an archive's fragment for one device, or for all devices",
 		Args:  cobra.NoArgs,
-		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+		RunE: withStore(func(cmd *cobra.Command, _ []string, st keyStore) error {
 			if archive == "" {
 				return &ExitError{Code: 2, Err: errors.New("fragment revoke: --archive is required")}
 			}
@@ -205,12 +243,21 @@ func newKeyserverCmd() *cobra.Command {
 		Use: "audit [-n N] [--refusals]", Example: examples["keyserver audit"],
 		Short: "Print the audit log (JSON lines, oldest first), or with --refusals the refusal counts per minute, prefix and reason",
 		Args:  cobra.NoArgs,
-		RunE: withStore(func(cmd *cobra.Command, _ []string, st *keyserver.Store) error {
+		RunE: withStore(func(cmd *cobra.Command, _ []string, st keyStore) error {
+			if err := checkAuditOut(); err != nil {
+				return err
+			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			if refusals {
 				rc, err := st.Refusals()
 				if err != nil {
 					return err
+				}
+				if auditOut == "json" {
+					if rc == nil {
+						rc = []keyserver.RefusalCount{}
+					}
+					return writeJSON(cmd.OutOrStdout(), rc)
 				}
 				for _, c := range rc {
 					if err := enc.Encode(c); err != nil {
@@ -223,6 +270,12 @@ func newKeyserverCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if auditOut == "json" {
+				if evs == nil {
+					evs = []keyserver.Event{}
+				}
+				return writeJSON(cmd.OutOrStdout(), evs)
+			}
 			for _, e := range evs {
 				if err := enc.Encode(e); err != nil {
 					return err
@@ -233,6 +286,7 @@ func newKeyserverCmd() *cobra.Command {
 	}
 	audit.Flags().IntVarP(&last, "last", "n", 100, "number of most recent events (0: all)")
 	audit.Flags().BoolVar(&refusals, "refusals", false, "print the refusal counts instead of the audit rows")
+	checkAuditOut = outputFlag(audit, &auditOut)
 
 	cmd.AddCommand(serve, token, fragment, audit)
 	return cmd
@@ -250,4 +304,38 @@ func when(t *time.Time) string {
 		return "-"
 	}
 	return t.Format(time.RFC3339)
+}
+
+// keyStore is what the admin commands need: the store itself, or a running
+// server's admin API (keyserver.AdminClient) when the server holds the lock.
+type keyStore interface {
+	CreateTokenTTL(device, archive, label string, ttl time.Duration) (string, *keyserver.Token, error)
+	RevokeToken(idOrSecret string) error
+	ListTokens() ([]keyserver.Token, error)
+	AddFragment(archive, device string, data []byte) error
+	RevokeFragment(archive, device string) (int, error)
+	ListFragments(archive string) ([]keyserver.Fragment, error)
+	AuditLog(n int) ([]keyserver.Event, error)
+	Refusals() ([]keyserver.RefusalCount, error)
+}
+
+// TokenInfo is one element of `keyserver token list -o json` (never the
+// secret or its hash).
+type TokenInfo struct {
+	ID      string     `json:"id"`
+	Device  string     `json:"device"`
+	Archive string     `json:"archive,omitempty"`
+	Name    string     `json:"name,omitempty"`
+	Created time.Time  `json:"created"`
+	Expires *time.Time `json:"expires,omitempty"`
+	Revoked *time.Time `json:"revoked,omitempty"`
+}
+
+// FragmentInfo is one element of `keyserver fragment list -o json` (never
+// the fragment's bytes).
+type FragmentInfo struct {
+	Archive string     `json:"archive"`
+	Device  string     `json:"device"`
+	Created time.Time  `json:"created"`
+	Revoked *time.Time `json:"revoked,omitempty"`
 }
