@@ -3,6 +3,7 @@ package keyserver
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -135,5 +136,42 @@ func TestServeRemovesAdminFiles(t *testing.T) {
 	}
 	if _, err := DialAdmin(dir); !errors.Is(err, ErrNoAdmin) {
 		t.Fatalf("DialAdmin after stop: %v", err)
+	}
+}
+
+// TestServeWithoutAdminSocket: a data dir whose path is too long for a unix
+// socket still serves fragments, with a warning, and leaves no admin token.
+func TestServeWithoutAdminSocket(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 120))
+	var logs strings.Builder
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, "127.0.0.1:0", dir, "", "", func(a net.Addr) { ready <- a }, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	}()
+	var addr net.Addr
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("Serve refused a long data dir: %v", err)
+	}
+	resp, err := http.Get("http://" + addr.String() + HealthPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, err := DialAdmin(dir); !errors.Is(err, ErrNoAdmin) {
+		t.Fatalf("DialAdmin: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, AdminTokenFile)); !os.IsNotExist(err) {
+		t.Fatalf("admin token left without a socket: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "no admin API") {
+		t.Fatalf("no warning: %s", logs.String())
 	}
 }

@@ -437,21 +437,23 @@ func Serve(ctx context.Context, addr, dataDir, certFile, keyFile string, ready f
 		// Tokens and fragments would cross the network in clear.
 		handler.log.Warn("key server on plain HTTP beyond loopback: tokens and key fragments travel unencrypted; give --tls-cert and --tls-key, or put it behind a TLS proxy", "addr", ln.Addr().String())
 	}
-	aln, atok, err := listenAdmin(dataDir)
-	if err != nil {
-		ln.Close()
-		return err
+	// The admin API is a convenience: without it (a data dir path too long
+	// for a unix socket, a file system without sockets) the server still
+	// serves, and administration waits for it to stop.
+	if aln, atok, err := listenAdmin(dataDir); err != nil {
+		handler.log.Warn("keyserver: no admin API; the token, fragment and audit commands need the server stopped", "err", err)
+	} else {
+		asrv := &http.Server{Handler: AdminHandler(st, atok), ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
+		go func() { _ = asrv.Serve(aln) }()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = asrv.Shutdown(sctx)
+			os.Remove(filepath.Join(dataDir, AdminSocket))
+			os.Remove(filepath.Join(dataDir, AdminTokenFile))
+		}()
 	}
-	asrv := &http.Server{Handler: AdminHandler(st, atok), ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
-	go func() { _ = asrv.Serve(aln) }()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = asrv.Shutdown(sctx)
-		os.Remove(filepath.Join(dataDir, AdminSocket))
-		os.Remove(filepath.Join(dataDir, AdminTokenFile))
-	}()
 	if ready != nil {
 		ready(ln.Addr())
 	}
