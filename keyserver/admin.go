@@ -36,12 +36,12 @@ var ErrNoAdmin = errors.New("no key server admin API")
 
 // adminRequest is the body of the admin API's POST requests.
 type adminRequest struct {
-	Device     string `json:"device,omitempty"`
-	Archive    string `json:"archive,omitempty"`
-	Name       string `json:"name,omitempty"`
-	TTLSeconds int64  `json:"ttl_seconds,omitempty"`
-	Token      string `json:"token,omitempty"` // id or secret, for revoke
-	Data       []byte `json:"data,omitempty"`
+	Device   string `json:"device,omitempty"`
+	Archive  string `json:"archive,omitempty"`
+	Name     string `json:"name,omitempty"`
+	TTLNanos int64  `json:"ttl_ns,omitempty"`
+	Token    string `json:"token,omitempty"` // id or secret, for revoke
+	Data     []byte `json:"data,omitempty"`
 }
 
 type createdToken struct {
@@ -83,7 +83,7 @@ func AdminHandler(store *Store, adminToken string) http.Handler {
 	})
 	mux.HandleFunc("POST "+AdminPathPrefix+"tokens", func(w http.ResponseWriter, r *http.Request) {
 		if req, ok := decode(w, r); ok {
-			secret, t, err := store.CreateTokenTTL(req.Device, req.Archive, req.Name, time.Duration(req.TTLSeconds)*time.Second)
+			secret, t, err := store.CreateTokenTTL(req.Device, req.Archive, req.Name, time.Duration(req.TTLNanos))
 			reply(w, createdToken{Secret: secret, Token: t}, err)
 		}
 	})
@@ -225,7 +225,7 @@ func (a *AdminClient) do(method, path string, body, out any) error {
 // CreateTokenTTL creates a token on the running server.
 func (a *AdminClient) CreateTokenTTL(device, archive, label string, ttl time.Duration) (string, *Token, error) {
 	var out createdToken
-	err := a.do("POST", "tokens", adminRequest{Device: device, Archive: archive, Name: label, TTLSeconds: int64(ttl / time.Second)}, &out)
+	err := a.do("POST", "tokens", adminRequest{Device: device, Archive: archive, Name: label, TTLNanos: int64(ttl)}, &out)
 	return out.Secret, out.Token, err
 }
 
