@@ -32,8 +32,9 @@ type trustFlags struct {
 	repo, adminDir, dir, root string
 	insecure                  bool
 	// admin side only
-	force     bool
-	lifetimes map[string]*string
+	force      bool
+	lifetimes  map[string]*string
+	noPassword bool // trust init: an empty key password is allowed
 }
 
 var tufRoles = []string{repo.Root, repo.Targets, repo.Snapshot, repo.Timestamp}
@@ -85,7 +86,7 @@ func (f *trustFlags) admin(cmd *cobra.Command) (*repo.Publisher, error) {
 			return []byte(v), nil
 		}
 		return pw(role)
-	})}
+	}), repo.WithNewPasswords(newPasswordFromEnvOrPrompt(cmd, f.noPassword, "TRAINYARD_TRUST_KEY_PASSWORD"))}
 	for role, v := range f.lifetimes {
 		if *v == "" {
 			continue
@@ -162,11 +163,12 @@ func newTrustCmd() *cobra.Command {
 				}
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "trust directory %s created; give readers %s\n", f.repo, p.RootPath())
+			fmt.Fprintf(cmd.OutOrStdout(), "trust directory %s created\nroot.json: %s\ngive readers this file: they pass it as --trust-root (TRAINYARD_TRUST_ROOT)\n", f.repo, p.RootPath())
 			return nil
 		},
 	}
 	initCmd.Flags().IntVar(&threshold, "approval-threshold", 1, "valid approver signatures a train approval needs (k of n users)")
+	initCmd.Flags().BoolVar(&f.noPassword, "no-password", false, noPasswordUsage)
 
 	addKey := func(use, what string, add, replace func(*trust.Admin, context.Context, string, hardened.PublicKey) error) *cobra.Command {
 		var keyFile string

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,8 @@ type tufEnv struct {
 	insecure bool
 	root     string
 	force    bool
+	// noPassword allows an empty password for a role's first key.
+	noPassword bool
 }
 
 func newTUFCmd() *cobra.Command {
@@ -78,6 +81,7 @@ func newTUFCmd() *cobra.Command {
 			return err
 		})
 	crk.Flags().BoolVar(&add, "add", false, "add a key to the role instead of replacing its keys (thresholds)")
+	crk.Flags().BoolVar(&te.noPassword, "no-password", false, noPasswordUsage)
 	var addM bool
 	cmk := master("create-metadata-keys REPO [ROLE...]", "Create keys for targets, snapshot, timestamp (or the given roles, e.g. a delegated role)", cobra.MinimumNArgs(1),
 		func(cmd *cobra.Command, p *repo.Publisher, roles []string) error {
@@ -94,6 +98,7 @@ func newTUFCmd() *cobra.Command {
 			return nil
 		})
 	cmk.Flags().BoolVar(&addM, "add", false, "add keys instead of replacing the roles' keys")
+	cmk.Flags().BoolVar(&te.noPassword, "no-password", false, noPasswordUsage)
 	var thresholds []string
 	cm := master("create-metadata REPO", "Create version 1 of the metadata from the key files (publish with push-metadata)", cobra.ExactArgs(1),
 		func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
@@ -335,7 +340,8 @@ func (te *tufEnv) publisher(cmd *cobra.Command, r string) (*repo.Publisher, erro
 	if err != nil {
 		return nil, err
 	}
-	opts := []repo.Option{repo.WithPasswords(passwordFromEnvOrPrompt(cmd)), repo.WithKeyType(envOr("TRAINYARD_TUF_KEY_TYPE", keys.Ed25519)),
+	opts := []repo.Option{repo.WithPasswords(passwordFromEnvOrPrompt(cmd)),
+		repo.WithNewPasswords(newPasswordFromEnvOrPrompt(cmd, te.noPassword)), repo.WithKeyType(envOr("TRAINYARD_TUF_KEY_TYPE", keys.Ed25519)),
 		repo.WithForce(te.force)}
 	if progressOn() && progressEnabled(cmd) {
 		opts = append(opts, repo.WithProgress(cmd.ErrOrStderr()))
@@ -379,14 +385,67 @@ func passwordFromEnvOrPrompt(cmd *cobra.Command) repo.PasswordFunc {
 		if v, ok := os.LookupEnv(env); ok {
 			return []byte(v), nil
 		}
-		fd := int(os.Stdin.Fd())
-		if !term.IsTerminal(fd) {
+		pw, err := promptPassword(cmd.ErrOrStderr(), fmt.Sprintf("Password for %s keys: ", role))
+		if errors.Is(err, errNoTerminal) {
 			return nil, fmt.Errorf("set %s (no terminal to prompt on)", env)
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "Password for %s keys: ", role)
-		pw, err := term.ReadPassword(fd)
-		fmt.Fprintln(cmd.ErrOrStderr())
 		return pw, err
+	}
+}
+
+const noPasswordUsage = "allow an empty password for a role's first key (no prompt; an empty TRAINYARD_*_KEY_PASSWORD is refused without it)"
+
+var errNoTerminal = errors.New("no terminal")
+
+// promptPassword asks on the terminal (stdin) without echo; a variable so
+// tests can answer it.
+var promptPassword = func(w io.Writer, prompt string) ([]byte, error) {
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return nil, errNoTerminal
+	}
+	fmt.Fprint(w, prompt)
+	pw, err := term.ReadPassword(fd)
+	fmt.Fprintln(w)
+	return pw, err
+}
+
+// newPasswordFromEnvOrPrompt is the password of a role's first key: the
+// first of envs (then TRAINYARD_TUF_<ROLE>_KEY_PASSWORD) that is set, else
+// asked twice on the terminal. Empty needs noPassword, which also skips the
+// prompt.
+func newPasswordFromEnvOrPrompt(cmd *cobra.Command, noPassword bool, envs ...string) repo.PasswordFunc {
+	return func(role string) ([]byte, error) {
+		envs := append(envs[:len(envs):len(envs)], "TRAINYARD_TUF_"+envName(role)+"_KEY_PASSWORD")
+		for _, env := range envs {
+			if v, ok := os.LookupEnv(env); ok {
+				if v == "" && !noPassword {
+					return nil, fmt.Errorf("%s is empty: give --no-password to create keys without a password", env)
+				}
+				return []byte(v), nil
+			}
+		}
+		if noPassword {
+			return []byte{}, nil
+		}
+		pw, err := promptPassword(cmd.ErrOrStderr(), fmt.Sprintf("New password for %s keys: ", role))
+		if errors.Is(err, errNoTerminal) {
+			return nil, fmt.Errorf("set %s (no terminal to prompt on), or give --no-password", envs[len(envs)-1])
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(pw) == 0 {
+			return nil, errors.New("empty password: give --no-password to create keys without a password")
+		}
+		again, err := promptPassword(cmd.ErrOrStderr(), fmt.Sprintf("Repeat the password for %s keys: ", role))
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(pw, again) {
+			return nil, errors.New("the two passwords differ")
+		}
+		return pw, nil
 	}
 }
 

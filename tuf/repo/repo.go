@@ -70,6 +70,7 @@ type Publisher struct {
 	dir       string
 	store     *ocistore.Store
 	passwords PasswordFunc
+	newPass   PasswordFunc
 	keyType   string
 	lifetimes map[string]time.Duration
 	now       func() time.Time
@@ -84,6 +85,12 @@ type Option func(*Publisher)
 
 // WithPasswords sets where key passwords come from (default: empty password).
 func WithPasswords(f PasswordFunc) Option { return func(p *Publisher) { p.passwords = f } }
+
+// WithNewPasswords sets where the password of a role's first key comes
+// from (a role with no key files yet), e.g. a prompt that asks twice. Later
+// keys of the role take WithPasswords' password: a role keeps one password,
+// which also decrypts its retired keys. Default: WithPasswords' function.
+func WithNewPasswords(f PasswordFunc) Option { return func(p *Publisher) { p.newPass = f } }
 
 // WithKeyType sets the type of new keys: ed25519 (default), ecdsa, rsa.
 func WithKeyType(t string) Option { return func(p *Publisher) { p.keyType = t } }
@@ -161,7 +168,16 @@ func (p *Publisher) CreateKey(role string, add bool) (string, string, error) {
 	if role == "" || role == "retired" {
 		return "", "", fmt.Errorf("invalid role name %q", role)
 	}
-	pw, err := p.password(role)
+	existing, err := p.keyIDs(role)
+	if err != nil {
+		return "", "", err
+	}
+	var pw []byte
+	if len(existing) == 0 && p.newPass != nil {
+		pw, err = p.newPassword(role)
+	} else {
+		pw, err = p.password(role)
+	}
 	if err != nil {
 		return "", "", err
 	}
@@ -267,6 +283,22 @@ func (p *Publisher) password(role string) ([]byte, error) {
 	pw, err := p.passwords(role)
 	if err != nil {
 		return nil, fmt.Errorf("password for %s keys: %w", role, err)
+	}
+	p.cache[role] = pw
+	return pw, nil
+}
+
+// newPassword is password for a role that has no keys yet.
+func (p *Publisher) newPassword(role string) ([]byte, error) {
+	if pw, ok := p.cache[role]; ok {
+		return pw, nil
+	}
+	pw, err := p.newPass(role)
+	if err != nil {
+		return nil, fmt.Errorf("password for new %s keys: %w", role, err)
+	}
+	if p.cache == nil {
+		p.cache = map[string][]byte{}
 	}
 	p.cache[role] = pw
 	return pw, nil
