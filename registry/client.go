@@ -9,15 +9,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 )
 
 // Client holds the settings shared by every registry call. The zero value is
@@ -208,48 +205,4 @@ func (c *Client) ListTags(ctx context.Context, repo string) ([]string, error) {
 		return nil, fmt.Errorf("list tags of %s: %w", repo, err)
 	}
 	return tags, nil
-}
-
-// startProgress adds a progress channel to opts when progress goes to a
-// terminal; the returned func waits for the bar to finish.
-func (c *Client) startProgress(opts *[]remote.Option, desc string) func() {
-	f, ok := c.progress.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return func() {}
-	}
-	updates := make(chan v1.Update, 64)
-	*opts = append(*opts, remote.WithProgress(updates))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var bar *progressbar.ProgressBar
-		for u := range updates {
-			if u.Error != nil {
-				continue
-			}
-			if bar == nil {
-				bar = progressbar.NewOptions64(u.Total, progressbar.OptionSetWriter(f),
-					progressbar.OptionSetDescription(desc), progressbar.OptionShowBytes(true),
-					progressbar.OptionClearOnFinish())
-			}
-			_ = bar.Set64(u.Complete)
-		}
-		if bar != nil {
-			_ = bar.Finish()
-		}
-	}()
-	return func() { <-done }
-}
-
-// NewProgressReader wraps r with a progress bar on w when w is a terminal;
-// for downloads of known size (blobs, targets, archives).
-func NewProgressReader(r io.Reader, size int64, w io.Writer, desc string) io.Reader {
-	f, ok := w.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return r
-	}
-	bar := progressbar.NewOptions64(size, progressbar.OptionSetWriter(f), progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowBytes(true), progressbar.OptionClearOnFinish())
-	pr := progressbar.NewReader(r, bar)
-	return &pr
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/trainyard/trainyard/registry"
 )
 
 // Source is one image to seal.
@@ -53,7 +55,12 @@ type sealConfig struct {
 	devices   []string
 	now       func() time.Time
 	replace   bool
+	progress  io.Writer
 }
+
+// WithProgress draws a progress bar (bytes and rate) on w while sealing,
+// when w is a terminal and the images total at least registry.ProgressMin.
+func WithProgress(w io.Writer) SealOption { return func(c *sealConfig) { c.progress = w } }
 
 // ErrArchiveExists: SealFile would replace an existing archive, whose key
 // shares would then open nothing (WithReplace allows it).
@@ -178,7 +185,14 @@ func Seal(ctx context.Context, w io.Writer, images []Source, opts ...SealOption)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeLayoutTar(ctx, aw, images, entries); err != nil {
+	var tw io.Writer = aw
+	bar := registry.NewBar(cfg.progress, sealTotal(cfg.progress, images), "seal "+h.ArchiveID)
+	if bar != nil {
+		tw = io.MultiWriter(aw, bar)
+	}
+	err = writeLayoutTar(ctx, tw, images, entries)
+	bar.Finish()
+	if err != nil {
 		return nil, err
 	}
 	if err := aw.Close(); err != nil {
@@ -229,6 +243,26 @@ func SealFile(ctx context.Context, path string, images []Source, opts ...SealOpt
 		return nil, err
 	}
 	return res, nil // the deferred Remove drops the temp name
+}
+
+// sealTotal estimates the bytes Seal will stream (configs and layers, as
+// their manifests give them); 0 when no bar could be drawn anyway.
+func sealTotal(w io.Writer, images []Source) int64 {
+	if !registry.IsTerminal(w) {
+		return 0
+	}
+	var n int64
+	for _, src := range images {
+		m, err := src.Image.Manifest()
+		if err != nil {
+			return 0
+		}
+		n += m.Config.Size
+		for _, l := range m.Layers {
+			n += l.Size
+		}
+	}
+	return n
 }
 
 type countWriter struct {

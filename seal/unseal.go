@@ -9,12 +9,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/trainyard/trainyard/registry"
 )
 
 // Keys are the two shares that open an archive.
@@ -123,7 +126,15 @@ func canonicalName(s string) string {
 }
 
 type unsealConfig struct {
-	expect []Expect
+	expect   []Expect
+	progress io.Writer
+}
+
+// WithUnsealProgress draws a progress bar (bytes and rate) on w for each of
+// the two passes (verify, then load) when w is a terminal and the archive is
+// at least registry.ProgressMin.
+func WithUnsealProgress(w io.Writer) UnsealOption {
+	return func(c *unsealConfig) { c.progress = w }
 }
 
 // UnsealOption configures Unseal.
@@ -185,11 +196,17 @@ func Unseal(ctx context.Context, path string, keys Keys, t Target, opts ...Unsea
 	if err := precheck(h, cfg.expect); err != nil {
 		return nil, err
 	}
-	cr, err := newChunkReader(f, dataKey, h.NoncePrefix, headerHash(raw), h.ChunkSize)
+	var size int64
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size() - int64(len(raw))
+	}
+	bar := registry.NewBar(cfg.progress, size, "unseal verify "+filepath.Base(path))
+	cr, err := newChunkReader(bar.Reader(f), dataKey, h.NoncePrefix, headerHash(raw), h.ChunkSize)
 	if err != nil {
 		return nil, err
 	}
 	inv, err := scanLayout(ctx, cr, h, nil, nil)
+	bar.Finish()
 	if err != nil {
 		return nil, err
 	}
@@ -205,14 +222,17 @@ func Unseal(ctx context.Context, path string, keys Keys, t Target, opts ...Unsea
 	if !bytes.Equal(raw, raw2) {
 		return nil, fmt.Errorf("%w: header changed between passes", ErrTampered)
 	}
-	cr, err = newChunkReader(f, dataKey, h.NoncePrefix, headerHash(raw), h.ChunkSize)
+	bar = registry.NewBar(cfg.progress, size, "unseal load "+filepath.Base(path))
+	cr, err = newChunkReader(bar.Reader(f), dataKey, h.NoncePrefix, headerHash(raw), h.ChunkSize)
 	if err != nil {
 		return nil, err
 	}
 	if err := t.Prepare(ctx, inv); err != nil {
 		return nil, fmt.Errorf("preparing target: %w", err)
 	}
-	if _, err := scanLayout(ctx, cr, h, inv, t); err != nil {
+	_, err = scanLayout(ctx, cr, h, inv, t)
+	bar.Finish()
+	if err != nil {
 		t.Abort(ctx)
 		return nil, err
 	}

@@ -41,5 +41,5 @@ func registryFlags(cmd *cobra.Command, insecure *bool) {
 
 // newClient builds a registry client for a command.
 func newClient(cmd *cobra.Command, insecure bool) *registry.Client {
-	return registry.NewClient(registry.WithInsecure(insecure), registry.WithProgress(cmd.ErrOrStderr()))
+	return registry.NewClient(registry.WithInsecure(insecure), registry.WithProgress(progressWriter(cmd)))
 }

@@ -61,6 +61,7 @@ func NewRoot() *cobra.Command {
 	root.Version = buildVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().CountVarP(&verbose, "verbose", "v", "-v logs debug records of every library to stderr, -vv also an HTTP trace of registry traffic, credentials redacted (also TRAINYARD_DEBUG=1 or 2)")
+	addProgressFlag(root)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &ExitError{Code: 2, Err: err} })
 	for _, c := range commands {
 		root.AddCommand(c())

@@ -108,7 +108,7 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 					}
 				}
 			}
-			opts := []seal.SealOption{seal.WithDevices(devices...), seal.WithArchiveID(archiveID), seal.WithReplace(force)}
+			opts := []seal.SealOption{seal.WithDevices(devices...), seal.WithArchiveID(archiveID), seal.WithReplace(force), seal.WithProgress(progressWriter(cmd))}
 			if chunkSize > 0 {
 				opts = append(opts, seal.WithChunkSize(chunkSize))
 			}
@@ -335,7 +335,7 @@ image is missing or has another digest. --format azaion-v1 reads the azaion seed
 		if err != nil {
 			return err
 		}
-		res, err := seal.Unseal(ctx, path, seal.Keys{DeviceKey: dk.Key, Fragment: frag}, t, seal.WithExpect(es...))
+		res, err := seal.Unseal(ctx, path, seal.Keys{DeviceKey: dk.Key, Fragment: frag}, t, seal.WithExpect(es...), seal.WithUnsealProgress(progressWriter(cmd)))
 		if err != nil {
 			return err
 		}
