@@ -119,41 +119,30 @@ func (p *Publisher) Refresh(ctx context.Context) ([]string, error) {
 // version and expiry) and a timestamp for it: the snapshot and timestamp
 // keys suffice, the targets key may stay offline.
 func (p *Publisher) refreshSnapshot(ctx context.Context) error {
-	unlock, err := flock.Lock(p.dir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	root, err := p.root()
-	if err != nil {
-		return err
-	}
-	st, err := p.loadState()
-	if err != nil {
-		return err
-	}
-	old, err := readMeta(p.metaPath(Snapshot), metadata.Snapshot())
-	if err != nil {
-		return err
-	}
-	snap := metadata.Snapshot(p.now().UTC().Add(p.lifetime(Snapshot)))
-	snap.Signed.Meta = old.Signed.Meta
-	ts, files, err := p.signSnapshotAndTimestamp(root, st, snap)
-	if err != nil {
-		return err
-	}
-	if err := p.publish(ctx, st, files, false); err != nil {
-		return err
-	}
-	if err := writeMeta(p.metaPath(Snapshot), snap); err != nil {
-		return err
-	}
-	if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
-		return err
-	}
-	st.Published[Snapshot], st.Published[Timestamp] = snap.Signed.Version, ts.Signed.Version
-	st.Pending = nil
-	return p.saveState(st)
+	return p.locked(func(root *metadata.Metadata[metadata.RootType], st *state) error {
+		old, err := readMeta(p.metaPath(Snapshot), metadata.Snapshot())
+		if err != nil {
+			return err
+		}
+		snap := metadata.Snapshot(p.now().UTC().Add(p.lifetime(Snapshot)))
+		snap.Signed.Meta = old.Signed.Meta
+		ts, files, err := p.signSnapshotAndTimestamp(root, st, snap)
+		if err != nil {
+			return err
+		}
+		if err := p.publish(ctx, st, files, false); err != nil {
+			return err
+		}
+		if err := writeMeta(p.metaPath(Snapshot), snap); err != nil {
+			return err
+		}
+		if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
+			return err
+		}
+		st.Published[Snapshot], st.Published[Timestamp] = snap.Signed.Version, ts.Signed.Version
+		st.Pending = nil
+		return p.saveState(st)
+	})
 }
 
 // markDirty makes PushMetadata re-sign delegated roles that are due.

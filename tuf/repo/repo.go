@@ -536,19 +536,15 @@ func dedup(s []string) []string {
 	return out
 }
 
-// ResetKeys writes a new root version from the current key files (after
-// create-root-key or create-metadata-keys), signed by the new root keys and
-// by the previous root's keys so that existing clients follow the rotation.
-// Delegated roles take their keys from keys/<role> too. Everything is
-// re-signed at the next PushMetadata.
-func (p *Publisher) ResetKeys(ctx context.Context, th Thresholds) error {
+// locked runs fn under the admin directory's lock with the current root and
+// publishing state: the prologue of every job that signs and publishes.
+func (p *Publisher) locked(fn func(root *metadata.Metadata[metadata.RootType], st *state) error) error {
 	unlock, err := flock.Lock(p.dir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-
-	prev, err := p.root()
+	root, err := p.root()
 	if err != nil {
 		return err
 	}
@@ -556,73 +552,84 @@ func (p *Publisher) ResetKeys(ctx context.Context, th Thresholds) error {
 	if err != nil {
 		return err
 	}
-	data, err := os.ReadFile(p.metaPath(Root))
-	if err != nil {
-		return err
-	}
-	root, err := metadata.Root().FromBytes(data)
-	if err != nil {
-		return err
-	}
-	if prev.Signed.Version <= st.Published[Root] {
-		root.Signed.Version++
-	} else if prev.Signed.Version > 1 {
-		// the unpublished version is rewritten; cross-sign against the one before
-		prev, err = readMeta(p.rootHistoryPath(prev.Signed.Version-1), metadata.Root())
+	return fn(root, st)
+}
+
+// ResetKeys writes a new root version from the current key files (after
+// create-root-key or create-metadata-keys), signed by the new root keys and
+// by the previous root's keys so that existing clients follow the rotation.
+// Delegated roles take their keys from keys/<role> too. Everything is
+// re-signed at the next PushMetadata.
+func (p *Publisher) ResetKeys(ctx context.Context, th Thresholds) error {
+	return p.locked(func(prev *metadata.Metadata[metadata.RootType], st *state) error {
+		data, err := os.ReadFile(p.metaPath(Root))
 		if err != nil {
 			return err
 		}
-	} else {
-		prev = nil
-	}
-	root.Signed.Expires = p.now().UTC().Add(p.lifetime(Root))
-	if err := p.setRootKeys(root, th); err != nil {
-		return err
-	}
-	if err := p.signRoot(root, prev); err != nil {
-		return err
-	}
-	// delegated roles
-	top, err := p.targets(Targets)
-	if err != nil {
-		return err
-	}
-	for i := range delegatedRoles(top) {
-		dr := &top.Signed.Delegations.Roles[i]
-		ks, err := p.publicKeys(dr.Name)
+		root, err := metadata.Root().FromBytes(data)
 		if err != nil {
 			return err
 		}
-		for _, id := range append([]string(nil), dr.KeyIDs...) {
-			if err := top.Signed.RevokeKey(id, dr.Name); err != nil {
+		if prev.Signed.Version <= st.Published[Root] {
+			root.Signed.Version++
+		} else if prev.Signed.Version > 1 {
+			// the unpublished version is rewritten; cross-sign against the one before
+			prev, err = readMeta(p.rootHistoryPath(prev.Signed.Version-1), metadata.Root())
+			if err != nil {
 				return err
 			}
+		} else {
+			prev = nil
 		}
-		for _, k := range ks {
-			if err := top.Signed.AddKey(k, dr.Name); err != nil {
+		root.Signed.Expires = p.now().UTC().Add(p.lifetime(Root))
+		if err := p.setRootKeys(root, th); err != nil {
+			return err
+		}
+		if err := p.signRoot(root, prev); err != nil {
+			return err
+		}
+		// delegated roles
+		top, err := p.targets(Targets)
+		if err != nil {
+			return err
+		}
+		for i := range delegatedRoles(top) {
+			dr := &top.Signed.Delegations.Roles[i]
+			ks, err := p.publicKeys(dr.Name)
+			if err != nil {
 				return err
 			}
+			for _, id := range append([]string(nil), dr.KeyIDs...) {
+				if err := top.Signed.RevokeKey(id, dr.Name); err != nil {
+					return err
+				}
+			}
+			for _, k := range ks {
+				if err := top.Signed.AddKey(k, dr.Name); err != nil {
+					return err
+				}
+			}
+			if t, ok := th[dr.Name]; ok {
+				dr.Threshold = t
+			}
+			if dr.Threshold > len(ks) {
+				return fmt.Errorf("%w: role %s threshold %d with %d keys", ErrThreshold, dr.Name, dr.Threshold, len(ks))
+			}
+			st.Dirty[dr.Name] = true
 		}
-		if t, ok := th[dr.Name]; ok {
-			dr.Threshold = t
+		if err := writeMeta(p.metaPath(Targets), top); err != nil {
+			return err
 		}
-		if dr.Threshold > len(ks) {
-			return fmt.Errorf("%w: role %s threshold %d with %d keys", ErrThreshold, dr.Name, dr.Threshold, len(ks))
+		if err := writeMeta(p.rootHistoryPath(root.Signed.Version), root); err != nil {
+			return err
 		}
-		st.Dirty[dr.Name] = true
-	}
-	if err := writeMeta(p.metaPath(Targets), top); err != nil {
-		return err
-	}
-	if err := writeMeta(p.rootHistoryPath(root.Signed.Version), root); err != nil {
-		return err
-	}
-	if err := writeMeta(p.metaPath(Root), root); err != nil {
-		return err
-	}
-	st.Dirty[Root] = true
-	st.Dirty[Targets] = true
-	return p.saveState(st)
+		if err := writeMeta(p.metaPath(Root), root); err != nil {
+			return err
+		}
+		st.Dirty[Root] = true
+		st.Dirty[Targets] = true
+		return p.saveState(st)
+	})
 }
 
 // AddDelegation delegates paths (glob patterns) from the top-level targets
@@ -1065,127 +1072,115 @@ func (p *Publisher) signRole(role string, keyIDs []string, threshold int, sign f
 // the keeper manifest, new roots, delegated roles, targets, snapshot, and
 // the timestamp tag last.
 func (p *Publisher) PushMetadata(ctx context.Context) error {
-	unlock, err := flock.Lock(p.dir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-
-	root, err := p.root()
-	if err != nil {
-		return err
-	}
-	st, err := p.loadState()
-	if err != nil {
-		return err
-	}
-	now := p.now().UTC()
-	top, err := p.targets(Targets)
-	if err != nil {
-		return err
-	}
-	type pending struct {
-		file string
-		data []byte
-	}
-	var delegated []pending
-	snap := metadata.Snapshot(now.Add(p.lifetime(Snapshot)))
-	if old, err := readMeta(p.metaPath(Snapshot), metadata.Snapshot()); err == nil {
-		snap.Signed.Meta = old.Signed.Meta
-	}
-	for _, dr := range delegatedRoles(top) {
-		md, err := p.targets(dr.Name)
+	return p.locked(func(root *metadata.Metadata[metadata.RootType], st *state) error {
+		now := p.now().UTC()
+		top, err := p.targets(Targets)
 		if err != nil {
 			return err
 		}
-		if st.Dirty[dr.Name] || st.Published[dr.Name] == 0 {
-			md.Signed.Version = st.Published[dr.Name] + 1
-			md.Signed.Expires = now.Add(p.lifetime(dr.Name))
-			md.ClearSignatures()
-			if err := p.signRole(dr.Name, dr.KeyIDs, dr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(md, s...) }); err != nil {
+		type pending struct {
+			file string
+			data []byte
+		}
+		var delegated []pending
+		snap := metadata.Snapshot(now.Add(p.lifetime(Snapshot)))
+		if old, err := readMeta(p.metaPath(Snapshot), metadata.Snapshot()); err == nil {
+			snap.Signed.Meta = old.Signed.Meta
+		}
+		for _, dr := range delegatedRoles(top) {
+			md, err := p.targets(dr.Name)
+			if err != nil {
 				return err
 			}
-			if err := top.VerifyDelegate(dr.Name, md); err != nil {
-				return fmt.Errorf("%w: %s: %w", ErrThreshold, dr.Name, err)
+			if st.Dirty[dr.Name] || st.Published[dr.Name] == 0 {
+				md.Signed.Version = st.Published[dr.Name] + 1
+				md.Signed.Expires = now.Add(p.lifetime(dr.Name))
+				md.ClearSignatures()
+				if err := p.signRole(dr.Name, dr.KeyIDs, dr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(md, s...) }); err != nil {
+					return err
+				}
+				if err := top.VerifyDelegate(dr.Name, md); err != nil {
+					return fmt.Errorf("%w: %s: %w", ErrThreshold, dr.Name, err)
+				}
+				data, err := md.ToBytes(true)
+				if err != nil {
+					return err
+				}
+				delegated = append(delegated, pending{fmt.Sprintf("%d.%s.json", md.Signed.Version, dr.Name), data})
+				if err := writeMeta(p.metaPath(dr.Name), md); err != nil {
+					return err
+				}
 			}
 			data, err := md.ToBytes(true)
 			if err != nil {
 				return err
 			}
-			delegated = append(delegated, pending{fmt.Sprintf("%d.%s.json", md.Signed.Version, dr.Name), data})
-			if err := writeMeta(p.metaPath(dr.Name), md); err != nil {
+			snap.Signed.Meta[dr.Name+".json"] = hashedMetaFile(md.Signed.Version, data)
+		}
+		// top-level targets
+		top.Signed.Version = st.Published[Targets] + 1
+		top.Signed.Expires = now.Add(p.lifetime(Targets))
+		top.ClearSignatures()
+		tr := root.Signed.Roles[Targets]
+		if err := p.signRole(Targets, tr.KeyIDs, tr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(top, s...) }); err != nil {
+			return err
+		}
+		if err := root.VerifyDelegate(Targets, top); err != nil {
+			return fmt.Errorf("%w: targets: %w", ErrThreshold, err)
+		}
+		topData, err := top.ToBytes(true)
+		if err != nil {
+			return err
+		}
+		snap.Signed.Meta[Targets+".json"] = hashedMetaFile(top.Signed.Version, topData)
+		// snapshot and timestamp
+		ts, tail, err := p.signSnapshotAndTimestamp(root, st, snap)
+		if err != nil {
+			return err
+		}
+		// publish: roots, delegated, targets, snapshot, timestamp; the keeper
+		// once the first versioned file is ours (see publish)
+		var files []pubFile
+		for v := st.Published[Root] + 1; v <= root.Signed.Version; v++ {
+			data, err := os.ReadFile(p.rootHistoryPath(v))
+			if err != nil {
+				return fmt.Errorf("root version %d: %w", v, err)
+			}
+			files = append(files, pubFile{fmt.Sprintf("%d.root.json", v), data, []string{ocistore.RootTag}})
+		}
+		for _, d := range delegated {
+			files = append(files, pubFile{d.file, d.data, nil})
+		}
+		files = append(files, pubFile{fmt.Sprintf("%d.targets.json", top.Signed.Version), topData, nil})
+		files = append(files, tail...)
+		if err := p.publish(ctx, st, files, true); err != nil {
+			return err
+		}
+		// record
+		if err := writeMeta(p.metaPath(Targets), top); err != nil {
+			return err
+		}
+		if err := writeMeta(p.metaPath(Snapshot), snap); err != nil {
+			return err
+		}
+		if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
+			return err
+		}
+		st.Published[Root] = root.Signed.Version
+		st.Published[Targets] = top.Signed.Version
+		st.Published[Snapshot] = snap.Signed.Version
+		st.Published[Timestamp] = ts.Signed.Version
+		for _, dr := range delegatedRoles(top) {
+			md, err := p.targets(dr.Name)
+			if err != nil {
 				return err
 			}
+			st.Published[dr.Name] = md.Signed.Version
 		}
-		data, err := md.ToBytes(true)
-		if err != nil {
-			return err
-		}
-		snap.Signed.Meta[dr.Name+".json"] = hashedMetaFile(md.Signed.Version, data)
-	}
-	// top-level targets
-	top.Signed.Version = st.Published[Targets] + 1
-	top.Signed.Expires = now.Add(p.lifetime(Targets))
-	top.ClearSignatures()
-	tr := root.Signed.Roles[Targets]
-	if err := p.signRole(Targets, tr.KeyIDs, tr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(top, s...) }); err != nil {
-		return err
-	}
-	if err := root.VerifyDelegate(Targets, top); err != nil {
-		return fmt.Errorf("%w: targets: %w", ErrThreshold, err)
-	}
-	topData, err := top.ToBytes(true)
-	if err != nil {
-		return err
-	}
-	snap.Signed.Meta[Targets+".json"] = hashedMetaFile(top.Signed.Version, topData)
-	// snapshot and timestamp
-	ts, tail, err := p.signSnapshotAndTimestamp(root, st, snap)
-	if err != nil {
-		return err
-	}
-	// publish: roots, delegated, targets, snapshot, timestamp; the keeper
-	// once the first versioned file is ours (see publish)
-	var files []pubFile
-	for v := st.Published[Root] + 1; v <= root.Signed.Version; v++ {
-		data, err := os.ReadFile(p.rootHistoryPath(v))
-		if err != nil {
-			return fmt.Errorf("root version %d: %w", v, err)
-		}
-		files = append(files, pubFile{fmt.Sprintf("%d.root.json", v), data, []string{ocistore.RootTag}})
-	}
-	for _, d := range delegated {
-		files = append(files, pubFile{d.file, d.data, nil})
-	}
-	files = append(files, pubFile{fmt.Sprintf("%d.targets.json", top.Signed.Version), topData, nil})
-	files = append(files, tail...)
-	if err := p.publish(ctx, st, files, true); err != nil {
-		return err
-	}
-	// record
-	if err := writeMeta(p.metaPath(Targets), top); err != nil {
-		return err
-	}
-	if err := writeMeta(p.metaPath(Snapshot), snap); err != nil {
-		return err
-	}
-	if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
-		return err
-	}
-	st.Published[Root] = root.Signed.Version
-	st.Published[Targets] = top.Signed.Version
-	st.Published[Snapshot] = snap.Signed.Version
-	st.Published[Timestamp] = ts.Signed.Version
-	for _, dr := range delegatedRoles(top) {
-		md, err := p.targets(dr.Name)
-		if err != nil {
-			return err
-		}
-		st.Published[dr.Name] = md.Signed.Version
-	}
-	st.Dirty = map[string]bool{}
-	st.Pending = nil
-	return p.saveState(st)
+		st.Dirty = map[string]bool{}
+		st.Pending = nil
+		return p.saveState(st)
+	})
 }
 
 // signSnapshotAndTimestamp signs snap as the next snapshot version and a
@@ -1235,40 +1230,28 @@ func (p *Publisher) signTimestamp(root *metadata.Metadata[metadata.RootType], st
 // RefreshTimestamp re-signs only the timestamp (new version, new expiry)
 // for the published snapshot: a cron job needs the timestamp key alone.
 func (p *Publisher) RefreshTimestamp(ctx context.Context) error {
-	unlock, err := flock.Lock(p.dir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-
-	root, err := p.root()
-	if err != nil {
-		return err
-	}
-	st, err := p.loadState()
-	if err != nil {
-		return err
-	}
-	if st.Published[Snapshot] == 0 {
-		return errors.New("nothing published yet: run push-metadata first")
-	}
-	snapData, err := os.ReadFile(p.metaPath(Snapshot))
-	if err != nil {
-		return err
-	}
-	ts, tsData, err := p.signTimestamp(root, st, snapData, st.Published[Snapshot])
-	if err != nil {
-		return err
-	}
-	if err := p.publish(ctx, st, []pubFile{{fmt.Sprintf("%d.timestamp.json", ts.Signed.Version), tsData, []string{ocistore.TimestampTag}}}, false); err != nil {
-		return err
-	}
-	if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
-		return err
-	}
-	st.Published[Timestamp] = ts.Signed.Version
-	st.Pending = nil
-	return p.saveState(st)
+	return p.locked(func(root *metadata.Metadata[metadata.RootType], st *state) error {
+		if st.Published[Snapshot] == 0 {
+			return errors.New("nothing published yet: run push-metadata first")
+		}
+		snapData, err := os.ReadFile(p.metaPath(Snapshot))
+		if err != nil {
+			return err
+		}
+		ts, tsData, err := p.signTimestamp(root, st, snapData, st.Published[Snapshot])
+		if err != nil {
+			return err
+		}
+		if err := p.publish(ctx, st, []pubFile{{fmt.Sprintf("%d.timestamp.json", ts.Signed.Version), tsData, []string{ocistore.TimestampTag}}}, false); err != nil {
+			return err
+		}
+		if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
+			return err
+		}
+		st.Published[Timestamp] = ts.Signed.Version
+		st.Pending = nil
+		return p.saveState(st)
+	})
 }
 
 // RootPath is the local file of the latest root metadata: what clients
