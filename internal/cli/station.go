@@ -232,7 +232,7 @@ func newStationCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(run, serve, logs)
+	cmd.AddCommand(run, serve, logs, newStationInspectCmd(&f))
 	return cmd
 }
 
