@@ -130,28 +130,28 @@ func (h *hashingReader) Read(p []byte) (int, error) {
 }
 
 // openTree checks a sealed blob against its signed ref while it decrypts and
-// unpacks it into dir, and returns the manifest digest of what was written.
-func openTree(ctx context.Context, blob io.Reader, ref BlobRef, key []byte, dir, what string) (string, error) {
+// unpacks it into dir, and returns the manifest of what was written.
+func openTree(ctx context.Context, blob io.Reader, ref BlobRef, key []byte, dir, what string) (*Manifest, error) {
 	hr := &hashingReader{r: blob, h: sha256.New(), limit: ref.Size}
 	pr, err := NewOpenReader(hr, key)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	m, err := unpackTree(ctx, pr, dir)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	// Read to the end: the last chunk's flag is what proves no truncation.
 	if _, err := io.Copy(io.Discard, pr); err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if _, err := io.Copy(io.Discard, hr); err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if got := (&countingHash{h: hr.h, n: hr.n}).ref(); got != ref {
-		return "", fmt.Errorf("%w: %s blob is %s (%d bytes), signed %s (%d bytes)", ErrTampered, what, got.Digest, got.Size, ref.Digest, ref.Size)
+		return nil, fmt.Errorf("%w: %s blob is %s (%d bytes), signed %s (%d bytes)", ErrTampered, what, got.Digest, got.Size, ref.Digest, ref.Size)
 	}
-	return m.Digest(), nil
+	return m, nil
 }
 
 // Create makes a new train: it seals the code tree into codeOut (the blob
@@ -260,25 +260,9 @@ func PreRun(ctx context.Context, trust TrustStore, stationID string, key *Privat
 		return nil, err
 	}
 	st := v.Statement
-	pos := -1
-	for i, p := range st.Route {
-		if p.ID == stationID {
-			pos = i
-		}
-	}
-	switch {
-	case pos < 0:
-		return nil, fmt.Errorf("%w: station %q is not on the route of train %s", ErrRoute, stationID, st.ID)
-	case pos < len(v.Stops):
-		return nil, fmt.Errorf("%w: station %q already signed stop %d of train %s", ErrReplay, stationID, pos, st.ID)
-	case pos > len(v.Stops):
-		return nil, fmt.Errorf("%w: train %s is due at stop %d (station %q), not at %q (stop %d)", ErrRoute, st.ID, len(v.Stops), v.Next(), stationID, pos)
-	}
-	if !v.Approval.allows(stationID) {
-		return nil, fmt.Errorf("%w: the approval of train %s does not cover station %q", ErrUnapproved, st.ID, stationID)
-	}
-	if !v.routeKeys[pos].Equal(key.Public()) {
-		return nil, fmt.Errorf("%w: this station's private key does not match the trust store entry for %q", ErrUntrusted, stationID)
+	pos, err := dueStop(v, stationID, key)
+	if err != nil {
+		return nil, err
 	}
 	for _, d := range []string{codeDir, resultsDir} {
 		if err := prepareDir(d); err != nil {
@@ -303,7 +287,7 @@ func PreRun(ctx context.Context, trust TrustStore, stationID string, key *Privat
 	if err != nil {
 		return nil, err
 	}
-	if got != st.Code.Manifest {
+	if got := got.Digest(); got != st.Code.Manifest {
 		return nil, fmt.Errorf("%w: code tree %s does not match the signed manifest %s", ErrTampered, got, st.Code.Manifest)
 	}
 	if pos == 0 {
@@ -326,7 +310,7 @@ func PreRun(ctx context.Context, trust TrustStore, stationID string, key *Privat
 		if err != nil {
 			return nil, err
 		}
-		if got != last.Output.Manifest {
+		if got := got.Digest(); got != last.Output.Manifest {
 			return nil, fmt.Errorf("%w: results tree %s does not match the manifest %s signed by stop %d", ErrTampered, got, last.Output.Manifest, pos-1)
 		}
 	}
@@ -448,7 +432,7 @@ func OpenResults(ctx context.Context, trust TrustStore, userID string, key *Priv
 	if err != nil {
 		return nil, err
 	}
-	if got != last.Output.Manifest {
+	if got.Digest() != last.Output.Manifest {
 		return nil, fmt.Errorf("%w: results tree does not match the signed manifest", ErrTampered)
 	}
 	return v, nil
