@@ -23,6 +23,7 @@ func newTrainCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "train", Short: "Create trains (trainyard/v1: create, digest, open; legacy PHT: build, keygen, show, results, check-base)"}
 	cmd.AddCommand(newTrainBuildCmd(), newTrainKeygenCmd(), newTrainShowCmd(), newTrainResultsCmd(), newTrainCheckBaseCmd())
 	cmd.AddCommand(trainV1Cmds()...)
+	cmd.AddCommand(newTrainStatusCmd())
 	return cmd
 }
 
