@@ -107,11 +107,16 @@ func PushNotice(ctx context.Context, c *registry.Client, n Network, creatorID st
 		return "", err
 	}
 	tag := repo.Tag(NoticeTag(nt.Train, nt.Station))
-	if _, err := getNotice(ctx, c, tag); err != nil && !errors.Is(err, registry.ErrNotFound) {
-		if errors.Is(err, errNotNotice) {
-			return "", fmt.Errorf("push notice %s: %w (%w)", tag, registry.ErrExists, err)
-		}
+	// Only the manifest decides: an older notice, even a corrupt one, is
+	// replaced; anything else is not ours to replace.
+	switch old, err := getManifest(ctx, c, tag); {
+	case errors.Is(err, registry.ErrNotFound):
+	case errors.Is(err, errNotNotice):
+		return "", fmt.Errorf("push notice %s: %w (%w)", tag, registry.ErrExists, err)
+	case err != nil:
 		return "", fmt.Errorf("push notice: %w", err)
+	case old.ArtifactType != hardened.NoticeType:
+		return "", fmt.Errorf("push notice %s: %w (%w: artifact type %q)", tag, registry.ErrExists, errNotNotice, old.ArtifactType)
 	}
 	cfg := static.NewLayer(emptyConfig, emptyConfigType)
 	layer := static.NewLayer(data, NoticeLayerType)
@@ -174,9 +179,9 @@ func FetchNotices(ctx context.Context, c *registry.Client, n Network, creatorID,
 	return out, nil
 }
 
-// getNotice reads the notice artifact at tag: HEAD for the manifest's size,
-// then the manifest by that digest, then its one layer, each bounded.
-func getNotice(ctx context.Context, c *registry.Client, tag name.Tag) (*dsse.Envelope, error) {
+// getManifest reads the manifest at tag: HEAD for its size, then the
+// manifest by the digest HEAD named. A missing tag is registry.ErrNotFound.
+func getManifest(ctx context.Context, c *registry.Client, tag name.Tag) (*v1.Manifest, error) {
 	opts := c.RemoteOptions(ctx)
 	desc, err := remote.Head(tag, opts...)
 	if err != nil {
@@ -194,10 +199,24 @@ func getNotice(ctx context.Context, c *registry.Client, tag name.Tag) (*dsse.Env
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", tag, err)
 	}
+	if int64(len(got.Manifest)) > maxNoticeManifest {
+		return nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes", errNotNotice, ErrLimit, tag, len(got.Manifest))
+	}
 	var m v1.Manifest
 	if err := json.Unmarshal(got.Manifest, &m); err != nil {
 		return nil, fmt.Errorf("%w: %s: manifest: %v", errNotNotice, tag, err)
 	}
+	return &m, nil
+}
+
+// getNotice reads the notice artifact at tag: its manifest (getManifest),
+// then its one layer, each bounded.
+func getNotice(ctx context.Context, c *registry.Client, tag name.Tag) (*dsse.Envelope, error) {
+	m, err := getManifest(ctx, c, tag)
+	if err != nil {
+		return nil, err
+	}
+	opts := c.RemoteOptions(ctx)
 	if m.ArtifactType != hardened.NoticeType || len(m.Layers) != 1 || m.Layers[0].MediaType != NoticeLayerType {
 		return nil, fmt.Errorf("%w: %s has artifact type %q and %d layers", errNotNotice, tag, m.ArtifactType, len(m.Layers))
 	}

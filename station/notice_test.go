@@ -224,6 +224,13 @@ func TestFetchNoticeBounds(t *testing.T) {
 	if err := fetch(); !errors.Is(err, hardened.ErrMalformed) {
 		t.Fatalf("unknown field in the envelope: %v", err)
 	}
+	// A corrupt older notice does not block the next one.
+	if _, err := station.PushNotice(n.ctx, n.rc, n.network, "alice", n.keys["st1"], hardened.Notice{Train: "t1", Station: "st1", Index: 0, Outcome: "failed"}); err != nil {
+		t.Fatalf("push over a corrupt notice: %v", err)
+	}
+	if err := fetch(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 type noticeManifest struct{ raw []byte }
