@@ -135,11 +135,10 @@ func writeInspection(w io.Writer, in *station.Inspection) error {
 		approvers = inspectSafeList(a.Approvers)
 	}
 	line("approval", "%s by %s", a.Digest, approvers)
-	scope := "every station of the route"
+	terms := "for every station of the route"
 	if len(a.Stations) > 0 {
-		scope = "only " + inspectSafeList(a.Stations)
+		terms = "only for " + inspectSafeList(a.Stations)
 	}
-	terms := "for " + scope
 	if a.Label != "" {
 		terms = inspectSafe(a.Label) + ", " + terms
 	}
@@ -155,7 +154,7 @@ func writeInspection(w io.Writer, in *station.Inspection) error {
 	line("", "workdir %s user %s env %s", strconv.Quote(e.WorkingDir), strconv.Quote(e.User), inspectQuoted(e.Env))
 	line("base", "%s", inspectSafe(in.Base))
 	c := in.Code
-	line("code", "%d files, %d dirs, %s; manifest %s", c.Files, c.Dirs, inspectSize(c.Bytes), c.Manifest)
+	line("code", "%s, %s, %s; manifest %s", inspectCount(c.Files, "file"), inspectCount(c.Dirs, "dir"), inspectSize(c.Bytes), c.Manifest)
 	line("", "sealed %s, %s", inspectSize(c.Sealed.Size), c.Sealed.Digest)
 	for i, ent := range c.Entries {
 		if i == inspectTextFiles {
@@ -175,7 +174,7 @@ func writeInspection(w io.Writer, in *station.Inspection) error {
 	} else {
 		line("results", "none (first stop)")
 	}
-	line("image", "%s, %d layers (%d base), %s compressed", in.Image.Digest, in.Image.Layers, in.Image.BaseLayers, inspectSize(in.Image.Size))
+	line("image", "%s, %s (%d base), %s compressed", in.Image.Digest, inspectCount(in.Image.Layers, "layer"), in.Image.BaseLayers, inspectSize(in.Image.Size))
 	line("verified", "every check of stop %d at %s passed; nothing was run, marked or pushed", in.Index, inspectSafe(in.Station))
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -205,6 +204,14 @@ func inspectQuoted(l []string) string {
 		out[i] = strconv.Quote(s)
 	}
 	return "[" + strings.Join(out, " ") + "]"
+}
+
+// inspectCount is "1 file", "2 files".
+func inspectCount(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // inspectSize is n bytes for a reader: "512 B", "1.5 KiB", "3.2 MiB".

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
@@ -116,7 +118,8 @@ func TestStationInspectCLI(t *testing.T) {
 	exec := []string{"--entrypoint", "/opt/pht_train/run.sh"}
 	digest := strings.TrimSpace(ok(append([]string{"train", "digest", "--code", code}, exec...)...))
 	root := "--trust-root=" + p("admin") + "/metadata/root.json"
-	ok("trust", "approve-train", "--digest", digest, "--user", "alice", "--key", p("alice.key"))
+	ok("trust", "approve-train", "--digest", digest, "--user", "alice", "--key", p("alice.key"),
+		"--label", "study 42", "--comment", "reviewed run.sh", "--expires", "2099-01-01T00:00:00Z")
 	ok(append([]string{"train", "create", "--code", code, "--route", "st1,st2", "--creator", "alice", "--id", "t1",
 		"--key", p("alice.key"), "--trust-dir", p("alice-trust"), root}, exec...)...)
 	ref := host + "/net/stations/st1:t1"
@@ -127,8 +130,9 @@ func TestStationInspectCLI(t *testing.T) {
 	text := ok(append([]string{"station", "inspect", ref}, at("st1")...)...)
 	t.Logf("station inspect:\n%s", text)
 	for _, want := range []string{"train     t1 (trainyard/v1)", "creator   alice, created ", "route       0 st1  → here\n",
-		"            1 st2\n", "next      st2\n", "approval  " + digest + " by alice\n", "for every station of the route",
-		`entrypoint ["/opt/pht_train/run.sh"]`, "base      scratch", "code      2 files, 1 dirs, 24 B",
+		"            1 st2\n", "next      st2\n", "approval  " + digest + " by alice\n", "study 42, for every station of the route, expires 2099-01-01T00:00:00Z\n",
+		"alice: reviewed run.sh\n",
+		`entrypoint ["/opt/pht_train/run.sh"]`, "base      scratch", "code      2 files, 1 dir, 24 B",
 		"0755         17  run.sh", "0644          7  lib/util.py", "results   none (first stop)", "verified  every check of stop 0 at st1 passed"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text output lacks %q:\n%s", want, text)
@@ -145,7 +149,7 @@ func TestStationInspectCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	if in.Creator != "alice" || in.ID != "t1" || len(in.Route) != 2 || !in.Route[0].Here || in.Approval.Digest != digest ||
-		len(in.Approval.Approvers) != 1 || in.Code.Files != 2 || in.Code.Entries[2].Path != "run.sh" || !in.Verified {
+		len(in.Approval.Approvers) != 1 || in.Approval.Label != "study 42" || in.Approval.Expires != "2099-01-01T00:00:00Z" || in.Code.Files != 2 || in.Code.Entries[2].Path != "run.sh" || !in.Verified {
 		t.Fatalf("-o json: %s", out)
 	}
 	// Every documented top-level field is there, even when empty.
@@ -202,4 +206,42 @@ func TestStationInspectCLI(t *testing.T) {
 	os.MkdirAll(data, 0o755)
 	os.MkdirAll(p("work"), 0o700)
 	fail(inspectCode, "train content tampered", append([]string{"station", "run", evilRef, "--data", data, "--work-dir", p("work")}, at("st1")...)...)
+}
+
+// TestStationInspectText: the text block for a train at its last stop,
+// with a done stop, approval terms, more entries than it lists and a file
+// name that would move the cursor.
+func TestStationInspectText(t *testing.T) {
+	done := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	in := &station.Inspection{Verified: true, Station: "st2", Protocol: "trainyard/v1", ID: "t1", TrainDigest: "sha256:aa",
+		Created: done.Add(-time.Hour), Creator: "alice", Index: 1, Next: "alice", NextKind: "creator", Base: "scratch",
+		Route: []station.RouteStop{{Index: 0, Station: "st1", Done: true, Time: &done}, {Index: 1, Station: "st2", Here: true}},
+		Approval: station.InspectApproval{Digest: "sha256:bb", Approvers: []string{"board", "dpo"}, Stations: []string{"st1", "st2"},
+			Label: "study 42", Expires: "2027-01-01T00:00:00Z", Comments: []string{"dpo: ok"}},
+		Exec:    station.InspectExec{Entrypoint: []string{"/opt/pht_train/run"}, Env: []string{"A=1"}},
+		Results: &station.InspectBlob{Digest: "sha256:cc", Size: 3 << 20},
+		Image:   station.InspectImage{Digest: "sha256:dd", Size: 5 << 30, Layers: 1}}
+	in.Code = station.InspectCode{Manifest: "sha256:ee", Files: 30, Bytes: 1536, Sealed: station.InspectBlob{Digest: "sha256:ff", Size: 2048}}
+	in.Code.Entries = append(in.Code.Entries, station.CodeEntry{Path: "evil\x1b[2J.sh", Type: "file", Mode: "0755", Size: 1})
+	for i := 1; i < 30; i++ {
+		in.Code.Entries = append(in.Code.Entries, station.CodeEntry{Path: fmt.Sprintf("f%02d", i), Type: "file", Mode: "0644", Size: 1})
+	}
+	var b strings.Builder
+	if err := writeInspection(&b, in); err != nil {
+		t.Fatal(err)
+	}
+	text := b.String()
+	for _, want := range []string{"route     ✓ 0 st1  2026-12-01T10:00:00Z\n", "            1 st2  → here\n",
+		"next      alice (the creator: this is the last stop)", "approval  sha256:bb by board, dpo\n",
+		"          study 42, only for st1, st2, expires 2027-01-01T00:00:00Z\n", "          dpo: ok\n",
+		"code      30 files, 0 dirs, 1.5 KiB", "sealed 2.0 KiB", `"evil\x1b[2J.sh"`, "  f19\n", "... and 10 more (-o json lists up to 10000)",
+		"results   sealed 3.0 MiB from stop 0, sha256:cc (not decrypted)", "1 layer (0 base), 5.0 GiB compressed",
+		"verified  every check of stop 1 at st2 passed"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "\x1b") || strings.Contains(text, "f20") {
+		t.Errorf("escape printed raw or more than %d entries listed:\n%s", inspectTextFiles, text)
+	}
 }
