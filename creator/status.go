@@ -88,7 +88,7 @@ func isNotFound(err error) bool {
 // contentErr: what a copy holds is wrong (a warning), as opposed to the
 // registry failing (an error).
 func contentErr(err error) bool {
-	for _, e := range []error{station.ErrImage, station.ErrLimit, hardened.ErrMalformed, hardened.ErrTampered} {
+	for _, e := range []error{station.ErrImage, station.ErrLimit, station.ErrNotNotice, hardened.ErrMalformed, hardened.ErrTampered} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -101,9 +101,10 @@ func contentErr(err error) bool {
 // envelope, and verifies it from the first stop against trust, so done
 // stops come from signed stop records and the route from the signed
 // statement. Signed notices in the outbox (hardened.VerifyNotice) give the
-// outcome of a stop that ended without a record; a notice counts only when
-// it is newer than the train's arrival at that station and names this
-// train (its digest, when the station could read it). Where the train is
+// outcome of a stop that ended without a record; a notice counts when it
+// names this train's statement digest, or, from a station that could not
+// read the train that far, when it is newer than the train's arrival at
+// that station. Where the train is
 // not found, Where is Unknown and Stops lists what notices say.
 // Registry failures are errors; copies and notices that do not verify are
 // skipped with a warning.
@@ -201,8 +202,8 @@ func Status(ctx context.Context, c *registry.Client, trust hardened.TrustStore, 
 		}
 		envs, err := station.FetchNotices(ctx, c, n, creatorID, trainID, []string{st})
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+			if !contentErr(err) {
+				return nil, err
 			}
 			warn("%v", err)
 			continue
@@ -258,8 +259,10 @@ func Status(ctx context.Context, c *registry.Client, trust hardened.TrustStore, 
 				// an earlier train under the same id
 			case nt.Index != -1 && nt.Index != i:
 				warn("notice of station %q is about stop %d, the route has it at %d", p.ID, nt.Index, i)
-			case !arrived.IsZero() && !nt.Time.After(arrived):
-				// older than this train's arrival there
+			case nt.TrainDigest == "" && !arrived.IsZero() && !nt.Time.After(arrived):
+				// Older than this train's arrival there: an earlier train's.
+				// (A notice naming this train's digest is about this train
+				// whatever the station's clock says.)
 			default:
 				ss.State, ss.Reason, ss.ExitCode, ss.Time = nt.Outcome, nt.Reason, nt.ExitCode, nt.Time
 			}

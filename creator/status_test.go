@@ -169,6 +169,12 @@ func TestStatusFailedAtFirstStop(t *testing.T) {
 		t.Fatalf("forged notice: %+v", s)
 	}
 
+	// Naming this train's digest, a notice counts even from a station
+	// whose clock is behind the creator's.
+	n.notice(t, "st1", hardened.Notice{TrainDigest: v.TrainDigest, Index: 0, Outcome: "refused", Reason: "skewed", Time: v.Statement.Created.Add(-time.Hour)})
+	if s := n.status(t, creator.WithStations("st1")); states(s) != "st1:refused st2:pending" {
+		t.Fatalf("notice with this train's digest from a slow clock: %+v", s)
+	}
 	n.notice(t, "st1", hardened.Notice{TrainDigest: v.TrainDigest, Index: 0, Outcome: "failed", Reason: "train exited with status 3", ExitCode: 3})
 	for _, opts := range [][]creator.Option{{creator.WithStations("st1")}, nil} {
 		s := n.status(t, opts...)

@@ -111,12 +111,12 @@ func PushNotice(ctx context.Context, c *registry.Client, n Network, creatorID st
 	// replaced; anything else is not ours to replace.
 	switch old, err := getManifest(ctx, c, tag); {
 	case errors.Is(err, registry.ErrNotFound):
-	case errors.Is(err, errNotNotice):
+	case errors.Is(err, ErrNotNotice):
 		return "", fmt.Errorf("push notice %s: %w (%w)", tag, registry.ErrExists, err)
 	case err != nil:
 		return "", fmt.Errorf("push notice: %w", err)
 	case old.ArtifactType != hardened.NoticeType:
-		return "", fmt.Errorf("push notice %s: %w (%w: artifact type %q)", tag, registry.ErrExists, errNotNotice, old.ArtifactType)
+		return "", fmt.Errorf("push notice %s: %w (%w: artifact type %q)", tag, registry.ErrExists, ErrNotNotice, old.ArtifactType)
 	}
 	cfg := static.NewLayer(emptyConfig, emptyConfigType)
 	layer := static.NewLayer(data, NoticeLayerType)
@@ -146,8 +146,9 @@ func PushNotice(ctx context.Context, c *registry.Client, n Network, creatorID st
 	return tag.String() + "@sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
-// errNotNotice: the tag holds something other than a stop notice artifact.
-var errNotNotice = errors.New("not a stop notice artifact")
+// ErrNotNotice is wrapped when a notice tag holds something other than a
+// stop notice artifact (a train, another artifact, an oversized manifest).
+var ErrNotNotice = errors.New("not a stop notice artifact")
 
 // FetchNotices returns the signed notices that stations sent to creatorID
 // about trainID, one per station that sent one (missing ones are skipped),
@@ -192,7 +193,7 @@ func getManifest(ctx context.Context, c *registry.Client, tag name.Tag) (*v1.Man
 		return nil, fmt.Errorf("head %s: %w", tag, err)
 	}
 	if desc.Size > maxNoticeManifest {
-		return nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes", errNotNotice, ErrLimit, tag, desc.Size)
+		return nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes", ErrNotNotice, ErrLimit, tag, desc.Size)
 	}
 	dref := tag.Context().Digest(desc.Digest.String())
 	got, err := remote.Get(dref, opts...)
@@ -200,11 +201,11 @@ func getManifest(ctx context.Context, c *registry.Client, tag name.Tag) (*v1.Man
 		return nil, fmt.Errorf("get %s: %w", tag, err)
 	}
 	if int64(len(got.Manifest)) > maxNoticeManifest {
-		return nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes", errNotNotice, ErrLimit, tag, len(got.Manifest))
+		return nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes", ErrNotNotice, ErrLimit, tag, len(got.Manifest))
 	}
 	var m v1.Manifest
 	if err := json.Unmarshal(got.Manifest, &m); err != nil {
-		return nil, fmt.Errorf("%w: %s: manifest: %v", errNotNotice, tag, err)
+		return nil, fmt.Errorf("%w: %s: manifest: %v", ErrNotNotice, tag, err)
 	}
 	return &m, nil
 }
@@ -218,11 +219,11 @@ func getNotice(ctx context.Context, c *registry.Client, tag name.Tag) (*dsse.Env
 	}
 	opts := c.RemoteOptions(ctx)
 	if m.ArtifactType != hardened.NoticeType || len(m.Layers) != 1 || m.Layers[0].MediaType != NoticeLayerType {
-		return nil, fmt.Errorf("%w: %s has artifact type %q and %d layers", errNotNotice, tag, m.ArtifactType, len(m.Layers))
+		return nil, fmt.Errorf("%w: %s has artifact type %q and %d layers", ErrNotNotice, tag, m.ArtifactType, len(m.Layers))
 	}
 	ld := m.Layers[0]
 	if ld.Size < 0 || ld.Size > maxNoticeEnvelope {
-		return nil, fmt.Errorf("%w: %w: notice at %s is %d bytes, at most %d", errNotNotice, ErrLimit, tag, ld.Size, maxNoticeEnvelope)
+		return nil, fmt.Errorf("%w: %w: notice at %s is %d bytes, at most %d", ErrNotNotice, ErrLimit, tag, ld.Size, maxNoticeEnvelope)
 	}
 	l, err := remote.Layer(tag.Context().Digest(ld.Digest.String()), opts...)
 	if err != nil {
