@@ -154,7 +154,7 @@ func trainRoute(ctx context.Context, e *env) error {
 			e.say("%s: verified from stop 0, ran with runc (no network, read-only data), sealed results for %s (session %s..., %s)",
 				id, d.Next, d.Session[:8], d.Duration.Round(10*time.Millisecond))
 		}
-		st.DB.Close()
+		st.Station.DB.Close()
 	}
 
 	// 5. Alice verifies the whole route and reads the aggregate.
@@ -244,9 +244,9 @@ func newStation(ctx context.Context, e *env, id string, key *hardened.PrivateKey
 		return nil, err
 	}
 	st := &station.Station{ID: id, Key: key, Trust: ts, Runner: runner, Client: e.client, Network: network,
-		DataDir: data, WorkDir: e.dir + "/bundles", Guard: db, Timeout: time.Minute,
+		DataDir: data, WorkDir: e.dir + "/bundles", DB: db, Timeout: time.Minute,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	return &station.Server{Station: st, DB: db}, nil
+	return &station.Server{Station: st}, nil
 }
 
 // writePatients writes n synthetic, deterministic patient rows.

@@ -5,12 +5,12 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/trainyard/trainyard/protocol/phtv2"
 	"github.com/trainyard/trainyard/train"
-	"github.com/trainyard/trainyard/trainrun"
 )
 
 // Protocols a station can run. ProtocolV1 is the default; ProtocolPHTv2 is
@@ -22,104 +22,120 @@ const (
 	ProtocolPHTv2 = "pht-v2"
 )
 
-// processLegacy is one stop of a pht-v2 train: pre-run decrypts the train in
-// the image, the image's own CMD runs with the previous results in
+// legacyStop is a pht-v2 train at this station: pre-run decrypts the train
+// in the image, the image's own CMD runs with the previous results in
 // /opt/pht_results, post-run seals the results for the route, and the train
 // goes to the next station's inbox (the creator's outbox after the last).
-func (s *Station) processLegacy(ctx context.Context, ref, work string, st *Stop) error {
+type legacyStop struct {
+	s     *Station
+	key   phtv2.Station
+	ref   string
+	work  string
+	pre   *phtv2.Output
+	stop  int
+	post  *phtv2.Output
+	layer interface{ Remove() error }
+}
+
+func (s *Station) openLegacy(ctx context.Context, img v1.Image, ref, work string) (trainStop, error) {
 	if s.LegacyKey == nil {
-		return fmt.Errorf("protocol %s needs the station's RSA key", ProtocolPHTv2)
+		return nil, fmt.Errorf("protocol %s needs the station's RSA key", ProtocolPHTv2)
 	}
 	key := phtv2.Station{ID: s.ID, Key: s.LegacyKey}
-	img, err := PullTrain(ctx, s.Client, ref)
-	if err != nil {
-		return err
-	}
 	// The same manifest and config bounds as v1; the PHT format has no
 	// signed sizes, so its state is bounded by train.ReadState's budget.
 	if _, err := checkImage(img); err != nil {
-		return err
+		return nil, err
 	}
 	pre, err := phtv2.PreRun(ctx, img, key, phtv2.WithTempDir(work))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer pre.Close()
 	stop, err := pre.Config.Stop(s.ID)
 	if err != nil {
-		return err
+		pre.Close()
+		return nil, err
 	}
-	st.Train, st.Index = trainName(ref, pre.Config.ID), stop.Index
+	return &legacyStop{s: s, key: key, ref: ref, work: work, pre: pre, stop: stop.Index}, nil
+}
 
-	resultsDir := filepath.Join(work, "results")
-	state, err := train.ReadState(ctx, pre.Image, work)
+func (t *legacyStop) describe(st *Stop) {
+	c := t.pre.Config
+	st.Train, st.Index = trainName(t.ref, c.ID), t.stop
+	st.Creator = c.Creator.ID.String()
+	for i := 0; ; i++ {
+		p := c.StopAt(i)
+		if p == nil {
+			break
+		}
+		st.Route = append(st.Route, p.Station.String())
+	}
+	dest := t.s.Network.Outbox(st.Creator)
+	st.Next = st.Creator
+	if next := c.StopAt(t.stop + 1); next != nil {
+		st.Next = next.Station.String()
+		dest = t.s.Network.Inbox(st.Next)
+	}
+	st.Dest = dest + ":" + st.Train
+}
+
+func (t *legacyStop) prepare(ctx context.Context, resultsDir string, _ *Stop) (v1.Image, func(), error) {
+	state, err := train.ReadState(ctx, t.pre.Image, t.work)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	err = state.Results.ExtractTo(resultsDir)
 	state.Close()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	resultsFS, err := s.mountResults(ctx, resultsDir)
-	if err != nil {
-		return err
-	}
-	defer resultsFS.Close()
-	trainOut, closeOut, err := s.trainOutput(st)
-	if err != nil {
-		return err
-	}
-	res, err := s.Runner.Run(ctx, pre.Image, trainrun.RunSpec{
-		ResultsDir: resultsDir, DataDir: s.DataDir, Env: []string{"PHT_STATION_ID=" + s.ID},
-		Memory: s.Memory, PIDs: s.PIDs, CPUs: s.CPUs, Timeout: s.Timeout, MaxResults: s.MaxResults, Stdout: trainOut, Stderr: trainOut,
-	})
-	closeOut()
-	st.ExitCode = res.ExitCode
-	if err != nil {
-		return fmt.Errorf("run: %w", err)
-	}
-	pctx, cancelPost := s.postRunContext(ctx)
-	defer cancelPost()
-	if err := train.CheckResultsDir(pctx, resultsDir, s.MaxResults); err != nil {
-		return err
-	}
-	ran, layer, err := train.ReplaceResults(pctx, pre.Image, resultsDir, work)
-	if err != nil {
-		return postRunErr(pctx, err)
-	}
-	defer layer.Remove()
-	post, err := phtv2.PostRun(pctx, ran, key, phtv2.WithTempDir(work))
-	if err != nil {
-		return postRunErr(pctx, err)
-	}
-	defer post.Close()
+	return t.pre.Image, func() {}, nil
+}
 
-	dest := s.Network.Outbox(pre.Config.Creator.ID.String())
-	st.Next = pre.Config.Creator.ID.String()
-	if next := pre.Config.StopAt(stop.Index + 1); next != nil {
-		st.Next = next.Station.String()
-		dest = s.Network.Inbox(st.Next)
+func (t *legacyStop) seal(ctx context.Context, resultsDir string, st *Stop) (v1.Image, error) {
+	if err := train.CheckResultsDir(ctx, resultsDir, t.s.MaxResults); err != nil {
+		return nil, err
+	}
+	ran, layer, err := train.ReplaceResults(ctx, t.pre.Image, resultsDir, t.work)
+	if err != nil {
+		return nil, err
+	}
+	t.layer = layer
+	post, err := phtv2.PostRun(ctx, ran, t.key, phtv2.WithTempDir(t.work))
+	if err != nil {
+		return nil, err
+	}
+	t.post = post
+	if st.Train == "base" {
+		return post.Image, nil
 	}
 	// A PHT station's post-run --rebase pulls REPO:base beside the train:
-	// push it first, so it is there when the train arrives.
-	if st.Train != "base" {
-		base, err := train.BaseOf(post.Image)
-		if err != nil {
-			return err
-		}
-		if _, err := s.Client.Push(ctx, base, dest+":base"); err != nil {
-			return fmt.Errorf("push %s:base: %w", dest, err)
-		}
-	}
-	dest += ":" + st.Train
-	dgst, err := s.Client.Push(ctx, post.Image, dest)
+	// pushed first, so it is there when the train arrives.
+	base, err := train.BaseOf(post.Image)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	st.Pushed = dest + "@" + dgst.String()
-	return nil
+	repo := st.Dest[:strings.LastIndex(st.Dest, ":")]
+	return withExtra{Image: post.Image, extra: []push{{img: base, ref: repo + ":base", shared: true}}}, nil
 }
+
+func (t *legacyStop) close() {
+	if t.post != nil {
+		t.post.Close()
+	}
+	if t.layer != nil {
+		t.layer.Remove()
+	}
+	t.pre.Close()
+}
+
+// withExtra is a train image with images that must be pushed before it.
+type withExtra struct {
+	v1.Image
+	extra []push
+}
+
+func (w withExtra) extraPushes() []push { return w.extra }
 
 // trainName picks the tag a legacy train travels under: the tag it arrived
 // with, else its @id, else "latest".

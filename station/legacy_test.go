@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/protocol/phtv2"
 	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/train"
@@ -68,9 +69,15 @@ func TestLegacyRoute(t *testing.T) {
 		t.Fatalf("aggregate = %s", b)
 	}
 
-	// A wrong station key is refused by pre-run, and nothing moves on.
+	// The same train again is refused by the station's record: that stop
+	// is done.
+	if _, err := n.stations["1"].Process(n.ctx, n.network.Inbox("1")+":pht1"); !errors.Is(err, hardened.ErrReplay) {
+		t.Fatalf("re-delivery: %v", err)
+	}
+	// A wrong station key (and no record) is refused by pre-run, and nothing
+	// moves on.
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
-	n.stations["1"].LegacyKey = other
+	n.stations["1"].LegacyKey, n.stations["1"].DB = other, nil
 	if _, err := n.stations["1"].Process(n.ctx, n.network.Inbox("1")+":pht1"); !errors.Is(err, phtv2.ErrDecrypt) {
 		t.Fatalf("wrong key: %v", err)
 	}

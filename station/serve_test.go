@@ -31,9 +31,9 @@ func TestServePollsInbox(t *testing.T) {
 		}
 		t.Cleanup(func() { db.Close() })
 		dbs[id] = db
-		n.stations[id].Guard = db
+		n.stations[id].DB = db
 	}
-	srvA := &station.Server{Station: n.stations["a"], DB: dbs["a"]}
+	srvA := &station.Server{Station: n.stations["a"]}
 	if done, err := srvA.PollOnce(n.ctx); err != nil || len(done) != 0 {
 		t.Fatalf("empty inbox: %v, %v", done, err)
 	}
@@ -46,7 +46,7 @@ func TestServePollsInbox(t *testing.T) {
 	if done, _ := srvA.PollOnce(n.ctx); len(done) != 0 {
 		t.Fatalf("processed twice: %+v", done)
 	}
-	srvB := &station.Server{Station: n.stations["b"], DB: dbs["b"]}
+	srvB := &station.Server{Station: n.stations["b"]}
 	if done, err := srvB.PollOnce(n.ctx); err != nil || len(done) != 1 || done[0].Next != "alice" {
 		t.Fatalf("station b: %+v, %v", done, err)
 	}
@@ -95,8 +95,8 @@ func TestServeSkipsOversizedManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	n.stations["a"].Guard = db
-	srv := &station.Server{Station: n.stations["a"], DB: db}
+	n.stations["a"].DB = db
+	srv := &station.Server{Station: n.stations["a"]}
 	done, err := srv.PollOnce(n.ctx)
 	if err != nil || len(done) != 1 || done[0].Tag != "t1" || done[0].Error != "" {
 		t.Fatalf("poll: %+v, %v", done, err)

@@ -120,8 +120,8 @@ func TestServeKeepsPollingAfterHangingRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	st.Guard = db
-	s := &station.Server{Station: st, DB: db, Interval: 50 * time.Millisecond}
+	st.DB = db
+	s := &station.Server{Station: st, Interval: 50 * time.Millisecond}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)

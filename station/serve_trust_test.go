@@ -69,7 +69,8 @@ func TestServeTrustExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s := &station.Server{Station: st, DB: db, Interval: 100 * time.Millisecond}
+	st.DB = db
+	s := &station.Server{Station: st, Interval: 100 * time.Millisecond}
 	if err := store.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -89,8 +89,13 @@ func newNet(t *testing.T, runner station.Runner, route ...string) *net {
 		if err := os.WriteFile(filepath.Join(data, "patients.csv"), []byte(csv), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		db, err := station.OpenDB(filepath.Join(t.TempDir(), "station.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
 		n.stations[id] = &station.Station{ID: id, Key: k, Trust: n.trust, Runner: runner, Client: n.rc,
-			Network: n.network, DataDir: data, WorkDir: t.TempDir(), Guard: &hardened.MemoryReplayGuard{},
+			Network: n.network, DataDir: data, WorkDir: t.TempDir(), DB: db, ReviewDir: t.TempDir(),
 			Timeout: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	}
 	return n

@@ -30,13 +30,24 @@ var examples = map[string]string{
   trainyard trust show -o json | jq -r '.stations[]'`,
 
 	// station
-	"station run": `  trainyard station run 127.0.0.1:5000/net/stations/hospital-a:study42 --id hospital-a --key hospital-a.key --data ./data
-  TRAINYARD_STATION_ID=hospital-a TRAINYARD_STATION_KEY=hospital-a.key TRAINYARD_STATION_DATA=./data \
+	"station run": `  trainyard station run 127.0.0.1:5000/net/stations/hospital-a:study42 --id hospital-a --key hospital-a.key --data ./data --network 127.0.0.1:5000/net
+  TRAINYARD_STATION_ID=hospital-a TRAINYARD_STATION_KEY=hospital-a.key TRAINYARD_STATION_DATA=./data TRAINYARD_NETWORK=127.0.0.1:5000/net \
     trainyard station run 127.0.0.1:5000/net/stations/hospital-a:study42 --memory 1Gi --timeout 30m`,
 	"station serve": `  trainyard station serve --id hospital-a --key hospital-a.key --data ./data --network 127.0.0.1:5000/net
-  trainyard station serve --id hospital-a --key hospital-a.key --data ./data --interval 30s --status-addr 127.0.0.1:9090`,
+  trainyard station serve --id hospital-a --key hospital-a.key --data ./data --network 127.0.0.1:5000/net --hold --review-results
+  trainyard station serve --id hospital-a --key hospital-a.key --data ./data --network 127.0.0.1:5000/net --interval 30s --status-addr 127.0.0.1:9090`,
 	"station logs": `  trainyard station logs --id hospital-a
   trainyard station logs study42 --id hospital-a`,
+	"station accept":   `  trainyard station accept study42 --id hospital-a`,
+	"station reject":   `  trainyard station reject study42 --id hospital-a --reason "not covered by our data agreement"`,
+	"station release":  `  trainyard station release study42 --id hospital-a`,
+	"station withhold": `  trainyard station withhold study42 --id hospital-a --reason "counts below 10 would identify patients"`,
+	"station retry":    `  trainyard station retry study42 --id hospital-a`,
+	"station history": `  trainyard station history --id hospital-a
+  trainyard station history --id hospital-a --state failed,refused -o json`,
+	"station stop":    `  trainyard station stop study42 --id hospital-a`,
+	"station results": `  trainyard station results study42 --id hospital-a`,
+	"station status":  `  trainyard station status --id hospital-a -o json`,
 
 	// sealed archives and the key server
 	"seal": `  trainyard seal --images 127.0.0.1:5000/azaion/annotations:3.1 --out site.sealed --devices site-a

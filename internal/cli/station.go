@@ -22,7 +22,8 @@ type stationFlags struct {
 	trust                     trustFlags
 	id, key, data, network    string
 	work, runtime, dockerHost string
-	trainLogs                 string
+	trainLogs, stateDir       string
+	noData                    bool
 	protocol                  string
 	memory                    byteSize
 	pids                      int64
@@ -36,10 +37,12 @@ func (f *stationFlags) add(cmd *cobra.Command) {
 	p := cmd.PersistentFlags()
 	p.StringVar(&f.id, "id", envOr("TRAINYARD_STATION_ID", envOr("STATION_ID", "")), "this station's id (TRAINYARD_STATION_ID or STATION_ID)")
 	p.StringVar(&f.key, "key", envOr("TRAINYARD_STATION_KEY", envOr("PRIVATE_KEY_PATH", "")), "this station's private key file (TRAINYARD_STATION_KEY or PRIVATE_KEY_PATH)")
-	p.StringVar(&f.data, "data", envOr("TRAINYARD_STATION_DATA", ""), "data directory mounted read-only at /opt/pht_data (TRAINYARD_STATION_DATA)")
+	p.StringVar(&f.data, "data", envOr("TRAINYARD_STATION_DATA", ""), "data directory mounted read-only at /opt/pht_data; required unless --no-data (TRAINYARD_STATION_DATA)")
+	p.BoolVar(&f.noData, "no-data", false, "run trains with no data directory (instead of --data)")
+	p.StringVar(&f.stateDir, "state-dir", envOr("TRAINYARD_STATION_STATE", ""), "the station's state: database, train logs, work files, results under review, admin socket (TRAINYARD_STATION_STATE; default TRAINYARD_STATE_HOME/station-ID, else /var/lib/trainyard/station-ID as root, ~/.local/state/trainyard/station-ID otherwise)")
 	p.StringVar(&f.network, "network", envOr("TRAINYARD_NETWORK", ""), "registry prefix of the network's inboxes, e.g. 127.0.0.1:5000/trainyard (TRAINYARD_NETWORK)")
-	p.StringVar(&f.trainLogs, "train-logs", envOr("TRAINYARD_STATION_TRAIN_LOGS", ""), "where each stop's train output is kept, 0600, 1 MiB per stop (TRAINYARD_STATION_TRAIN_LOGS; default WORK-DIR/trainyard-station-ID-logs)")
-	p.StringVar(&f.work, "work-dir", envOr("TRAINYARD_STATION_WORK", ""), "where bundles and blobs are staged (TRAINYARD_STATION_WORK; default the system temp dir)")
+	p.StringVar(&f.trainLogs, "train-logs", envOr("TRAINYARD_STATION_TRAIN_LOGS", ""), "where each stop's train output is kept, 0600, 1 MiB per stop (TRAINYARD_STATION_TRAIN_LOGS; default STATE-DIR/logs)")
+	p.StringVar(&f.work, "work-dir", envOr("TRAINYARD_STATION_WORK", ""), "where bundles and blobs are staged (TRAINYARD_STATION_WORK; default STATE-DIR/work)")
 	p.StringVar(&f.protocol, "protocol", envOr("TRAINYARD_PROTOCOL", station.ProtocolV1), "train protocol: v1 (trust directory) or pht-v2 (legacy PHT trains; --key is then the station's RSA PEM) (TRAINYARD_PROTOCOL)")
 	p.StringVar(&f.runtime, "runtime", envOr("TRAINYARD_RUNTIME", "runc"), "execution backend: runc or docker (TRAINYARD_RUNTIME)")
 	p.StringVar(&f.dockerHost, "docker-host", envOr("DOCKER_HOST", ""), "Docker Engine API address for --runtime docker (DOCKER_HOST)")
@@ -51,21 +54,55 @@ func (f *stationFlags) add(cmd *cobra.Command) {
 	p.Var(&f.maxResults, "max-results", "cap on a train's results, enforced while it runs (runc: a filesystem of that size) and when they are sealed, e.g. 512M or 2Gi (TRAINYARD_MAX_RESULTS)")
 }
 
-// workDir is --work-dir or the system temp dir it defaults to.
+// state is the station's state directory: --state-dir, else one per
+// station id under /var/lib/trainyard (root) or the user's state home.
+func (f *stationFlags) state() string {
+	if f.stateDir != "" {
+		return f.stateDir
+	}
+	base := "/var/lib/trainyard"
+	if h := os.Getenv("TRAINYARD_STATE_HOME"); h != "" {
+		base = h
+	} else if os.Geteuid() != 0 {
+		base = os.Getenv("XDG_STATE_HOME")
+		if base == "" {
+			home, _ := os.UserHomeDir()
+			base = filepath.Join(home, ".local", "state")
+		}
+		base = filepath.Join(base, "trainyard")
+	}
+	return filepath.Join(base, "station-"+f.id)
+}
+
+// workDir is --work-dir or STATE/work.
 func (f *stationFlags) workDir() string {
 	if f.work != "" {
 		return f.work
 	}
-	return os.TempDir()
+	return filepath.Join(f.state(), "work")
 }
 
-// logDir is where train output is kept: --train-logs, by default beside the
-// stop directories in the work dir (Recover removes only those).
+// logDir is where train output is kept: --train-logs or STATE/logs.
 func (f *stationFlags) logDir() string {
 	if f.trainLogs != "" {
 		return f.trainLogs
 	}
-	return filepath.Join(f.workDir(), "trainyard-station-"+f.id+"-logs")
+	return filepath.Join(f.state(), "logs")
+}
+
+func (f *stationFlags) dbPath() string      { return filepath.Join(f.state(), "station.db") }
+func (f *stationFlags) reviewDir() string   { return filepath.Join(f.state(), "review") }
+func (f *stationFlags) adminSocket() string { return filepath.Join(f.state(), "admin.sock") }
+
+// makeState creates the state directory and its parts, private to the
+// station's user.
+func (f *stationFlags) makeState() error {
+	for _, d := range []string{f.state(), f.workDir(), f.logDir(), f.reviewDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("state directory: %w", err)
+		}
+	}
+	return os.Chmod(f.state(), 0o700)
 }
 
 // station builds the station from the flags. private names further files
@@ -87,13 +124,24 @@ func (f *stationFlags) station(cmd *cobra.Command, private ...string) (*station.
 	if f.maxResults < byteSize(trainrun.MinMaxResults) {
 		return nil, &ExitError{Code: 2, Err: fmt.Errorf("--max-results %d is below the minimum of 1 MiB", int64(f.maxResults))}
 	}
+	// A forgotten --data would run the train on nothing and use up its
+	// stop: no data must be said.
+	switch {
+	case f.data == "" && !f.noData:
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("--data is required (or --no-data to run trains without data)")}
+	case f.data != "" && f.noData:
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("--data and --no-data exclude each other")}
+	}
 	// Before the key is read: a key others can read, or anything of the
 	// station's inside the directory every train reads, is refused.
-	if err := station.CheckSetup(f.data, f.key, append([]string{f.workDir(), f.logDir()}, private...)...); err != nil {
+	if err := station.CheckSetup(f.data, f.key, append([]string{f.state(), f.workDir(), f.logDir()}, private...)...); err != nil {
+		return nil, err
+	}
+	if err := f.makeState(); err != nil {
 		return nil, err
 	}
 	s := &station.Station{ID: f.id, Protocol: f.protocol, Client: newClient(cmd, f.trust.insecure),
-		Network: station.Network{Prefix: f.network}, DataDir: f.data, WorkDir: f.work,
+		Network: station.Network{Prefix: f.network}, DataDir: f.data, WorkDir: f.workDir(), ReviewDir: f.reviewDir(),
 		Memory: int64(f.memory), PIDs: f.pids, CPUs: f.cpus, Timeout: time.Duration(f.timeout), MaxResults: int64(f.maxResults),
 		TrainLogDir: f.logDir(), Logger: slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))}
 	switch f.protocol {
@@ -117,7 +165,7 @@ func (f *stationFlags) station(cmd *cobra.Command, private ...string) (*station.
 	}
 	switch f.runtime {
 	case "runc":
-		r := trainrun.NewRunc(trainrun.WithBundleDir(f.work))
+		r := trainrun.NewRunc(trainrun.WithBundleDir(f.workDir()))
 		if err := r.Available(); err != nil {
 			return nil, err
 		}
@@ -147,15 +195,39 @@ func newStationCmd() *cobra.Command {
 	var f stationFlags
 	cmd := &cobra.Command{Use: "station", Short: "Run trains at this station: verify, execute with no network, seal results, pass on"}
 	f.add(cmd)
+	var review bool
 	run := &cobra.Command{
 		Use: "run IMAGE", Example: examples["station run"],
 		Short: "One stop: pull IMAGE, pre-run, run it, post-run, push it to the next hop's inbox",
-		Args:  cobra.ExactArgs(1),
+		Long: `One stop: pull IMAGE, pre-run, run it, post-run, push it to the next hop's inbox.
+
+The stop is recorded in the station's state directory, as serve records it,
+so a stop that is done is never run again. While serve runs on the same state
+directory, the stop runs inside serve (through its admin socket).
+
+Exit codes: 0 done; 3 waiting for the operator (results under review);
+4 refused (verification, approval, route, replay); 5 failed (the train's
+exit code, out of memory, timeout, results over the cap); 1 anything else
+(registry, network, runtime: try again).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := f.station(cmd)
+			if f.id == "" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--id is required")}
+			}
+			if ac, err := station.DialAdmin(f.adminSocket()); err == nil {
+				st, err := ac.Run(cmd.Context(), args[0])
+				return stopOutcome(cmd, st, err)
+			}
+			s, err := f.station(cmd, f.dbPath())
 			if err != nil {
 				return err
 			}
+			d, err := station.OpenDB(f.dbPath())
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			s.DB, s.ReviewResults = d, review
 			// One stop, one line: the outcome is printed below, the
 			// structured record only with -v.
 			s.Logger = slog.New(slog.DiscardHandler)
@@ -163,23 +235,37 @@ func newStationCmd() *cobra.Command {
 				s.Logger = slog.Default()
 			}
 			st, err := s.Process(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "train %s stop %d done (exit %d, %s); pushed to %s\n",
-				st.Train, st.Index, st.ExitCode, st.Duration.Round(time.Millisecond), st.Pushed)
-			return nil
+			return stopOutcome(cmd, st, err)
 		},
 	}
+	run.Flags().BoolVar(&review, "review-results", false, "keep the results in the state dir until station release or station withhold")
 	var statusAddr, db string
-	var interval time.Duration
+	var interval, grace, healthAfter time.Duration
+	var hold bool
 	serve := &cobra.Command{
 		Use: "serve", Example: examples["station serve"],
-		Short: "Watch this station's inbox and process every train addressed to it; /status, /healthz, /metrics",
-		Args:  cobra.NoArgs,
+		Short: "Watch this station's inbox and process every train addressed to it; /status, /healthz, /metrics, admin socket",
+		Long: `Watch this station's inbox and process every train addressed to it.
+
+Failures are classed once: transient ones (registry, network, trust update,
+runtime) are retried with backoff and never recorded as a verdict; refused
+trains (verification, approval, route, replay) and failed ones (exit code,
+out of memory, timeout) are final and recorded, and the creator gets a signed
+notice. Tags that are not trains (sha256-* referrers, .sig, .att, .sbom,
+indexes, artifacts) are skipped.
+
+On SIGTERM a running train has --grace to finish; then it is stopped and its
+stop recorded as interrupted, to run again (from the same input) on the next
+start. The admin socket STATE-DIR/admin.sock serves the station's commands
+(history, logs, accept, reject, release, withhold, retry, results) while
+serve runs.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.id == "" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--id is required")}
+			}
 			if db == "" {
-				db = filepath.Join(".", "trainyard-station-"+f.id+".db")
+				db = f.dbPath()
 			}
 			s, err := f.station(cmd, db)
 			if err != nil {
@@ -190,27 +276,44 @@ func newStationCmd() *cobra.Command {
 				return err
 			}
 			defer d.Close()
-			s.Guard = d
-			srv := &station.Server{Station: s, DB: d, Interval: interval}
+			s.DB, s.Hold, s.ReviewResults = d, hold, review
+			srv := &station.Server{Station: s, Interval: interval, Grace: grace, HealthAfter: healthAfter,
+				Version: buildVersion().Version, AdminSocket: f.adminSocket()}
 			return srv.Serve(cmd.Context(), statusAddr, func(a net.Addr) {
-				fmt.Fprintf(cmd.OutOrStdout(), "station %s watching %s; status on http://%s/status\n", f.id, s.Network.Inbox(f.id), a)
+				where := ""
+				if a != nil {
+					where = "; status on http://" + a.String() + "/status"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "station %s watching %s%s; admin socket %s\n", f.id, s.Network.Inbox(f.id), where, f.adminSocket())
 			})
 		},
 	}
-	serve.Flags().StringVar(&statusAddr, "status-addr", envOr("TRAINYARD_STATION_STATUS_ADDR", "127.0.0.1:9090"), "status and metrics listener (TRAINYARD_STATION_STATUS_ADDR)")
-	serve.Flags().StringVar(&db, "db", envOr("TRAINYARD_STATION_DB", ""), "station database: replay guard and stop history (TRAINYARD_STATION_DB; default ./trainyard-station-ID.db)")
+	serve.Flags().StringVar(&statusAddr, "status-addr", envOr("TRAINYARD_STATION_STATUS_ADDR", "127.0.0.1:9090"), "status and metrics listener, \"\" for none (TRAINYARD_STATION_STATUS_ADDR)")
+	serve.Flags().StringVar(&db, "db", envOr("TRAINYARD_STATION_DB", ""), "station database (TRAINYARD_STATION_DB; default STATE-DIR/station.db)")
 	serve.Flags().DurationVar(&interval, "interval", envDuration("TRAINYARD_STATION_INTERVAL", 5*time.Second), "inbox poll interval (TRAINYARD_STATION_INTERVAL)")
+	serve.Flags().DurationVar(&grace, "grace", envDuration("TRAINYARD_STATION_GRACE", 30*time.Second), "on SIGTERM, how long a running train may finish before it is stopped and its stop marked interrupted (TRAINYARD_STATION_GRACE)")
+	serve.Flags().DurationVar(&healthAfter, "health-after", 5*time.Minute, "/healthz fails once inbox polls have failed for this long")
+	serve.Flags().BoolVar(&hold, "hold", envOr("TRAINYARD_STATION_HOLD", "") == "1", "verified trains wait for station accept or station reject (TRAINYARD_STATION_HOLD=1)")
+	serve.Flags().BoolVar(&review, "review-results", envOr("TRAINYARD_STATION_REVIEW", "") == "1", "results wait in the state dir for station release or station withhold (TRAINYARD_STATION_REVIEW=1)")
 	logs := &cobra.Command{
 		Use: "logs [TRAIN]", Example: examples["station logs"],
 		Short: "Print the train output kept per stop (all trains, or TRAIN's), control characters escaped",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if f.trainLogs == "" && f.id == "" {
-				return &ExitError{Code: 2, Err: fmt.Errorf("--train-logs or --id is required")}
+			if f.trainLogs == "" && f.id == "" && f.stateDir == "" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--id, --state-dir or --train-logs is required")}
 			}
 			name := ""
 			if len(args) == 1 {
 				name = args[0]
+				// A stop the station knows: its own log, through serve
+				// when it runs.
+				if a, closeAdmin, err := f.admin(cmd, false); err == nil {
+					defer closeAdmin()
+					if _, _, err := a.Stop(cmd.Context(), name); err == nil {
+						return a.Log(cmd.Context(), name, cmd.OutOrStdout())
+					}
+				}
 			}
 			ls, err := station.TrainLogs(f.logDir(), name)
 			if err != nil {
@@ -233,6 +336,7 @@ func newStationCmd() *cobra.Command {
 		},
 	}
 	cmd.AddCommand(run, serve, logs, newStationInspectCmd(&f))
+	cmd.AddCommand(stationAdminCmds(&f)...)
 	return cmd
 }
 

@@ -1,0 +1,126 @@
+package station
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/trainyard/trainyard/protocol/hardened"
+)
+
+// v1Stop is a trainyard/v1 train at this station.
+type v1Stop struct {
+	s       *Station
+	img     v1.Image
+	work    string
+	sealed  *sealedTrain
+	v       *hardened.Verified
+	base    []v1.Layer
+	sess    *hardened.Session
+	cleanup []func()
+}
+
+// openV1 verifies the envelope (inside readTrain, before any blob is kept)
+// and what will run: the signed base, the signed code and the signed exec
+// config; the image's own config must agree with them. These checks come
+// before the stop is begun, so a tampered copy of a genuine train is
+// refused as those bytes and cannot burn the genuine train's stop.
+func (s *Station) openV1(ctx context.Context, img v1.Image, work string) (trainStop, error) {
+	if s.Key == nil {
+		return nil, fmt.Errorf("protocol %s needs the station's key", ProtocolV1)
+	}
+	sealed, v, err := readTrain(ctx, img, work, func(env *hardened.Envelope) (*hardened.Verified, error) {
+		return hardened.Verify(ctx, s.Trust, env)
+	})
+	if err != nil {
+		return nil, err
+	}
+	t := &v1Stop{s: s, img: img, work: work, sealed: sealed, v: v}
+	if err := t.check(); err != nil {
+		t.close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *v1Stop) check() error {
+	base, diffIDs, err := baseLayers(t.img)
+	if err != nil {
+		return err
+	}
+	if got := BaseID(diffIDs); got != t.v.Statement.Base {
+		return fmt.Errorf("%w: base layers are %s, the creator signed %s", hardened.ErrTampered, got, t.v.Statement.Base)
+	}
+	t.base = base
+	cf, err := t.img.ConfigFile()
+	if err != nil {
+		return err
+	}
+	return hardened.CheckExec(t.v.Statement.Exec, ExecOf(cf))
+}
+
+func (t *v1Stop) describe(st *Stop) {
+	stmt := t.v.Statement
+	st.Train, st.Digest, st.Index = stmt.ID, t.v.TrainDigest, len(t.v.Stops)
+	st.Key = fmt.Sprintf("%s/%d", t.v.TrainDigest, st.Index)
+	st.Creator, st.Approvers = stmt.Creator.ID, t.v.Approval.Approvers
+	st.Route = st.Route[:0]
+	for _, p := range stmt.Route {
+		st.Route = append(st.Route, p.ID)
+	}
+	dest := t.s.Network.Outbox(stmt.Creator.ID)
+	st.Next = stmt.Creator.ID
+	if i := st.Index + 1; i < len(stmt.Route) {
+		st.Next = stmt.Route[i].ID
+		dest = t.s.Network.Inbox(st.Next)
+	}
+	st.Dest = dest + ":" + stmt.ID
+}
+
+func (t *v1Stop) prepare(ctx context.Context, resultsDir string, st *Stop) (v1.Image, func(), error) {
+	tr, closeTrain, err := t.sealed.open()
+	if err != nil {
+		return nil, nil, err
+	}
+	codeDir := filepath.Join(t.work, "code")
+	sess, err := hardened.PreRun(ctx, t.s.Trust, t.s.ID, t.s.Key, tr, codeDir, resultsDir, hardened.WithMaxResults(t.s.MaxResults))
+	closeTrain()
+	if err != nil {
+		return nil, nil, err
+	}
+	t.sess = sess
+	t.v = sess.Verified()
+	st.Session = sess.SessionID()
+	return runnableImage(t.img, t.base, codeDir, t.work, sess.Exec())
+}
+
+func (t *v1Stop) seal(ctx context.Context, resultsDir string, _ *Stop) (v1.Image, error) {
+	resultsPath := filepath.Join(t.work, "results.sealed")
+	out, err := os.OpenFile(resultsPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	env, err := t.sess.PostRun(ctx, resultsDir, out)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	next, release, err := writeState(t.img, t.work, env, t.sealed.code, resultsPath)
+	if err != nil {
+		return nil, err
+	}
+	t.cleanup = append(t.cleanup, release)
+	return next, nil
+}
+
+func (t *v1Stop) close() {
+	for _, f := range t.cleanup {
+		f()
+	}
+	t.sealed.Close()
+}
