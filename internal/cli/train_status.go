@@ -63,12 +63,11 @@ not its code or results; no key is needed. See docs/train-status.md.`,
 				return err
 			}
 			if !s.Found() {
-				why := ""
 				if len(s.Warnings) > 0 {
-					why = "; " + s.Warnings[0]
+					return fmt.Errorf("train %s: no copy found is a verified train of %s, and no station sent a notice: %s", escapeLine(id), escapeLine(user), escapeLine(s.Warnings[0]))
 				}
-				return fmt.Errorf("train %s not found: not in %s's outbox, in no inbox of the %d stations of the trust directory, and no notice about it%s",
-					escapeLine(id), escapeLine(user), len(stations), escapeLine(why))
+				return fmt.Errorf("train %s not found: not in %s's outbox, in no inbox of the %d stations of the trust directory, and no notice about it",
+					escapeLine(id), escapeLine(user), len(stations))
 			}
 			if output == "json" {
 				return writeJSON(cmd.OutOrStdout(), s)

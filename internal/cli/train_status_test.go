@@ -93,12 +93,19 @@ func TestTrainStatusCLI(t *testing.T) {
 		t.Fatalf("json status %+v", s)
 	}
 
+	// Bob's train t2 in hospital-a's inbox is no train of alice's.
+	ok("keys", "generate", p("bob"))
+	ok("trust", "add-user", "bob", "--key", p("bob.pub"))
+	ok(append(append([]string{"train", "create", "--code", code, "--route", "hospital-a", "--creator", "bob", "--id", "t2",
+		"--key", p("bob.key"), "--trust-dir", p("bob-trust")}, exec...), reader[2:]...)...)
+
 	for _, c := range []struct {
 		args []string
 		exit int
 		want string
 	}{
 		{append([]string{"train", "status", "nope", "--creator", "alice"}, reader...), 1, `train nope not found`},
+		{append([]string{"train", "status", "t2", "--creator", "alice"}, reader...), 1, `train t2: no copy found is a verified train of alice, and no station sent a notice: ` + host + `/net/stations/hospital-a:t2 is a train of creator "bob"`},
 		{append([]string{"train", "status", "t1"}, reader...), 2, "--creator"},
 		{append([]string{"train", "status", "t1", "--creator", "alice", "-o", "yaml"}, reader...), 2, "--output"},
 		{[]string{"train", "status", "--creator", "alice"}, 2, "arg"},
