@@ -21,11 +21,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/match"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // FormatAzaionV1 names the azaion seed's archive format: IV(16) ||
@@ -40,32 +36,38 @@ func LegacyKey(fragment []byte) []byte {
 }
 
 // cbcReader decrypts IV || AES-256-CBC ciphertext as a stream and removes
-// PKCS#7 padding at the end. It holds back the last block until EOF.
+// PKCS#7 padding at the end. It reads 1 MiB at a time and decrypts it in
+// place with one CryptBlocks call (Go's CBC decrypter costs the same per
+// byte at any size, but large calls keep the per-call and copy overhead
+// out of the loop), holding back the last block until EOF.
 type cbcReader struct {
-	r    *bufio.Reader
+	r    io.Reader
 	mode cipher.BlockMode
-	in   []byte
-	out  []byte // decrypted, not yet returned
-	held []byte // last decrypted block, returned once we know it is not the last
+	// buf[:aes.BlockSize] takes the held-back block so that it and the
+	// next chunk are contiguous; ciphertext is read into the rest.
+	buf  []byte
+	out  []byte // decrypted, not yet returned (a slice of buf)
+	held bool   // buf[:aes.BlockSize] holds the last decrypted block
 	eof  bool
 	err  error
 }
+
+const cbcChunk = 1 << 20
 
 func newCBCReader(r io.Reader, key []byte) (*cbcReader, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
 	iv := make([]byte, aes.BlockSize)
-	if _, err := io.ReadFull(br, iv); err != nil {
+	if _, err := io.ReadFull(r, iv); err != nil {
 		return nil, fmt.Errorf("%w: azaion-v1 archive shorter than its IV", ErrMalformed)
 	}
-	return &cbcReader{r: br, mode: cipher.NewCBCDecrypter(block, iv), in: make([]byte, 64<<10)}, nil
+	return &cbcReader{r: r, mode: cipher.NewCBCDecrypter(block, iv), buf: make([]byte, aes.BlockSize+cbcChunk)}, nil
 }
 
 func (c *cbcReader) fill() error {
-	n, err := io.ReadFull(c.r, c.in)
+	n, err := io.ReadFull(c.r, c.buf[aes.BlockSize:])
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		c.eof = true
 	} else if err != nil {
@@ -74,9 +76,12 @@ func (c *cbcReader) fill() error {
 	if n%aes.BlockSize != 0 {
 		return fmt.Errorf("%w: azaion-v1 ciphertext is not a whole number of blocks (truncated?)", ErrTampered)
 	}
-	buf := c.in[:n]
-	c.mode.CryptBlocks(buf, buf)
-	all := append(c.held, buf...)
+	ct := c.buf[aes.BlockSize : aes.BlockSize+n]
+	c.mode.CryptBlocks(ct, ct)
+	all := ct
+	if c.held {
+		all = c.buf[:aes.BlockSize+n]
+	}
 	if c.eof {
 		if len(all) == 0 {
 			return fmt.Errorf("%w: azaion-v1 archive has no data", ErrTampered)
@@ -90,12 +95,15 @@ func (c *cbcReader) fill() error {
 				return fmt.Errorf("%w: azaion-v1 padding invalid (wrong fragment or damaged archive)", ErrWrongKey)
 			}
 		}
-		c.out, c.held = all[:len(all)-p], nil
+		c.out, c.held = all[:len(all)-p], false
 		return nil
 	}
+	// n > 0 here (a full chunk was read), so all has at least one block.
 	k := len(all) - aes.BlockSize
-	c.out = append(c.out[:0], all[:k]...)
-	c.held = append([]byte(nil), all[k:]...)
+	c.out = all[:k]
+	// The held block moves to the front only after out has been consumed:
+	// fill is called when out is empty, so keep it at the end for now.
+	c.held = true
 	return nil
 }
 
@@ -106,6 +114,9 @@ func (c *cbcReader) Read(b []byte) (int, error) {
 		}
 		if c.eof {
 			return 0, io.EOF
+		}
+		if c.held {
+			copy(c.buf[:aes.BlockSize], c.buf[len(c.buf)-aes.BlockSize:])
 		}
 		if c.err = c.fill(); c.err != nil {
 			return 0, c.err
@@ -165,13 +176,21 @@ var hexNameRe = regexp.MustCompile(`(?:^|/)(?:sha256:)?([a-f0-9]{64})(?:\.json)?
 // digest against that digest, and every layer against the diff_ids of its
 // image config (whose digest is the image ID, which --expect can pin). Only
 // then does a second pass load. Expect digests are compared with image IDs.
+//
+// The second pass is one streaming read in tar order: registry and OCI
+// layout targets get each config and layer as it comes (checked again
+// against the digest the first pass found, so a file changed between the
+// passes is refused), with its bytes and compression as they are in the
+// archive; manifests and tags (index.json) are written last, only once the
+// stream has ended with valid padding. A Docker engine gets the plaintext
+// tar itself.
 func UnsealLegacy(ctx context.Context, path string, fragment []byte, t LegacyTarget, opts ...UnsealOption) (*LegacyResult, error) {
 	cfg := unsealConfig{}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	open := func() (io.ReadCloser, error) { return OpenLegacy(path, fragment) }
-	res, err := verifyLegacy(ctx, open)
+	res, plan, err := verifyLegacy(ctx, open)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +203,13 @@ func UnsealLegacy(ctx context.Context, path string, fragment []byte, t LegacyTar
 			return nil, fmt.Errorf("%w: %s: archive image ID is %s", ErrExpectation, e, id)
 		}
 	}
-	if err := t.LoadDockerArchive(ctx, open, res.Images); err != nil {
+	switch t.(type) {
+	case *RegistryTarget, *LayoutTarget:
+		err = loadLegacy(ctx, open, plan, t)
+	default:
+		err = t.LoadDockerArchive(ctx, open, res.Images)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("loading images: %w", err)
 	}
 	expect := cfg.expect
@@ -202,40 +227,116 @@ func UnsealLegacy(ctx context.Context, path string, fragment []byte, t LegacyTar
 	return res, nil
 }
 
-func verifyLegacy(ctx context.Context, open func() (io.ReadCloser, error)) (*LegacyResult, error) {
+// legacyPlan is what the verification pass of an azaion-v1 archive learned
+// for loading it in one more pass: an image for each RepoTag, and the blob
+// each tar entry holds.
+type legacyPlan struct {
+	inv   *Inventory
+	files map[string]v1.Descriptor // clean tar name -> config or layer blob
+}
+
+// loadLegacy is the load pass: one read of the plaintext in tar order, each
+// config and layer handed to t as a blob (verified against the first pass's
+// digest while it streams), then Commit once the whole stream has been read
+// and its padding checked.
+func loadLegacy(ctx context.Context, open func() (io.ReadCloser, error), plan *legacyPlan, t Target) error {
+	if err := t.Prepare(ctx, plan.inv); err != nil {
+		return fmt.Errorf("preparing target: %w", err)
+	}
+	if err := streamLegacy(ctx, open, plan, t); err != nil {
+		t.Abort(ctx)
+		return err
+	}
+	if err := t.Commit(ctx); err != nil {
+		t.Abort(ctx)
+		return err
+	}
+	return nil
+}
+
+func streamLegacy(ctx context.Context, open func() (io.ReadCloser, error), plan *legacyPlan, t Target) error {
 	rc, err := open()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rc.Close()
-	sums := map[string]string{}  // file name -> sha256 of its bytes
-	usums := map[string]string{} // file name -> sha256 of its gunzipped bytes (layers may be gzip)
-	jsons := map[string][]byte{}
-	var jsonTotal int
-	var manifest []byte
+	done := map[v1.Hash]bool{}
 	tr := tar.NewReader(rc)
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, legacyErr("reading tar", err)
+			return legacyErr("reading tar", err)
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		d, ok := plan.files[filepath.ToSlash(filepath.Clean(hdr.Name))]
+		if !ok || done[d.Digest] {
+			continue // a file no image needs, or the same blob under a second name
+		}
+		if hdr.Size != d.Size {
+			return fmt.Errorf("%w: azaion-v1 %s changed between passes", ErrTampered, hdr.Name)
+		}
+		if err := verifyStream(tr, d.Digest, d.Size, func(r io.Reader) error { return t.WriteBlob(ctx, d, r) }); err != nil {
+			if errors.Is(err, ErrTampered) {
+				return fmt.Errorf("azaion-v1 %s changed between passes: %w", hdr.Name, err)
+			}
+			return err
+		}
+		done[d.Digest] = true
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil { // padding check at the very end
+		return legacyErr("reading archive", err)
+	}
+	for h := range plan.inv.Blobs {
+		if !plan.inv.IsManifest(h) && !done[h] {
+			return fmt.Errorf("%w: azaion-v1 blob %s missing in the load pass", ErrTampered, h)
+		}
+	}
+	return nil
+}
+
+func verifyLegacy(ctx context.Context, open func() (io.ReadCloser, error)) (*LegacyResult, *legacyPlan, error) {
+	rc, err := open()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rc.Close()
+	sums := map[string]string{}  // file name -> sha256 of its bytes
+	usums := map[string]string{} // file name -> sha256 of its gunzipped bytes (layers may be gzip)
+	sizes := map[string]int64{}
+	jsons := map[string][]byte{}
+	var jsonTotal int
+	var manifest []byte
+	tr := tar.NewReader(rc)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, legacyErr("reading tar", err)
 		}
 		if hdr.Typeflag != tar.TypeReg {
 			continue
 		}
 		keep, sum, usum, err := hashEntry(tr, hdr.Size)
 		if err != nil {
-			return nil, legacyErr("reading tar", err)
+			return nil, nil, legacyErr("reading tar", err)
 		}
 		name := filepath.ToSlash(filepath.Clean(hdr.Name))
-		sums[name], usums[name] = sum, usum
+		sums[name], usums[name], sizes[name] = sum, usum, hdr.Size
 		if m := hexNameRe.FindStringSubmatch(name); m != nil && !strings.HasSuffix(name, "/layer.tar") && "sha256:"+m[1] != sum {
-			return nil, fmt.Errorf("%w: %s does not match its name (%s)", ErrTampered, name, sum)
+			return nil, nil, fmt.Errorf("%w: %s does not match its name (%s)", ErrTampered, name, sum)
 		}
 		if name == "manifest.json" {
 			manifest = keep
@@ -245,49 +346,108 @@ func verifyLegacy(ctx context.Context, open func() (io.ReadCloser, error)) (*Leg
 		}
 	}
 	if _, err := io.Copy(io.Discard, rc); err != nil { // padding check at the very end
-		return nil, legacyErr("reading archive", err)
+		return nil, nil, legacyErr("reading archive", err)
 	}
 	if manifest == nil {
-		return nil, fmt.Errorf("%w: azaion-v1 archive has no manifest.json (not a docker-save tar)", ErrMalformed)
+		return nil, nil, fmt.Errorf("%w: azaion-v1 archive has no manifest.json (not a docker-save tar)", ErrMalformed)
 	}
 	var entries []dockerSaveEntry
 	if err := json.Unmarshal(manifest, &entries); err != nil || len(entries) == 0 {
-		return nil, fmt.Errorf("%w: azaion-v1 manifest.json: %v", ErrMalformed, err)
+		return nil, nil, fmt.Errorf("%w: azaion-v1 manifest.json: %v", ErrMalformed, err)
 	}
 	res := &LegacyResult{IDs: map[string]string{}}
+	plan := &legacyPlan{
+		inv:   &Inventory{Blobs: map[v1.Hash]v1.Descriptor{}, users: map[v1.Hash][]int{}},
+		files: map[string]v1.Descriptor{},
+	}
 	for _, e := range entries {
 		cfgName := filepath.ToSlash(filepath.Clean(e.Config))
 		cb, ok := jsons[cfgName]
 		if !ok {
-			return nil, fmt.Errorf("%w: config %s missing", ErrMalformed, e.Config)
+			return nil, nil, fmt.Errorf("%w: config %s missing", ErrMalformed, e.Config)
 		}
 		var cf v1.ConfigFile
 		if err := json.Unmarshal(cb, &cf); err != nil {
-			return nil, fmt.Errorf("%w: config %s: %v", ErrMalformed, e.Config, err)
+			return nil, nil, fmt.Errorf("%w: config %s: %v", ErrMalformed, e.Config, err)
 		}
 		if len(cf.RootFS.DiffIDs) != len(e.Layers) {
-			return nil, fmt.Errorf("%w: config %s lists %d layers, manifest.json %d", ErrTampered, e.Config, len(cf.RootFS.DiffIDs), len(e.Layers))
+			return nil, nil, fmt.Errorf("%w: config %s lists %d layers, manifest.json %d", ErrTampered, e.Config, len(cf.RootFS.DiffIDs), len(e.Layers))
 		}
+		cfgDesc, err := legacyBlob(cfgName, sums, sizes, types.DockerConfigJSON)
+		if err != nil {
+			return nil, nil, err
+		}
+		m := v1.Manifest{SchemaVersion: 2, MediaType: types.DockerManifestSchema2, Config: cfgDesc}
+		files := map[string]v1.Descriptor{cfgName: cfgDesc}
 		for i, l := range e.Layers {
-			got, ok := usums[filepath.ToSlash(filepath.Clean(l))]
+			ln := filepath.ToSlash(filepath.Clean(l))
+			got, ok := usums[ln]
 			if !ok {
-				return nil, fmt.Errorf("%w: layer %s missing", ErrMalformed, l)
+				return nil, nil, fmt.Errorf("%w: layer %s missing", ErrMalformed, l)
 			}
 			if got != cf.RootFS.DiffIDs[i].String() {
-				return nil, fmt.Errorf("%w: layer %s does not match diff_id %s of its config", ErrTampered, l, cf.RootFS.DiffIDs[i])
+				return nil, nil, fmt.Errorf("%w: layer %s does not match diff_id %s of its config", ErrTampered, l, cf.RootFS.DiffIDs[i])
 			}
+			// The layer keeps its bytes: uncompressed stays uncompressed.
+			mt := types.DockerUncompressedLayer
+			if got != sums[ln] {
+				mt = types.DockerLayer
+			}
+			d, err := legacyBlob(ln, sums, sizes, mt)
+			if err != nil {
+				return nil, nil, err
+			}
+			m.Layers = append(m.Layers, d)
+			files[ln] = d
 		}
+		mb, err := json.Marshal(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		md := v1.Descriptor{MediaType: m.MediaType, Size: int64(len(mb)), Digest: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sha256Sum(mb))}}
 		for _, tag := range e.RepoTags {
 			t, err := name.NewTag(tag)
 			if err != nil {
-				return nil, fmt.Errorf("%w: RepoTag %q: %v", ErrMalformed, tag, err)
+				return nil, nil, fmt.Errorf("%w: RepoTag %q: %v", ErrMalformed, tag, err)
 			}
 			n, _ := NameFor(t)
 			res.Images = append(res.Images, n)
 			res.IDs[n] = sums[cfgName]
+			plan.add(n, mb, md, m, files)
 		}
 	}
-	return res, nil
+	return res, plan, nil
+}
+
+// add records one image (a RepoTag) of the archive in the plan.
+func (p *legacyPlan) add(n string, mb []byte, md v1.Descriptor, m v1.Manifest, files map[string]v1.Descriptor) {
+	i := len(p.inv.Images)
+	p.inv.Images = append(p.inv.Images, ArchiveImage{
+		Image:    Image{Name: n, Digest: md.Digest.String(), MediaType: string(md.MediaType), Size: md.Size},
+		Manifest: mb, Config: m.Config, Layers: m.Layers,
+	})
+	p.inv.Blobs[md.Digest] = md
+	for fn, d := range files {
+		p.files[fn] = d
+		p.inv.Blobs[d.Digest] = d
+		if !containsInt(p.inv.users[d.Digest], i) {
+			p.inv.users[d.Digest] = append(p.inv.users[d.Digest], i)
+		}
+	}
+}
+
+// legacyBlob describes tar entry fn as a blob of media type mt.
+func legacyBlob(fn string, sums map[string]string, sizes map[string]int64, mt types.MediaType) (v1.Descriptor, error) {
+	h, err := v1.NewHash(sums[fn])
+	if err != nil {
+		return v1.Descriptor{}, fmt.Errorf("%w: %s: %v", ErrMalformed, fn, err)
+	}
+	return v1.Descriptor{MediaType: mt, Size: sizes[fn], Digest: h}, nil
+}
+
+func sha256Sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
 }
 
 // hashEntry hashes one tar entry, and also its gunzipped content when it is
@@ -348,79 +508,24 @@ func legacyErr(what string, err error) error {
 	return fmt.Errorf("%w: azaion-v1 %s: %v (wrong fragment or damaged archive)", ErrMalformed, what, err)
 }
 
-// LoadDockerArchive implements LegacyTarget: each image is read with
-// go-containerregistry's tarball package (which re-opens the decrypting
-// stream for every file it needs, trading CPU for no plaintext on disk)
-// and pushed.
-func (t *RegistryTarget) LoadDockerArchive(ctx context.Context, open func() (io.ReadCloser, error), names []string) error {
-	opener := tarball.Opener(open)
-	for _, n := range names {
-		src, err := name.NewTag(n)
-		if err != nil {
-			return err
-		}
-		img, err := legacyImage(opener, n)
-		if err != nil {
-			return fmt.Errorf("%s: %w", src, err)
-		}
-		dst, err := t.ref(n)
-		if err != nil {
-			return err
-		}
-		if err := remote.Write(dst, img, t.opts(ctx)...); err != nil {
-			return fmt.Errorf("push %s: %w", dst, err)
-		}
-	}
-	return nil
+// LoadDockerArchive implements LegacyTarget: a verification pass over the
+// docker-save tar, then one load pass in tar order (see UnsealLegacy, which
+// calls the load pass directly after its own verification).
+func (t *RegistryTarget) LoadDockerArchive(ctx context.Context, open func() (io.ReadCloser, error), _ []string) error {
+	return verifyAndLoadLegacy(ctx, open, t)
 }
 
-// legacyImage finds an image in a docker-save tar by its load name, which
-// may have lost Docker's implicit "library/" prefix or "docker.io/" host.
-func legacyImage(opener tarball.Opener, n string) (v1.Image, error) {
-	rc, err := opener()
-	if err != nil {
-		return nil, err
-	}
-	m, err := tarball.LoadManifest(opener)
-	rc.Close()
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range m {
-		for _, rt := range e.RepoTags {
-			t, err := name.NewTag(rt)
-			if err != nil {
-				continue
-			}
-			if got, _ := NameFor(t); got == n {
-				return tarball.Image(opener, &t)
-			}
-		}
-	}
-	return nil, fmt.Errorf("image %s not in manifest.json", n)
+// LoadDockerArchive implements LegacyTarget, like RegistryTarget's.
+func (t *LayoutTarget) LoadDockerArchive(ctx context.Context, open func() (io.ReadCloser, error), _ []string) error {
+	return verifyAndLoadLegacy(ctx, open, t)
 }
 
-// LoadDockerArchive implements LegacyTarget.
-func (t *LayoutTarget) LoadDockerArchive(_ context.Context, open func() (io.ReadCloser, error), names []string) error {
-	if err := t.Prepare(context.Background(), &Inventory{}); err != nil {
+func verifyAndLoadLegacy(ctx context.Context, open func() (io.ReadCloser, error), t Target) error {
+	_, plan, err := verifyLegacy(ctx, open)
+	if err != nil {
 		return err
 	}
-	p, err := layout.FromPath(t.dir)
-	if err != nil {
-		if p, err = layout.Write(t.dir, emptyIndex()); err != nil {
-			return err
-		}
-	}
-	for _, n := range names {
-		img, err := legacyImage(tarball.Opener(open), n)
-		if err != nil {
-			return fmt.Errorf("%s: %w", n, err)
-		}
-		if err := p.ReplaceImage(img, refNameMatcher(n), layout.WithAnnotations(map[string]string{AnnotationRefName: n})); err != nil {
-			return err
-		}
-	}
-	return nil
+	return loadLegacy(ctx, open, plan, t)
 }
 
 // LoadDockerArchive implements LegacyTarget: the plaintext goes straight
@@ -433,7 +538,3 @@ func (t *DockerTarget) LoadDockerArchive(ctx context.Context, open func() (io.Re
 	defer rc.Close()
 	return dockerLoad(ctx, t.api, rc)
 }
-
-func emptyIndex() v1.ImageIndex { return empty.Index }
-
-func refNameMatcher(n string) match.Matcher { return match.Annotation(AnnotationRefName, n) }
