@@ -80,6 +80,19 @@ func (n *testNet) create(t *testing.T, code string, route ...string) string {
 	return ref
 }
 
+// station is a v1 station with its own stop database.
+func (n *testNet) station(t *testing.T, id string, runner station.Runner, data string) *station.Station {
+	t.Helper()
+	db, err := station.OpenDB(filepath.Join(t.TempDir(), "station.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &station.Station{ID: id, Key: n.keys[id], Trust: n.trust, Runner: runner, Client: n.rc, Network: n.network,
+		DataDir: data, WorkDir: t.TempDir(), DB: db, ReviewDir: t.TempDir(), Timeout: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
 func smallCode(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -225,8 +238,7 @@ func TestStatusFinishedRoute(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(data, "patients.csv"), []byte("id,age,diagnosis\n1,50,flu\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		s := &station.Station{ID: id, Key: n.keys[id], Trust: n.trust, Runner: runner, Client: n.rc, Network: n.network,
-			DataDir: data, WorkDir: t.TempDir(), Timeout: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		s := n.station(t, id, runner, data)
 		stop, err := s.Process(n.ctx, ref)
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
@@ -252,5 +264,52 @@ func TestStatusFinishedRoute(t *testing.T) {
 		if st.Time.IsZero() || st.Reason != "" {
 			t.Fatalf("finished stop %+v", st)
 		}
+	}
+}
+
+// TestStatusFailingTrainTellsCreator: a real train that exits non-zero at
+// its second stop (runc) is recorded by the station, which signs a
+// "failed" notice to the creator: train status shows stop 0 done and
+// stop 1 failed with the exit code, the train still in that inbox.
+func TestStatusFailingTrainTellsCreator(t *testing.T) {
+	runner := trainrun.NewRunc(trainrun.WithStateDir(t.TempDir()), trainrun.WithBundleDir(t.TempDir()))
+	if err := runner.Available(); err != nil {
+		testutil.SkipUnlessCI(t, "runc not usable here: %v", err)
+	}
+	code := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := trainrun.BuildStatic(ctx, "../demo/aggregate", filepath.Join(code, "aggregate")); err != nil {
+		t.Fatal(err)
+	}
+	route := []string{"st1", "st2"}
+	n := newTestNet(t, route...)
+	ref := n.create(t, code, route...)
+	// st2's data is a CSV the train cannot parse: it exits with status 1.
+	csv := map[string]string{"st1": "id,age,diagnosis\n1,50,flu\n", "st2": "id,age\n\"broken\n"}
+	for _, id := range route {
+		data := t.TempDir()
+		if err := os.WriteFile(filepath.Join(data, "patients.csv"), []byte(csv[id]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s := n.station(t, id, runner, data)
+		stop, err := s.Process(n.ctx, ref)
+		if id == "st2" {
+			if err == nil {
+				t.Fatal("a failing train passed")
+			}
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		ref = strings.SplitN(stop.Pushed, "@", 2)[0]
+	}
+	got := n.status(t)
+	if got.Where != "station:st2" || states(got) != "st1:done st2:failed" || len(got.Warnings) != 0 {
+		t.Fatalf("status %+v", got)
+	}
+	if st := got.Stops[1]; st.ExitCode != 1 || st.Reason == "" || st.Time.Before(got.Stops[0].Time) {
+		t.Fatalf("failed stop %+v", st)
 	}
 }
