@@ -32,6 +32,13 @@ type Source struct {
 	Image v1.Image
 	// Source is recorded in the header for information (e.g. the pulled ref).
 	Source string
+	// Verified says that Image checks every layer stream against its digest
+	// and size itself, failing the read on a mismatch, as
+	// go-containerregistry's remote.Image does: Seal then does not hash the
+	// layers a second time (SHA-256 is the slowest step of a seal). Leave it
+	// false for images read from a layout, a tarball or a daemon, whose
+	// layers Seal checks itself. Either way unseal verifies every blob again.
+	Verified bool
 }
 
 // NameFor returns the load name of a reference: its repository path and tag
@@ -366,7 +373,7 @@ func writeLayoutTar(ctx context.Context, w io.Writer, images []Source, entries [
 			if err != nil {
 				return fmt.Errorf("seal %s: layer %s: %w", src.Name, ld.Digest, err)
 			}
-			if err := putLayer(tw, ld, l); err != nil {
+			if err := putLayer(tw, ld, l, src.Verified); err != nil {
 				return fmt.Errorf("seal %s: layer %s: %w", src.Name, ld.Digest, err)
 			}
 			written[ld.Digest] = true
@@ -375,7 +382,10 @@ func writeLayoutTar(ctx context.Context, w io.Writer, images []Source, entries [
 	return tw.Close()
 }
 
-func putLayer(tw *tar.Writer, d v1.Descriptor, l v1.Layer) error {
+// putLayer copies one layer into the tar. With verified, l's own stream
+// has already checked the digest (its read fails on a mismatch), so the
+// bytes are hashed only there.
+func putLayer(tw *tar.Writer, d v1.Descriptor, l v1.Layer, verified bool) error {
 	rc, err := l.Compressed()
 	if err != nil {
 		return err
@@ -384,13 +394,26 @@ func putLayer(tw *tar.Writer, d v1.Descriptor, l v1.Layer) error {
 	if err := tw.WriteHeader(&tar.Header{Name: blobPath(d.Digest), Mode: 0o644, Size: d.Size, ModTime: epoch, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
 		return err
 	}
+	var src io.Reader = io.LimitReader(rc, d.Size+1)
 	hw := newVerifier(d.Digest, d.Size)
-	n, err := io.Copy(tw, io.TeeReader(io.LimitReader(rc, d.Size+1), hw))
+	if !verified {
+		src = io.TeeReader(src, hw)
+	}
+	// 1 MiB reads: one per AEAD chunk instead of 32 per chunk.
+	n, err := io.CopyBuffer(tw, src, make([]byte, 1<<20))
 	if err != nil {
 		return err
 	}
 	if n != d.Size {
-		return fmt.Errorf("layer is %d bytes, manifest says %d", n, d.Size)
+		return fmt.Errorf("%w: layer is %d bytes, manifest says %d", ErrTampered, n, d.Size)
+	}
+	if verified {
+		// Drain to EOF, where the source's own check runs (a LimitReader at
+		// d.Size+1 stops short of it only when the layer is longer).
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			return err
+		}
+		return nil
 	}
 	return hw.check()
 }

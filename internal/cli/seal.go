@@ -83,7 +83,8 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 				if err != nil {
 					return fmt.Errorf("pull %s: %w", ref, err)
 				}
-				srcs = append(srcs, seal.Source{Name: n, Image: img, Source: r.String()})
+				// remote.Image checks each layer against its digest as it streams.
+				srcs = append(srcs, seal.Source{Name: n, Image: img, Source: r.String(), Verified: true})
 			}
 			if keysDir == "" {
 				keysDir = filepath.Dir(out)
