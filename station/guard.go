@@ -195,6 +195,7 @@ func (d *DB) Update(key, by string, f func(st *Stop) error) (*Stop, error) {
 // Held) when hold is set and the operator has not accepted it. It returns the record as it was before
 // (nil if new), so a refusal can put it back.
 func (d *DB) Begin(st *Stop, hold bool) (prev *Stop, err error) {
+	held := false
 	err = d.db.Update(func(tx *bolt.Tx) error {
 		prev, err = get(tx, st.Key)
 		if err != nil {
@@ -205,11 +206,8 @@ func (d *DB) Begin(st *Stop, hold bool) (prev *Stop, err error) {
 		}
 		if hold && (prev == nil || prev.State == Held) {
 			// Verified and waiting: recorded so the operator sees it.
-			st.State, st.Reason = Held, ""
-			if err := d.put(tx, st, ""); err != nil {
-				return err
-			}
-			return ErrHeld
+			st.State, st.Reason, held = Held, "", true
+			return d.put(tx, st, "")
 		}
 		if err := mayRun(prev, st.Input); err != nil {
 			return err
@@ -218,6 +216,9 @@ func (d *DB) Begin(st *Stop, hold bool) (prev *Stop, err error) {
 		st.State, st.Reason = Running, ""
 		return d.put(tx, st, "")
 	})
+	if err == nil && held {
+		err = ErrHeld
+	}
 	return prev, err
 }
 

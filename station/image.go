@@ -61,11 +61,11 @@ func BaseID(diffIDs []v1.Hash) string {
 func baseLayers(img v1.Image) ([]v1.Layer, []v1.Hash, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: image config: %v", ErrImage, err)
+		return nil, nil, fmt.Errorf("%w: image config: %w", ErrImage, err)
 	}
 	layers, err := img.Layers()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: layers: %v", ErrImage, err)
+		return nil, nil, fmt.Errorf("%w: layers: %w", ErrImage, err)
 	}
 	var hist []v1.History
 	for _, h := range cf.History {
@@ -166,14 +166,14 @@ type verifyFunc func(*hardened.Envelope) (*hardened.Verified, error)
 func checkImage(img v1.Image) (*v1.Manifest, error) {
 	raw, err := img.RawManifest()
 	if err != nil {
-		return nil, fmt.Errorf("%w: manifest: %v", ErrImage, err)
+		return nil, fmt.Errorf("%w: manifest: %w", ErrImage, err)
 	}
 	if len(raw) > MaxManifestSize {
 		return nil, fmt.Errorf("%w: %w: manifest is %d bytes, at most %d", ErrImage, ErrLimit, len(raw), MaxManifestSize)
 	}
 	m, err := img.Manifest()
 	if err != nil {
-		return nil, fmt.Errorf("%w: manifest: %v", ErrImage, err)
+		return nil, fmt.Errorf("%w: manifest: %w", ErrImage, err)
 	}
 	if m.Config.Size < 0 || m.Config.Size > MaxConfigSize {
 		return nil, fmt.Errorf("%w: %w: image config is %d bytes, at most %d", ErrImage, ErrLimit, m.Config.Size, MaxConfigSize)
@@ -209,7 +209,7 @@ func readTrain(ctx context.Context, img v1.Image, tmp string, verify verifyFunc)
 	}()
 	rc, err := layer.Compressed()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: state layer: %v", ErrImage, err)
+		return nil, nil, fmt.Errorf("%w: state layer: %w", ErrImage, err)
 	}
 	defer rc.Close()
 	comp := newDigestReader(rc, desc.Size)
@@ -218,7 +218,7 @@ func readTrain(ctx context.Context, img v1.Image, tmp string, verify verifyFunc)
 	switch desc.MediaType {
 	case types.DockerLayer, types.OCILayer:
 		if gz, err = gzip.NewReader(comp); err != nil {
-			return nil, nil, fmt.Errorf("%w: state layer: %v", ErrImage, err)
+			return nil, nil, fmt.Errorf("%w: state layer: %w", ErrImage, err)
 		}
 		body = gz
 	case types.DockerUncompressedLayer, types.OCIUncompressedLayer:
@@ -238,7 +238,7 @@ func readTrain(ctx context.Context, img v1.Image, tmp string, verify verifyFunc)
 	}
 	if gz != nil {
 		if err := gz.Close(); err != nil {
-			return nil, nil, fmt.Errorf("%w: state layer: %v", ErrImage, err)
+			return nil, nil, fmt.Errorf("%w: state layer: %w", ErrImage, err)
 		}
 	}
 	if err := comp.check(desc.Digest); err != nil {
@@ -252,11 +252,11 @@ func readTrain(ctx context.Context, img v1.Image, tmp string, verify verifyFunc)
 func stateLayer(img v1.Image, m *v1.Manifest) (v1.Layer, v1.Descriptor, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, v1.Descriptor{}, fmt.Errorf("%w: image config: %v", ErrImage, err)
+		return nil, v1.Descriptor{}, fmt.Errorf("%w: image config: %w", ErrImage, err)
 	}
 	layers, err := img.Layers()
 	if err != nil {
-		return nil, v1.Descriptor{}, fmt.Errorf("%w: layers: %v", ErrImage, err)
+		return nil, v1.Descriptor{}, fmt.Errorf("%w: layers: %w", ErrImage, err)
 	}
 	var hist []v1.History
 	for _, h := range cf.History {

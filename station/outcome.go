@@ -3,6 +3,11 @@ package station
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"syscall"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/protocol/phtv2"
@@ -120,6 +125,12 @@ func Classify(err error) Class {
 			return ClassFailed
 		}
 	}
+	// A registry or network failure under a refusal's wrapping (a blob
+	// that could not be fetched while the image was read) is still the
+	// registry's doing, not the train's.
+	if infrastructure(err) {
+		return Transient
+	}
 	for _, r := range refusals {
 		if errors.Is(err, r) {
 			return ClassRefused
@@ -129,4 +140,20 @@ func Classify(err error) Class {
 		return ClassInterrupted
 	}
 	return Transient
+}
+
+// infrastructure reports registry answers and network failures: a
+// transport error of the registry's (5xx, 429, 408, 401, 403, 404 on a
+// blob), a network error, a deadline.
+func infrastructure(err error) bool {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, registry.ErrNotFound)
 }

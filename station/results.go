@@ -46,7 +46,7 @@ func (s *Station) postRunContext(ctx context.Context) (context.Context, context.
 // postRunErr names the deadline when it is what stopped post-run.
 func postRunErr(pctx context.Context, err error) error {
 	if err != nil && errors.Is(pctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("post-run stopped by its deadline (--timeout): %w", err)
+		return fmt.Errorf("%w: %w", errPostRunDeadline, err)
 	}
 	return err
 }

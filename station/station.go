@@ -277,7 +277,8 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) (err error)
 			return s.refuse(ctx, st, err)
 		}
 	}
-	// From Begin on, every end of the stop is recorded under its key.
+	// From here on, every end of the stop is recorded under its key (with
+	// a DB) and the creator told of a failure.
 	defer func() {
 		if err != nil {
 			err = s.end(ctx, st, prev, err)
@@ -461,8 +462,10 @@ func (s *Station) end(ctx context.Context, st *Stop, prev *Stop, err error) erro
 	case ClassWaiting:
 		return err
 	case ClassRefused:
-		if rerr := s.DB.Restore(st.Key, prev); rerr != nil {
-			return errors.Join(err, rerr)
+		if s.DB != nil {
+			if rerr := s.DB.Restore(st.Key, prev); rerr != nil {
+				return errors.Join(err, rerr)
+			}
 		}
 		return s.refuse(ctx, st, err)
 	case ClassFailed:
@@ -470,6 +473,9 @@ func (s *Station) end(ctx context.Context, st *Stop, prev *Stop, err error) erro
 		s.notify(ctx, st)
 	default:
 		st.State, st.Reason = Interrupted, err.Error()
+	}
+	if s.DB == nil {
+		return err
 	}
 	if serr := s.DB.Save(st, ""); serr != nil {
 		return errors.Join(err, serr)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -69,13 +70,55 @@ type net struct {
 	alice    *hardened.PrivateKey
 	stations map[string]*station.Station
 	exec     hardened.ExecConfig
+	gate     *gate
+}
+
+// gate is the test registry's front door: it counts manifest writes per
+// path and fails the requests fail picks (a registry hiccup).
+type gate struct {
+	inner http.Handler
+	mu    sync.Mutex
+	fail  func(r *http.Request) bool
+	puts  map[string]int // "/v2/REPO/manifests/REF" -> PUTs
+}
+
+func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	fail := g.fail != nil && g.fail(r)
+	if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
+		g.puts[r.URL.Path]++
+	}
+	g.mu.Unlock()
+	if fail {
+		http.Error(w, "injected failure", http.StatusServiceUnavailable)
+		return
+	}
+	g.inner.ServeHTTP(w, r)
+}
+
+// setFail sets (nil: clears) the requests the gate fails.
+func (g *gate) setFail(f func(r *http.Request) bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.fail = f
+}
+
+// manifestPuts counts manifest writes to repo:tag.
+func (g *gate) manifestPuts(repoTag string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	host, rest, _ := strings.Cut(repoTag, "/")
+	_ = host
+	repo, tag, _ := strings.Cut(rest, ":")
+	return g.puts["/v2/"+repo+"/manifests/"+tag]
 }
 
 func newNet(t *testing.T, runner station.Runner, route ...string) *net {
 	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	g := &gate{inner: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))), puts: map[string]int{}}
+	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
-	n := &net{ctx: context.Background(), rc: registry.NewClient(), trust: hardened.NewMemoryTrust(),
+	n := &net{ctx: context.Background(), rc: registry.NewClient(), trust: hardened.NewMemoryTrust(), gate: g,
 		network:  station.Network{Prefix: strings.TrimPrefix(srv.URL, "http://") + "/pht"},
 		stations: map[string]*station.Station{},
 		exec:     hardened.ExecConfig{Entrypoint: []string{"/opt/pht_train/aggregate"}, WorkingDir: "/opt/pht_train"}}
@@ -95,7 +138,7 @@ func newNet(t *testing.T, runner station.Runner, route ...string) *net {
 		}
 		t.Cleanup(func() { db.Close() })
 		n.stations[id] = &station.Station{ID: id, Key: k, Trust: n.trust, Runner: runner, Client: n.rc,
-			Network: n.network, DataDir: data, WorkDir: t.TempDir(), DB: db, ReviewDir: t.TempDir(),
+			Network: n.network, DataDir: data, WorkDir: t.TempDir(), DB: db, ReviewDir: t.TempDir(), TrainLogDir: t.TempDir(),
 			Timeout: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	}
 	return n
