@@ -86,6 +86,7 @@ func (s *Station) keepForReview(st *Stop, ps []push) error {
 		return err
 	}
 	st.Output, st.State, st.Reason = last.String(), Review, ""
+	timed(st)
 	if err := s.DB.Save(st, ""); err != nil {
 		return err
 	}

@@ -394,6 +394,7 @@ func (s *Station) deliver(ctx context.Context, st *Stop, ps []push) error {
 		return err
 	}
 	st.Output = dg.String()
+	timed(st)
 	if s.DB != nil {
 		if err := s.DB.Save(st, ""); err != nil {
 			return err
@@ -445,6 +446,7 @@ func (s *Station) refuse(ctx context.Context, st *Stop, err error) error {
 		return err
 	}
 	st.State, st.Reason = Refused, err.Error()
+	timed(st)
 	if s.DB != nil {
 		rec := *st
 		rec.Key = inputKey(st.Input)
@@ -474,6 +476,7 @@ func (s *Station) end(ctx context.Context, st *Stop, prev *Stop, err error) erro
 	default:
 		st.State, st.Reason = Interrupted, err.Error()
 	}
+	timed(st)
 	if s.DB == nil {
 		return err
 	}
@@ -481,6 +484,14 @@ func (s *Station) end(ctx context.Context, st *Stop, prev *Stop, err error) erro
 		return errors.Join(err, serr)
 	}
 	return err
+}
+
+// timed records the attempt's duration so far, once (a release after a
+// review keeps the run's time, not the wait).
+func timed(st *Stop) {
+	if st.Seconds == 0 && !st.Time.IsZero() {
+		st.Seconds = time.Since(st.Time).Seconds()
+	}
 }
 
 // notTrain tells what other tools put in a repository (signatures,

@@ -16,10 +16,27 @@ import (
 	"github.com/trainyard/trainyard/tuf/keys"
 )
 
-// TestStationCLIRoute drives the v1 workflow through the CLI only: keys, a
-// trust directory, an approval, a train, one station stop with runc and the
-// creator opening the result; and refusals as one error line.
-func TestStationCLIRoute(t *testing.T) {
+// cliNet is a v1 network driven through the CLI: an in-process registry,
+// a trust directory with user alice (encrypted key) and station st1, the
+// demo's aggregate code and a data directory.
+type cliNet struct {
+	host, dir, code, data, digest, root string
+	exec                                []string
+}
+
+func (n *cliNet) p(s string) string { return filepath.Join(n.dir, s) }
+
+func (n *cliNet) ok(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, stderr := execRoot(t, "", args...)
+	if code != 0 {
+		t.Fatalf("%v: exit %d: %s", args, code, stderr)
+	}
+	return out
+}
+
+func newCLINet(t *testing.T) *cliNet {
+	t.Helper()
 	if err := trainrun.NewRunc().Available(); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("CI must run trains: %v", err)
@@ -28,46 +45,51 @@ func TestStationCLIRoute(t *testing.T) {
 	}
 	keys.ScryptN = 1 << 10
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	dir := t.TempDir()
-	p := func(s string) string { return filepath.Join(dir, s) }
+	t.Cleanup(srv.Close)
+	n := &cliNet{host: strings.TrimPrefix(srv.URL, "http://"), dir: t.TempDir()}
+	p, host := n.p, n.host
 	t.Setenv("TRAINYARD_TRUST_REPO", host+"/net/trust")
 	t.Setenv("TRAINYARD_TRUST_ADMIN_DIR", p("admin"))
 	t.Setenv("TRAINYARD_TRUST_KEY_PASSWORD", "pw")
 	t.Setenv("TRAINYARD_NETWORK", host+"/net")
-
-	code := p("code")
-	os.MkdirAll(code, 0o755)
-	if err := trainrun.BuildStatic(context.Background(), "../../demo/aggregate", filepath.Join(code, "aggregate")); err != nil {
+	n.code = p("code")
+	os.MkdirAll(n.code, 0o755)
+	if err := trainrun.BuildStatic(context.Background(), "../../demo/aggregate", filepath.Join(n.code, "aggregate")); err != nil {
 		t.Fatal(err)
 	}
-	data := p("data")
-	os.MkdirAll(data, 0o755)
-	os.WriteFile(filepath.Join(data, "p.csv"), []byte("id,age,diagnosis\n1,30,flu\n2,50,flu\n"), 0o644)
-
-	ok := func(args ...string) string {
-		t.Helper()
-		code, out, stderr := execRoot(t, "", args...)
-		if code != 0 {
-			t.Fatalf("%v: exit %d: %s", args, code, stderr)
-		}
-		return out
-	}
+	n.data = p("data")
+	os.MkdirAll(n.data, 0o755)
+	os.WriteFile(filepath.Join(n.data, "p.csv"), []byte("id,age,diagnosis\n1,30,flu\n2,50,flu\n"), 0o644)
 	// alice's key is encrypted: every command that reads it opens it.
 	t.Setenv("TRAINYARD_KEY_PASSWORD", "alice's passphrase")
-	ok("keys", "generate", "--encrypt", p("alice"))
+	n.ok(t, "keys", "generate", "--encrypt", p("alice"))
 	if raw, _ := os.ReadFile(p("alice.key")); !strings.Contains(string(raw), "ENCRYPTED PRIVATE KEY") {
 		t.Fatalf("keys generate --encrypt wrote:\n%s", raw)
 	}
-	ok("keys", "generate", p("st1"))
-	ok("trust", "init")
-	ok("trust", "add-user", "alice", "--key", p("alice.pub"))
-	ok("trust", "add-station", "st1", "--key", p("st1.pub"))
-	exec := []string{"--entrypoint", "/opt/pht_train/aggregate"}
-	digest := strings.TrimSpace(ok(append([]string{"train", "digest", "--code", code}, exec...)...))
-	root := "--trust-root=" + p("admin") + "/metadata/root.json"
+	n.ok(t, "keys", "generate", p("st1"))
+	n.ok(t, "trust", "init")
+	n.ok(t, "trust", "add-user", "alice", "--key", p("alice.pub"))
+	n.ok(t, "trust", "add-station", "st1", "--key", p("st1.pub"))
+	n.exec = []string{"--entrypoint", "/opt/pht_train/aggregate"}
+	n.digest = strings.TrimSpace(n.ok(t, append([]string{"train", "digest", "--code", n.code}, n.exec...)...))
+	n.root = "--trust-root=" + p("admin") + "/metadata/root.json"
+	return n
+}
 
+// create makes train id for st1 (the code must be approved).
+func (n *cliNet) create(t *testing.T, id string) {
+	t.Helper()
+	n.ok(t, append([]string{"train", "create", "--code", n.code, "--route", "st1", "--creator", "alice", "--id", id,
+		"--key", n.p("alice.key"), "--trust-dir", n.p("alice-trust"), n.root}, n.exec...)...)
+}
+
+// TestStationCLIRoute drives the v1 workflow through the CLI only: keys, a
+// trust directory, an approval, a train, one station stop with runc and the
+// creator opening the result; and refusals as one error line.
+func TestStationCLIRoute(t *testing.T) {
+	n := newCLINet(t)
+	host, p, code, data, exec, digest, root := n.host, n.p, n.code, n.data, n.exec, n.digest, n.root
+	ok := func(args ...string) string { t.Helper(); return n.ok(t, args...) }
 	// Not approved yet: creating the train is refused with one line.
 	c, _, stderr := execRoot(t, "", append([]string{"train", "create", "--code", code, "--route", "st1", "--creator", "alice",
 		"--key", p("alice.key"), "--trust-dir", p("alice-trust"), root}, exec...)...)

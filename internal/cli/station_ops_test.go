@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trainyard/trainyard/station"
+)
+
+// lockedBuffer is a bytes.Buffer safe for a command's goroutine and the
+// test reading it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestStationCLIOperations: the operator's side of a station through the
+// CLI: --data is required, a stop runs once (a second `station run` is
+// refused with exit 4), and while `station serve --hold` runs the admin
+// commands (history, accept, stop, status, logs, run) talk to it through
+// its socket.
+func TestStationCLIOperations(t *testing.T) {
+	n := newCLINet(t)
+	p := n.p
+	n.ok(t, "trust", "approve-train", "--digest", n.digest, "--user", "alice", "--key", p("alice.key"))
+	n.create(t, "t1")
+	t.Setenv("TRAINYARD_STATION_STATE", p("st1-state"))
+	st := []string{"--id", "st1", "--key", p("st1.key"), "--trust-dir", p("st1-trust"), n.root}
+	inbox := n.host + "/net/stations/st1:"
+
+	if c, _, stderr := execRoot(t, "", append([]string{"station", "run", inbox + "t1"}, st...)...); c != 2 || !strings.Contains(stderr, "--data is required") {
+		t.Fatalf("run without --data: exit %d, %q", c, stderr)
+	}
+	withData := append([]string{"--data", n.data}, st...)
+	n.ok(t, append([]string{"station", "run", inbox + "t1"}, withData...)...)
+	c, _, stderr := execRoot(t, "", append([]string{"station", "run", inbox + "t1"}, withData...)...)
+	if c != 4 || !strings.Contains(stderr, "already done") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("second run: exit %d, %q", c, stderr)
+	}
+	var h []station.Stop
+	if err := json.Unmarshal([]byte(n.ok(t, "station", "history", "--id", "st1", "-o", "json")), &h); err != nil || len(h) != 1 || h[0].State != station.Done || h[0].Seconds <= 0 {
+		t.Fatalf("history: %+v, %v", h, err)
+	}
+
+	// serve --hold, in this process, until ctx ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut lockedBuffer
+	served := make(chan error, 1)
+	go func() {
+		root := NewRoot()
+		root.SetArgs(append([]string{"station", "serve", "--hold", "--interval", "50ms", "--status-addr", "127.0.0.1:0"}, withData...))
+		root.SetOut(&out)
+		root.SetErr(&errOut)
+		served <- root.ExecuteContext(ctx)
+	}()
+	waitCLI(t, "serve to start", func() bool { return strings.Contains(out.String(), "admin socket") })
+	n.create(t, "t2")
+	waitCLI(t, "t2 held", func() bool {
+		_, o, _ := execRoot(t, "", "station", "history", "--id", "st1", "--state", "held")
+		return strings.Contains(o, "t2")
+	})
+	// The database is serve's: these go through the socket.
+	if o := n.ok(t, "station", "status", "--id", "st1"); !strings.Contains(o, "serving since") || !strings.Contains(o, "held 1") {
+		t.Fatalf("status: %s", o)
+	}
+	if c, _, stderr := execRoot(t, "", "station", "reject", "t2", "--id", "st1"); c != 2 || !strings.Contains(stderr, "--reason is required") {
+		t.Fatalf("reject without a reason: exit %d, %q", c, stderr)
+	}
+	if c, _, stderr := execRoot(t, "", "station", "accept", "nope", "--id", "st1"); c != 4 || !strings.Contains(stderr, "no such stop") {
+		t.Fatalf("accept of nothing: exit %d, %q", c, stderr)
+	}
+	if o := n.ok(t, "station", "accept", "t2", "--id", "st1"); !strings.Contains(o, "accepted") {
+		t.Fatalf("accept: %s", o)
+	}
+	waitCLI(t, "t2 done", func() bool {
+		_, o, _ := execRoot(t, "", "station", "stop", "t2", "--id", "st1")
+		return strings.Contains(o, ": done")
+	})
+	if o := n.ok(t, "station", "stop", "t2", "--id", "st1"); !strings.Contains(o, "accepted by ") {
+		t.Fatalf("stop record lacks who accepted: %s", o)
+	}
+	if o := n.ok(t, "station", "logs", "t2", "--id", "st1"); !strings.Contains(o, "patients so far") {
+		t.Fatalf("logs through serve: %s", o)
+	}
+	// station run while serve holds the database: run inside serve.
+	c, _, stderr = execRoot(t, "", append([]string{"station", "run", inbox + "t2"}, withData...)...)
+	if c != 4 || !strings.Contains(stderr, "already done") {
+		t.Fatalf("run while serving: exit %d, %q", c, stderr)
+	}
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve: %v (%s)", err, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	// With serve gone the same commands read the database directly.
+	if o := n.ok(t, "station", "status", "--id", "st1"); !strings.Contains(o, "serve is not running") || !strings.Contains(o, "done 2") {
+		t.Fatalf("status without serve: %s", o)
+	}
+}
+
+func waitCLI(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
