@@ -519,3 +519,42 @@ func TestFailingTrainWithoutDB(t *testing.T) {
 		t.Fatalf("%+v, %v", st, err)
 	}
 }
+
+// TestHealthzFailsWhenPollsFail: /healthz answers 503 once inbox polls have
+// failed for longer than HealthAfter, and ok again after a good poll;
+// /status names the error and the poll failures are counted.
+func TestHealthzFailsWhenPollsFail(t *testing.T) {
+	n := newNet(t, needRunc(t), "a")
+	srv := &station.Server{Station: n.stations["a"], HealthAfter: 50 * time.Millisecond}
+	health := func() int {
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		return rec.Code
+	}
+	if _, err := srv.PollOnce(n.ctx); err != nil || health() != http.StatusOK {
+		t.Fatalf("healthy station: %v, %d", err, health())
+	}
+	n.gate.failCode = http.StatusBadRequest
+	n.gate.setFail(func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/tags/list") })
+	if _, err := srv.PollOnce(n.ctx); err == nil {
+		t.Fatal("a failing poll reported no error")
+	}
+	if health() != http.StatusOK {
+		t.Fatal("unhealthy after one failed poll, before HealthAfter")
+	}
+	time.Sleep(60 * time.Millisecond)
+	srv.PollOnce(n.ctx)
+	if got := health(); got != http.StatusServiceUnavailable {
+		t.Fatalf("healthz after failing polls: %d", got)
+	}
+	if s, _ := srv.Status(n.ctx); !strings.Contains(s.LastError, "injected failure") {
+		t.Fatalf("status last_error %q", s.LastError)
+	}
+	if !metric(t, srv, "trainyard_station_poll_failures_total 2") {
+		t.Error("poll failures not counted")
+	}
+	n.gate.setFail(nil)
+	if _, err := srv.PollOnce(n.ctx); err != nil || health() != http.StatusOK {
+		t.Fatalf("after recovery: %v, %d", err, health())
+	}
+}

@@ -74,23 +74,29 @@ type net struct {
 }
 
 // gate is the test registry's front door: it counts manifest writes per
-// path and fails the requests fail picks (a registry hiccup).
+// path and fails the requests fail picks (a registry hiccup) with the
+// status failCode (503 when 0; go-containerregistry retries 5xx a few
+// times, other codes at once).
 type gate struct {
-	inner http.Handler
-	mu    sync.Mutex
-	fail  func(r *http.Request) bool
-	puts  map[string]int // "/v2/REPO/manifests/REF" -> PUTs
+	inner    http.Handler
+	mu       sync.Mutex
+	fail     func(r *http.Request) bool
+	failCode int
+	puts     map[string]int // "/v2/REPO/manifests/REF" -> PUTs
 }
 
 func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
-	fail := g.fail != nil && g.fail(r)
+	fail, code := g.fail != nil && g.fail(r), g.failCode
 	if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
 		g.puts[r.URL.Path]++
 	}
 	g.mu.Unlock()
 	if fail {
-		http.Error(w, "injected failure", http.StatusServiceUnavailable)
+		if code == 0 {
+			code = http.StatusServiceUnavailable
+		}
+		http.Error(w, "injected failure", code)
 		return
 	}
 	g.inner.ServeHTTP(w, r)
