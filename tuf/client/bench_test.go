@@ -3,11 +3,13 @@ package client_test
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -17,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trainyard/trainyard/registry"
@@ -181,4 +185,117 @@ func BenchmarkPullTarget1GiB(b *testing.B) {
 		os.Remove(out)
 	}
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
+
+// BenchmarkPullTargetBesideCraneBlob: pull-target of one target
+// (TRAINYARD_TUF_BENCH_SIZE bytes, default 256 MiB) beside its anchor, in
+// the same iteration: -o FILE (Download), to stdout (WriteTo into a file,
+// as `> file` does), and `crane blob REPO@DIGEST > file` of the same blob
+// (the crane binary at $TRAINYARD_CRANE, else the same go-containerregistry
+// call in process). Reports seconds per op of each and the ratios.
+func BenchmarkPullTargetBesideCraneBlob(b *testing.B) {
+	size := int64(256 << 20)
+	if v := os.Getenv("TRAINYARD_TUF_BENCH_SIZE"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = n
+	}
+	ctx := context.Background()
+	store, p := benchRepo(b)
+	src := filepath.Join(b.TempDir(), "big.bin")
+	f, err := os.Create(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	if _, err := io.CopyN(w, rand.NewChaCha8([32]byte{2}), size); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	if err := p.PushTarget(ctx, "big.bin", src, ""); err != nil {
+		b.Fatal(err)
+	}
+	os.Remove(src)
+	if err := p.PushMetadata(ctx); err != nil {
+		b.Fatal(err)
+	}
+	root, err := os.ReadFile(p.RootPath())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := client.New(store, b.TempDir())
+	if _, err := c.Bootstrap(ctx, root); err != nil {
+		b.Fatal(err)
+	}
+	tfs, err := c.TargetInfo(ctx, "big.bin")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref := fmt.Sprintf("%s@sha256:%s", store.Repository(), hex.EncodeToString(tfs[0].Hashes["sha256"]))
+	crane := os.Getenv("TRAINYARD_CRANE")
+	out := filepath.Join(b.TempDir(), "out.bin")
+	timed := func(f func() error) float64 {
+		os.Remove(out)
+		t0 := time.Now()
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0).Seconds()
+	}
+	toFile := func(f func(*os.File) error) func() error {
+		return func() error {
+			o, err := os.Create(out)
+			if err != nil {
+				return err
+			}
+			defer o.Close()
+			return f(o)
+		}
+	}
+	var dl, so, cb float64
+	b.SetBytes(size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dl += timed(func() error { _, err := c.Download(ctx, "big.bin", out); return err })
+		so += timed(toFile(func(o *os.File) error { return c.WriteTo(ctx, o, nil, "big.bin") }))
+		cb += timed(toFile(func(o *os.File) error {
+			if crane != "" {
+				cmd := exec.Command(crane, "blob", "--insecure", ref)
+				cmd.Stdout = o
+				return cmd.Run()
+			}
+			return craneBlob(ctx, ref, o)
+		}))
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(dl/n, "download-s/op")
+	b.ReportMetric(so/n, "stdout-s/op")
+	b.ReportMetric(cb/n, "crane-blob-s/op")
+	b.ReportMetric(dl/cb, "download/crane")
+	b.ReportMetric(so/cb, "stdout/crane")
+}
+
+// craneBlob is what `crane blob` does: remote.Layer(ref).Compressed() to w.
+func craneBlob(ctx context.Context, ref string, w io.Writer) error {
+	d, err := name.NewDigest(ref, name.Insecure)
+	if err != nil {
+		return err
+	}
+	l, err := remote.Layer(d, remote.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(w, rc)
+	return err
 }

@@ -166,11 +166,30 @@ func (s *Store) openBlob(ctx context.Context, d v1.Hash) (io.ReadCloser, error) 
 	if err != nil {
 		return nil, notFound(err)
 	}
-	return rc, nil
+	return checkedBlob{rc, d}, nil
 }
 
-// OpenBlob streams the blob with the given sha256 hex digest. The caller
-// must read to EOF for the digest check and verify the length itself.
+// checkedBlob reports go-containerregistry's digest or size mismatch at EOF
+// as tuf.ErrTampered, so that callers can rely on this one check instead of
+// hashing the same bytes again. Its error type is internal to that module,
+// so the message prefix is what can be matched (TestOpenBlobTampered pins it).
+type checkedBlob struct {
+	io.ReadCloser
+	d v1.Hash
+}
+
+func (b checkedBlob) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && strings.HasPrefix(err.Error(), "error verifying ") {
+		err = fmt.Errorf("%w: blob %s: %v", tuf.ErrTampered, b.d, err)
+	}
+	return n, err
+}
+
+// OpenBlob streams the blob with the given sha256 hex digest. The read
+// that reaches EOF fails with tuf.ErrTampered when the bytes do not have
+// that digest, so the caller must read to EOF and need not hash them again
+// for this digest; it must verify the length itself.
 func (s *Store) OpenBlob(ctx context.Context, sha256Hex string) (io.ReadCloser, error) {
 	h, err := v1.NewHash("sha256:" + sha256Hex)
 	if err != nil {
