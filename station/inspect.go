@@ -164,30 +164,22 @@ func (s *Station) Inspect(ctx context.Context, ref string) (*Inspection, error) 
 	if err != nil {
 		return nil, err
 	}
-	// The order of Process: envelope, blobs, base, exec, then the station's
-	// own checks and the code.
-	sealed, v, err := readTrain(ctx, img, work, func(env *hardened.Envelope) (*hardened.Verified, error) {
-		return hardened.Verify(ctx, s.Trust, env)
-	})
+	if err := notTrain(img); err != nil {
+		return nil, err
+	}
+	// The stop's own verification (envelope, blobs, base id, exec config),
+	// so that inspect checks what a stop checks, then the station's checks
+	// and the code, without a stop record.
+	opened, err := s.openV1(ctx, img, work)
 	if err != nil {
 		return nil, err
 	}
-	defer sealed.Close()
-	base, diffIDs, err := baseLayers(img)
-	if err != nil {
-		return nil, err
+	defer opened.close()
+	t, ok := opened.(*v1Stop)
+	if !ok {
+		return nil, fmt.Errorf("station: inspect: unexpected %T for a v1 train", opened)
 	}
-	if got := BaseID(diffIDs); got != v.Statement.Base {
-		return nil, fmt.Errorf("%w: base layers are %s, the creator signed %s", hardened.ErrTampered, got, v.Statement.Base)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	if err := hardened.CheckExec(v.Statement.Exec, ExecOf(cf)); err != nil {
-		return nil, err
-	}
-	tr, closeTrain, err := sealed.open()
+	tr, closeTrain, err := t.sealed.open()
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +190,11 @@ func (s *Station) Inspect(ctx context.Context, ref string) (*Inspection, error) 
 	}
 	// Last, as the one check that may move much data: a stop has the
 	// runtime compare each base layer with its diff id while unpacking it.
-	if err := checkBaseLayers(ctx, base, diffIDs); err != nil {
+	_, diffIDs, err := baseLayers(img)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBaseLayers(ctx, t.base, diffIDs); err != nil {
 		return nil, err
 	}
 	m, err := img.Manifest()

@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -300,6 +299,10 @@ func TestInspectRefusals(t *testing.T) {
 				swapBaseLayer(t, ref, fileLayer(t, "etc/base.txt", "not the approved base"))
 				return ref, n.station(t, "st1", nil)
 			}},
+		{name: "an artifact, not a train", want: station.ErrNotTrain, says: "artifact",
+			prepare: func(t *testing.T, n *inspectNet, ref string) (string, *station.Station) {
+				return n.pushImage(t, mutate.ConfigMediaType(n.pull(t, ref), "application/vnd.example.sbom+json"), "sbom"), n.station(t, "st1", nil)
+			}},
 		{name: "pht-v2 station", want: hardened.ErrUnsupported, says: "inspect supports v1 trains",
 			prepare: func(t *testing.T, n *inspectNet, ref string) (string, *station.Station) {
 				s := n.station(t, "st1", nil)
@@ -413,8 +416,7 @@ func sha256hex(s string) string {
 }
 
 // guard gives s a station database, so that a stop inspect had used up
-// would be refused as a replay. The database is set by field name because
-// the field is moving from Station.Guard to Station.DB (issue 13).
+// would be refused as a replay.
 func guard(t *testing.T, s *station.Station) {
 	t.Helper()
 	d, err := station.OpenDB(filepath.Join(t.TempDir(), "station.db"))
@@ -422,12 +424,7 @@ func guard(t *testing.T, s *station.Station) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	v := reflect.ValueOf(s).Elem()
-	f := v.FieldByName("DB")
-	if !f.IsValid() {
-		f = v.FieldByName("Guard")
-	}
-	f.Set(reflect.ValueOf(d))
+	s.DB = d
 }
 
 // flipCodeByte returns img with one byte of its sealed code blob changed

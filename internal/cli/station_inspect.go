@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +45,7 @@ func newStationInspectCmd(f *stationFlags) *cobra.Command {
 		}
 		in, err := s.Inspect(cmd.Context(), args[0])
 		if err != nil {
-			return err
+			return inspectExit(err)
 		}
 		if ts, ok := s.Trust.(*trust.Store); ok {
 			// The approval's terms beyond what the protocol checks. The
@@ -75,7 +76,7 @@ func inspectStation(cmd *cobra.Command, f *stationFlags) (*station.Station, erro
 	switch f.protocol {
 	case station.ProtocolV1:
 	case station.ProtocolPHTv2:
-		return nil, fmt.Errorf("%w: inspect supports v1 trains", hardened.ErrUnsupported)
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("%w: inspect supports v1 trains", hardened.ErrUnsupported)}
 	default:
 		return nil, &ExitError{Code: 2, Err: fmt.Errorf("unknown --protocol %q (v1 or pht-v2)", f.protocol)}
 	}
@@ -92,7 +93,34 @@ func inspectStation(cmd *cobra.Command, f *stationFlags) (*station.Station, erro
 		return nil, err
 	}
 	return &station.Station{ID: f.id, Protocol: f.protocol, Key: key, Trust: ts,
-		Client: newClient(cmd, f.trust.insecure), WorkDir: f.work}, nil
+		Client: newClient(cmd, f.trust.insecure), WorkDir: inspectWorkDir(f)}, nil
+}
+
+// inspectWorkDir is where inspect decrypts the code: --work-dir, else the
+// station's STATE/work when it exists (so the station's Recover removes
+// what a killed inspect left), else the system temp dir. Inspect never
+// creates the state directory: an operator may inspect as another user.
+func inspectWorkDir(f *stationFlags) string {
+	if f.work != "" {
+		return f.work
+	}
+	if fi, err := os.Stat(f.workDir()); err == nil && fi.IsDir() {
+		return f.workDir()
+	}
+	return ""
+}
+
+// inspectExit gives a train that fails a check the exit code `station run`
+// has for it (4 refused, 5 failed; 1 for registry and other errors), so a
+// script branches on both alike.
+func inspectExit(err error) error {
+	switch station.Classify(err) {
+	case station.ClassRefused:
+		return &ExitError{Code: 4, Err: err}
+	case station.ClassFailed:
+		return &ExitError{Code: 5, Err: err}
+	}
+	return err
 }
 
 // writeInspection prints the block an operator reads before deciding.

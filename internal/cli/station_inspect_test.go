@@ -170,11 +170,11 @@ func TestStationInspectCLI(t *testing.T) {
 		}
 		return c
 	}
-	fail(1, "route violation", append([]string{"station", "inspect", ref}, at("st2")...)...)
+	fail(4, "route violation", append([]string{"station", "inspect", ref}, at("st2")...)...)
 	fail(2, "--output", append([]string{"station", "inspect", ref, "-o", "yaml"}, at("st1")...)...)
 	fail(2, "--id is required", "station", "inspect", ref, "--key", p("st1.key"))
 	fail(2, "accepts 1 arg", append([]string{"station", "inspect"}, at("st1")...)...)
-	fail(1, "inspect supports v1 trains", append([]string{"station", "inspect", ref, "--protocol", "pht-v2"}, at("st1")...)...)
+	fail(2, "inspect supports v1 trains", append([]string{"station", "inspect", ref, "--protocol", "pht-v2"}, at("st1")...)...)
 
 	// A copy with another entrypoint: refused by inspect with the code
 	// `station run` refuses it with.
@@ -198,14 +198,13 @@ func TestStationInspectCLI(t *testing.T) {
 	if err := remote.Write(er, evil); err != nil {
 		t.Fatal(err)
 	}
-	inspectCode := fail(-1, "train content tampered", append([]string{"station", "inspect", evilRef}, at("st1")...)...)
+	inspectCode := fail(4, "train content tampered", append([]string{"station", "inspect", evilRef}, at("st1")...)...)
 	if err := trainrun.NewRunc().Available(); err != nil {
 		testutil.SkipUnlessCI(t, "runc not usable here, station run not compared: %v", err)
 	}
 	data := p("data")
 	os.MkdirAll(data, 0o755)
-	os.MkdirAll(p("work"), 0o700)
-	fail(inspectCode, "train content tampered", append([]string{"station", "run", evilRef, "--data", data, "--work-dir", p("work")}, at("st1")...)...)
+	fail(inspectCode, "train content tampered", append([]string{"station", "run", evilRef, "--data", data, "--state-dir", p("state")}, at("st1")...)...)
 }
 
 // TestStationInspectText: the text block for a train at its last stop,
