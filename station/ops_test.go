@@ -227,6 +227,21 @@ func TestFinishedStopRefusedOnRedelivery(t *testing.T) {
 	if got := n.gate.manifestPuts(n.network.Inbox("b") + ":tr3"); got != 1 {
 		t.Fatalf("%d pushes to the next inbox", got)
 	}
+	// Another state directory (a lost or second database) does not run it
+	// again either: the next hop holds this station's signed stop.
+	db, err := station.OpenDB(filepath.Join(t.TempDir(), "other.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a.DB = db
+	_, err = a.Process(n.ctx, ref)
+	if !errors.Is(err, hardened.ErrReplay) || !strings.Contains(err.Error(), "already holds stop 0") {
+		t.Fatalf("with a fresh database: %v", err)
+	}
+	if h := history(t, a, "tr3"); len(h) != 1 || h[0].State != station.Refused {
+		t.Fatalf("fresh database records %+v", h)
+	}
 }
 
 // TestHoldAcceptReject: with Hold, verified trains wait. Accept lets one

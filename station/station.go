@@ -265,6 +265,9 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) (err error)
 	defer t.close()
 	t.describe(st)
 
+	if err := s.deliveredElsewhere(ctx, st); err != nil {
+		return s.refuse(ctx, st, err)
+	}
 	var prev *Stop
 	if s.DB != nil {
 		if done, err := s.pushedBefore(ctx, st); done || err != nil {
@@ -436,6 +439,31 @@ func (s *Station) pushedBefore(ctx context.Context, st *Stop) (bool, error) {
 	}
 	*st = mergeStop(prev, st)
 	return true, nil
+}
+
+// deliveredElsewhere refuses a v1 stop whose output the next hop already
+// holds, signed by this station: it ran before, from another state
+// directory or before the database was lost, and running it again would
+// put the train on the station's data a second time. It costs one HEAD;
+// what is there but does not verify is left to the push, which never
+// replaces other content.
+func (s *Station) deliveredElsewhere(ctx context.Context, st *Stop) error {
+	if s.protocol() != ProtocolV1 || st.Dest == "" {
+		return nil
+	}
+	if _, err := s.Client.Head(ctx, st.Dest); err != nil {
+		return nil
+	}
+	env, err := PeekEnvelope(ctx, s.Client, st.Dest)
+	if err != nil {
+		return nil
+	}
+	v, err := hardened.Verify(ctx, s.Trust, env)
+	if err != nil || v.TrainDigest != st.Digest || len(v.Stops) <= st.Index || v.Stops[st.Index].Station != s.ID {
+		return nil
+	}
+	return fmt.Errorf("%w: %s already holds stop %d of train %s, signed by this station at %s", hardened.ErrReplay,
+		st.Dest, st.Index, st.Train, v.Stops[st.Index].Time.UTC().Format(time.RFC3339))
 }
 
 // refuse records a refusal of these input bytes (not of the stop: a
