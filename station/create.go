@@ -3,6 +3,7 @@ package station
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -113,10 +114,22 @@ func withHistory(img v1.Image) (v1.Image, error) {
 	return mutate.ConfigFile(img, c)
 }
 
+// OpenOption configures OpenResults.
+type OpenOption func(*openOptions)
+
+type openOptions struct{ progress io.Writer }
+
+// WithOpenProgress draws a download bar on w when it is a terminal.
+func WithOpenProgress(w io.Writer) OpenOption { return func(o *openOptions) { o.progress = w } }
+
 // OpenResults is the creator's last step: it verifies the finished train in
 // img (every stop, from the first) and decrypts the final results into dir.
-func OpenResults(ctx context.Context, trust hardened.TrustStore, userID string, key *hardened.PrivateKey, img v1.Image, dir, tmp string) (*hardened.Verified, error) {
-	sealed, _, err := readTrain(ctx, img, tmp, func(env *hardened.Envelope) (*hardened.Verified, error) {
+func OpenResults(ctx context.Context, trust hardened.TrustStore, userID string, key *hardened.PrivateKey, img v1.Image, dir, tmp string, opts ...OpenOption) (*hardened.Verified, error) {
+	var o openOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	sealed, _, err := readTrain(ctx, img, tmp, o.progress, func(env *hardened.Envelope) (*hardened.Verified, error) {
 		return hardened.Verify(ctx, trust, env)
 	})
 	if err != nil {

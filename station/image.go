@@ -188,7 +188,8 @@ func checkImage(img v1.Image) (*v1.Manifest, error) {
 // spooled. The layer's compressed and uncompressed reads are bounded by its
 // descriptor and by the signed sizes, so a gzip or sparse bomb costs
 // neither disk nor much time. Anything but the expected entries is refused.
-func readTrain(ctx context.Context, img v1.Image, tmp string, verify verifyFunc) (_ *sealedTrain, _ *hardened.Verified, err error) {
+// progress, if a terminal, gets a bar for the layer's download.
+func readTrain(ctx context.Context, img v1.Image, tmp string, progress io.Writer, verify verifyFunc) (_ *sealedTrain, _ *hardened.Verified, err error) {
 	m, err := checkImage(img)
 	if err != nil {
 		return nil, nil, err
@@ -212,7 +213,11 @@ func readTrain(ctx context.Context, img v1.Image, tmp string, verify verifyFunc)
 		return nil, nil, fmt.Errorf("%w: state layer: %w", ErrImage, err)
 	}
 	defer rc.Close()
-	comp := newDigestReader(rc, desc.Size)
+	// A bar on a terminal (progress nil or not a terminal: none): the state
+	// layer holds the sealed code and results, a train's bulk.
+	bar := registry.NewBar(progress, desc.Size, "pull train")
+	defer bar.Finish()
+	comp := newDigestReader(bar.Reader(rc), desc.Size)
 	var body io.Reader = comp
 	var gz *gzip.Reader
 	switch desc.MediaType {

@@ -32,7 +32,7 @@ func (s *Station) openV1(ctx context.Context, img v1.Image, work string) (trainS
 	if s.Key == nil {
 		return nil, fmt.Errorf("protocol %s needs the station's key", ProtocolV1)
 	}
-	sealed, v, err := readTrain(ctx, img, work, func(env *hardened.Envelope) (*hardened.Verified, error) {
+	sealed, v, err := readTrain(ctx, img, work, s.Client.Progress(), func(env *hardened.Envelope) (*hardened.Verified, error) {
 		return hardened.Verify(ctx, s.Trust, env)
 	})
 	if err != nil {

@@ -3,7 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -128,5 +132,32 @@ func waitCLI(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var pullBarRE = regexp.MustCompile(`pull train +100% .*\([0-9.]+/[0-9.]+ MB, [0-9.]+ [kMG]?B/s\)`)
+
+// TestPullProgress: `station run` and `train open` draw a bar for the
+// train's state layer (sealed code and results) on a terminal.
+func TestPullProgress(t *testing.T) {
+	n := newCLINet(t)
+	big := make([]byte, 6<<20)
+	rand.Read(big)
+	if err := os.WriteFile(filepath.Join(n.code, "model.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.digest = strings.TrimSpace(n.ok(t, append([]string{"train", "digest", "--code", n.code}, n.exec...)...))
+	n.ok(t, "trust", "approve-train", "--digest", n.digest, "--user", "alice", "--key", n.p("alice.key"))
+	n.create(t, "big")
+	t.Setenv("TRAINYARD_STATION_STATE", n.p("st1-state"))
+	out, code := runOnTTY(t, "station", "run", n.host+"/net/stations/st1:big", "--id", "st1", "--key", n.p("st1.key"),
+		"--data", n.data, "--trust-dir", n.p("st1-trust"), n.root)
+	if code != 0 || !pullBarRE.MatchString(out) {
+		t.Fatalf("station run on a terminal: exit %d, no pull bar in\n%q", code, out)
+	}
+	out, code = runOnTTY(t, "train", "open", n.host+"/net/users/alice:big", "--creator", "alice", "--key", n.p("alice.key"),
+		"--out", n.p("results"), "--trust-dir", n.p("alice-trust"))
+	if code != 0 || !pullBarRE.MatchString(out) {
+		t.Fatalf("train open on a terminal: exit %d, no pull bar in\n%q", code, out)
 	}
 }

@@ -145,14 +145,15 @@ func newTrainOpenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			img, err := train.Load(ctx, args[0], newClient(cmd, f.insecure))
+			client := newClient(cmd, f.insecure)
+			img, err := train.Load(ctx, args[0], client)
 			if err != nil {
 				return err
 			}
 			if err := os.MkdirAll(out, 0o700); err != nil {
 				return err
 			}
-			v, err := station.OpenResults(ctx, store, user, k, img, out, tmp)
+			v, err := station.OpenResults(ctx, store, user, k, img, out, tmp, station.WithOpenProgress(client.Progress()))
 			if err != nil {
 				return err
 			}
