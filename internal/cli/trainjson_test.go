@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/train"
 	"github.com/trainyard/trainyard/trainrun"
 	"github.com/trainyard/trainyard/tuf/keys"
@@ -157,10 +158,14 @@ func TestJSONFieldsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []any{TrainFacts{}, TrainStop{}, OpenedTrain{}, KeyIDs{}, TrainDigest{}, VersionInfo{}, TUFTarget{}, TUFExpiration{}, TUFRepo{}, TUFBlobSize{}} {
+	for _, v := range []any{TrainFacts{}, TrainStop{}, OpenedTrain{}, KeyIDs{}, TrainDigest{}, VersionInfo{}, TUFTarget{}, TUFExpiration{}, TUFRepo{}, TUFBlobSize{},
+		station.Stop{}, station.Event{}, station.ResultFile{}, station.Status{}, station.Retrying{}} {
 		rt := reflect.TypeOf(v)
 		for i := 0; i < rt.NumField(); i++ {
 			name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+			if name == "-" {
+				continue
+			}
 			if !strings.Contains(string(doc), "`"+name+"`") {
 				t.Errorf("%s.%s: field %q not in docs/cli.md", rt.Name(), rt.Field(i).Name, name)
 			}
