@@ -177,6 +177,9 @@ type LayoutTarget struct {
 	dir    string
 	inv    *Inventory
 	unlock func()
+	// added lists the blob files this unseal linked in, which Abort removes
+	// (a one-pass unseal writes them before the archive's end is known).
+	added []string
 }
 
 // NewLayoutTarget returns a target for the OCI layout at dir (created if needed).
@@ -188,7 +191,7 @@ const layoutLockFile = ".trainyard-unseal.lock"
 // Prepare implements Target. It takes the layout's lock and removes what an
 // earlier, killed unseal left: .tmp-* blobs (plaintext that never verified).
 func (t *LayoutTarget) Prepare(_ context.Context, inv *Inventory) error {
-	t.inv = inv
+	t.inv, t.added = inv, nil
 	blobs := filepath.Join(t.dir, "blobs", "sha256")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return err
@@ -259,7 +262,11 @@ func (t *LayoutTarget) put(d v1.Descriptor, r io.Reader) error {
 		if err := f.Sync(); err != nil {
 			return err
 		}
-		return linkUnnamed(f, final)
+		if err := linkUnnamed(f, final); err != nil {
+			return err
+		}
+		t.added = append(t.added, final)
+		return nil
 	}
 	f, err := os.CreateTemp(dir, ".tmp-"+d.Digest.Hex[:12]+"-*")
 	if err != nil {
@@ -273,7 +280,11 @@ func (t *LayoutTarget) put(d v1.Descriptor, r io.Reader) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), final)
+	if err := os.Rename(f.Name(), final); err != nil {
+		return err
+	}
+	t.added = append(t.added, final)
+	return nil
 }
 
 // Commit implements Target.
@@ -304,9 +315,12 @@ func (t *LayoutTarget) Commit(_ context.Context) error {
 	if err != nil {
 		return err
 	}
-	err = fsutil.WriteFileAtomic(filepath.Join(t.dir, indexFile), b, 0o644)
+	if err := fsutil.WriteFileAtomic(filepath.Join(t.dir, indexFile), b, 0o644); err != nil {
+		return err // Abort removes the blobs and releases the lock
+	}
+	t.added = nil
 	t.release()
-	return err
+	return nil
 }
 
 func (t *LayoutTarget) readIndex() (*v1.IndexManifest, error) {
@@ -324,9 +338,15 @@ func (t *LayoutTarget) readIndex() (*v1.IndexManifest, error) {
 	return &idx, nil
 }
 
-// Abort implements Target. Verified blobs already linked in stay (they are
-// content-addressed and unreferenced).
-func (t *LayoutTarget) Abort(context.Context) { t.release() }
+// Abort implements Target: it removes the blobs this unseal linked in
+// (blobs the layout already had stay), then releases the lock.
+func (t *LayoutTarget) Abort(context.Context) {
+	for _, p := range t.added {
+		_ = os.Remove(p) // best effort: a blob left is verified and unreferenced
+	}
+	t.added = nil
+	t.release()
+}
 
 // Resolve implements Target.
 func (t *LayoutTarget) Resolve(_ context.Context, n string) ([]string, error) {

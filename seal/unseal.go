@@ -64,6 +64,12 @@ func (inv *Inventory) IsManifest(h v1.Hash) bool {
 // Commit, which makes images visible, only after the second pass too has
 // authenticated to the last chunk. Abort is called on any failure after
 // Prepare.
+//
+// RegistryTarget and LayoutTarget, whose blobs are invisible until Commit
+// (untagged registry blobs; layout blobs not named by index.json, removed
+// again by Abort), are loaded in one pass instead: Prepare once every
+// manifest has been read, WriteBlob as each blob's chunks authenticate, and
+// Commit after the final chunk. Other targets get the two passes.
 type Target interface {
 	Prepare(ctx context.Context, inv *Inventory) error
 	WriteBlob(ctx context.Context, d v1.Descriptor, r io.Reader) error
@@ -130,9 +136,10 @@ type unsealConfig struct {
 	progress io.Writer
 }
 
-// WithUnsealProgress draws a progress bar (bytes and rate) on w for each of
-// the two passes (verify, then load) when w is a terminal and the archive is
-// at least registry.ProgressMin.
+// WithUnsealProgress draws a progress bar (bytes and rate) on w for each
+// pass (one for a registry or layout target, verify then load for the
+// others) when w is a terminal and the archive is at least
+// registry.ProgressMin.
 func WithUnsealProgress(w io.Writer) UnsealOption {
 	return func(c *unsealConfig) { c.progress = w }
 }
@@ -167,14 +174,22 @@ func Inspect(path string) (*Header, error) {
 
 // Unseal opens a sealed archive file with keys and loads its images into t.
 //
-// It makes two streaming passes over the file. The first decrypts and
-// authenticates every chunk, walks the tar and checks every blob against its
-// digest, keeping only index.json and the manifests in memory; nothing is
-// written anywhere. Only if the whole archive verifies does the second pass
+// Into a registry or an OCI layout it makes one streaming pass: every chunk
+// is authenticated before its bytes are used, index.json and the manifests
+// (which the archive holds before any other blob) are checked and kept in
+// memory, and each config and layer is streamed into the target as it comes,
+// checked against its digest before the target keeps it. Those blobs stay
+// invisible (untagged; not in index.json) until the final chunk has
+// authenticated and every blob was present: only then are the images
+// published. On any failure nothing is published and a layout's new blobs
+// are removed again.
+//
+// Into any other target (Docker) it makes two passes: the first verifies
+// the whole archive and writes nothing anywhere; only then does the second
 // decrypt again and stream blobs into the target, re-verifying everything,
-// and the images become visible (tags, index.json, docker load) only after it
-// too has authenticated the final chunk. No plaintext is ever written to
-// disk except verified blobs inside an OCI layout target.
+// and the images become visible only after it too has authenticated the
+// final chunk. No plaintext is ever written to disk except verified blobs
+// inside an OCI layout target.
 func Unseal(ctx context.Context, path string, keys Keys, t Target, opts ...UnsealOption) (*Result, error) {
 	cfg := unsealConfig{}
 	for _, o := range opts {
@@ -199,6 +214,17 @@ func Unseal(ctx context.Context, path string, keys Keys, t Target, opts ...Unsea
 	var size int64
 	if fi, err := f.Stat(); err == nil {
 		size = fi.Size() - int64(len(raw))
+	}
+	switch t.(type) {
+	case *RegistryTarget, *LayoutTarget:
+		res, err := unsealOnePass(ctx, f, h, raw, dataKey, size, path, t, cfg)
+		if !errors.Is(err, errTwoPasses) {
+			return res, err
+		}
+		// Blobs before manifests: nothing was written; verify, then load.
+		if _, err := f.Seek(int64(len(raw)), io.SeekStart); err != nil {
+			return nil, err
+		}
 	}
 	bar := registry.NewBar(cfg.progress, size, "unseal verify "+filepath.Base(path))
 	cr, err := newChunkReader(bar.Reader(f), dataKey, h.NoncePrefix, headerHash(raw), h.ChunkSize)
@@ -235,6 +261,49 @@ func Unseal(ctx context.Context, path string, keys Keys, t Target, opts ...Unsea
 	if err != nil {
 		t.Abort(ctx)
 		return nil, err
+	}
+	if err := t.Commit(ctx); err != nil {
+		t.Abort(ctx)
+		return nil, fmt.Errorf("loading images: %w", err)
+	}
+	if err := postcheck(ctx, t, inv.Images, cfg.expect); err != nil {
+		return nil, err
+	}
+	return &Result{Header: h, Images: inv.Images, Blobs: len(inv.Blobs)}, nil
+}
+
+// errTwoPasses: the archive holds a config or layer before all manifests,
+// so a single pass cannot know every blob's users; nothing was written.
+var errTwoPasses = errors.New("seal: archive needs two passes")
+
+// onePass is scanLayout's state when it verifies and loads in one pass.
+type onePass struct {
+	t        Target
+	prepared bool
+}
+
+// unsealOnePass verifies and loads in one read of the chunk stream (f is
+// positioned just after the header): blobs go to t as they authenticate,
+// images are published by Commit only after the final chunk.
+func unsealOnePass(ctx context.Context, f io.Reader, h *Header, raw, dataKey []byte, size int64, path string, t Target, cfg unsealConfig) (*Result, error) {
+	bar := registry.NewBar(cfg.progress, size, "unseal "+filepath.Base(path))
+	cr, err := newChunkReader(bar.Reader(f), dataKey, h.NoncePrefix, headerHash(raw), h.ChunkSize)
+	if err != nil {
+		return nil, err
+	}
+	one := &onePass{t: t}
+	inv, err := scan(ctx, cr, h, nil, nil, one)
+	bar.Finish()
+	if err != nil {
+		if one.prepared {
+			t.Abort(ctx)
+		}
+		return nil, err
+	}
+	if !one.prepared {
+		if err := t.Prepare(ctx, inv); err != nil {
+			return nil, fmt.Errorf("preparing target: %w", err)
+		}
 	}
 	if err := t.Commit(ctx); err != nil {
 		t.Abort(ctx)
@@ -316,9 +385,15 @@ const maxManifestSize = 4 << 20
 
 // scanLayout walks the decrypted layout tar. With inv == nil it is the
 // verification pass and builds the inventory; otherwise it is the load pass
-// and streams blobs to t. Either way every blob is checked against its name,
-// and the stream is read to its authenticated end.
+// and streams blobs to t. With one set it is both: it builds the inventory,
+// prepares one.t once every manifest is in, and streams blobs to it. Either
+// way every blob is checked against its name, and the stream is read to its
+// authenticated end.
 func scanLayout(ctx context.Context, r io.Reader, h *Header, inv *Inventory, t Target) (*Inventory, error) {
+	return scan(ctx, r, h, inv, t, nil)
+}
+
+func scan(ctx context.Context, r io.Reader, h *Header, inv *Inventory, t Target, one *onePass) (*Inventory, error) {
 	first := inv == nil
 	if first {
 		inv = &Inventory{Header: h, Blobs: map[v1.Hash]v1.Descriptor{}, users: map[v1.Hash][]int{}}
@@ -417,6 +492,24 @@ func scanLayout(ctx context.Context, r io.Reader, h *Header, inv *Inventory, t T
 						}
 					}
 					inv.Blobs[d] = desc
+				}
+				continue
+			}
+			if first && one != nil {
+				inv.Blobs[d] = desc
+				if !one.prepared {
+					for md := range manifestIdx {
+						if !seen[md] {
+							return nil, errTwoPasses
+						}
+					}
+					if err := one.t.Prepare(ctx, inv); err != nil {
+						return nil, fmt.Errorf("preparing target: %w", err)
+					}
+					one.prepared = true
+				}
+				if err := verifyStream(tr, d, hdr.Size, func(vr io.Reader) error { return one.t.WriteBlob(ctx, desc, vr) }); err != nil {
+					return nil, err
 				}
 				continue
 			}

@@ -244,10 +244,11 @@ func newUnsealCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "unseal FILE.sealed", Example: examples["unseal"],
 		Short: "Decrypt a sealed archive with the device key and the key server's fragment, verify and load its images",
-		Long: `Unseal fetches this device's fragment from the key server, verifies the whole archive in a first
-streaming pass (every chunk authenticated, every blob digest checked), then loads the images in a
-second pass into --to: registry://HOST (default: the embedded registry), oci:DIR, or docker
-(Engine API, DOCKER_HOST). No plaintext tar is written to disk. --expect fails the command if an
+		Long: `Unseal fetches this device's fragment from the key server and loads the images into --to:
+registry://HOST (default: the embedded registry), oci:DIR, or docker (Engine API, DOCKER_HOST).
+Every chunk is authenticated and every blob digest checked; images become visible only after the
+whole archive has authenticated (registry and oci: one streaming pass, blobs staged untagged;
+docker: a verify pass, then a load pass). No plaintext tar is written to disk. --expect fails the command if an
 image is missing or has another digest. --format azaion-v1 reads the azaion seed's archives.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
