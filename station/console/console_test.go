@@ -57,7 +57,13 @@ func newFixture(t *testing.T, o ...func(*console.Options)) *fixture {
 		ReviewDir: t.TempDir(), TrainLogDir: t.TempDir(), WorkDir: t.TempDir()}
 	loc := time.FixedZone("CET", 3600)
 	f := &fixture{t: t, ctx: context.Background(), st: st, rc: rc, tokf: filepath.Join(t.TempDir(), "console.token"), loc: loc}
-	opts := console.Options{Admin: st, TokenFile: f.tokf, Location: loc, Version: "v9.9.9-test", Poll: 100 * time.Millisecond}
+	// The console's Admin is the station as serve offers it: serve's status
+	// (uptime, polls, version) over the station's database.
+	srv := &station.Server{Station: st, Version: "v9.9.9-test"}
+	if _, err := srv.PollOnce(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	opts := console.Options{Admin: serving{st, srv}, TokenFile: f.tokf, Location: loc, Version: "v0.0.0-unused", Poll: 100 * time.Millisecond}
 	for _, fn := range o {
 		fn(&opts)
 	}
@@ -72,6 +78,14 @@ func newFixture(t *testing.T, o ...func(*console.Options)) *fixture {
 	t.Cleanup(f.srv.Close)
 	return f
 }
+
+// serving is a station under serve, as serve's admin API offers it.
+type serving struct {
+	*station.Station
+	srv *station.Server
+}
+
+func (s serving) Status(ctx context.Context) (*station.Status, error) { return s.srv.Status(ctx) }
 
 func digest(s string) string {
 	h := sha256.Sum256([]byte(s))
@@ -545,10 +559,26 @@ func TestPagesShowTheStation(t *testing.T) {
 		t.Fatalf("unknown state filter: %d", code)
 	}
 	_, _, body = c.get("/health")
-	for _, want := range []string{"hospital-a", "v9.9.9-test", "/pht/stations/hospital-a", "Last poll"} {
+	for _, want := range []string{"hospital-a", "v9.9.9-test", "/pht/stations/hospital-a", "Last poll</dt><dd><time", "Last error</dt><dd>none"} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("health lacks %q:\n%s", want, body)
 		}
+	}
+	if strings.Contains(body, "v0.0.0-unused") {
+		t.Fatal("Options.Version shown over the station's own")
+	}
+	// A station whose status has no version shows Options.Version.
+	h, err := console.New(console.Options{Admin: f.st, TokenFile: f.tokf, Version: "v1.2.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := httptest.NewServer(h)
+	defer bare.Close()
+	f2 := *f
+	f2.srv = bare
+	_, _, body = f2.login().get("/health")
+	if !strings.Contains(body, "v1.2.3") {
+		t.Fatalf("health without a version:\n%s", body)
 	}
 }
 
