@@ -23,19 +23,21 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // Errors callers branch on.
 var (
-	ErrUnauthorized = errors.New("unauthorized: missing, unknown, expired or revoked token")
+	ErrUnauthorized = errdefs.New("unauthorized: missing, unknown, expired or revoked token", errdefs.ErrUnauthorized)
 	ErrForbidden    = errors.New("forbidden: token not valid for this archive")
-	ErrNotFound     = errors.New("no active fragment for this archive and device")
+	ErrNotFound     = errdefs.New("no active fragment for this archive and device", errdefs.ErrNotFound)
 	ErrAmbiguous    = errors.New("several archives have fragments for this device: name the archive")
-	ErrExists       = errors.New("already exists")
-	ErrRateLimited  = errors.New("rate limited")
+	ErrExists       = errdefs.New("already exists", errdefs.ErrExists)
+	ErrRateLimited  = errdefs.New("rate limited", errdefs.ErrLimit)
 	ErrLocked       = errors.New("key-server database is locked (is a server running on this data dir?)")
 	// ErrNoStore: OpenExisting found no database (a mistyped --data).
-	ErrNoStore = errors.New("no key-server database")
+	ErrNoStore = errdefs.New("no key-server database", errdefs.ErrNotFound)
 )
 
 var (
@@ -261,7 +263,7 @@ func (s *Store) RevokeToken(idOrSecret string) error {
 }
 
 // ErrNotFoundToken: no token with that id.
-var ErrNotFoundToken = errors.New("no such token")
+var ErrNotFoundToken = errdefs.New("no such token", errdefs.ErrNotFound)
 
 // ListTokens returns every token (hashes included, secrets never).
 func (s *Store) ListTokens() ([]Token, error) {

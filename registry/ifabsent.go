@@ -10,11 +10,13 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // ErrExists means a tag already names other content: replacing it would
 // lose what another run, another admin or another train put there.
-var ErrExists = errors.New("tag already holds other content")
+var ErrExists = errdefs.New("tag already holds other content", errdefs.ErrExists)
 
 // PushIfAbsent pushes img to ref unless ref's tag already names a different
 // manifest. Pushing the same image again succeeds without writing (so a
@@ -39,7 +41,7 @@ func (c *Client) PushIfAbsent(ctx context.Context, img v1.Image, ref string) (v1
 }
 
 // ErrNotFound means the registry has no manifest under the reference.
-var ErrNotFound = errors.New("manifest not found")
+var ErrNotFound = errdefs.New("manifest not found", errdefs.ErrNotFound)
 
 // Head returns the digest ref names, or an error matching ErrNotFound.
 func (c *Client) Head(ctx context.Context, ref string) (v1.Hash, error) {

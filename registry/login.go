@@ -11,10 +11,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // ErrUnauthorized means the registry refused the credentials.
-var ErrUnauthorized = errors.New("registry refused the credentials")
+var ErrUnauthorized = errdefs.New("registry refused the credentials", errdefs.ErrUnauthorized)
 
 // Login checks user and password against host (a registry's /v2/ endpoint,
 // through its token exchange when it has one) and, when they are accepted,

@@ -4,17 +4,18 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"math/big"
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // ErrConfig is wrapped by every error about a malformed train_config.json.
-var ErrConfig = errors.New("invalid train config")
+var ErrConfig = errdefs.New("invalid train config", errdefs.ErrMalformed)
 
 // Config is the PHT train_config.json (pydantic v1 TrainConfig of
 // pht-train-container-library 2.x). Unknown keys are ignored like pydantic's

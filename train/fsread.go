@@ -10,14 +10,16 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // ErrNotFound is returned when a path is absent from an image.
-var ErrNotFound = errors.New("not found in image")
+var ErrNotFound = errdefs.New("not found in image", errdefs.ErrNotFound)
 
 // ErrLayout is wrapped by errors about an image whose layers cannot hold a
 // train (unsafe paths, too many entries, unreadable tar).
-var ErrLayout = errors.New("bad train image layout")
+var ErrLayout = errdefs.New("bad train image layout", errdefs.ErrMalformed)
 
 // MaxEntries bounds how many entries under the watched prefixes one read
 // accepts, so a hostile layer cannot exhaust memory with metadata.

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,6 +12,8 @@ import (
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // State is the mutable part of a train image: the raw config, the train
@@ -35,7 +36,7 @@ const DefaultMaxStateBytes = 2 << 30
 
 // ErrTooLarge is wrapped when a train's state or manifest is larger than
 // the reader's bound.
-var ErrTooLarge = errors.New("train input too large")
+var ErrTooLarge = errdefs.New("train input too large", errdefs.ErrLimit)
 
 // ReadOption configures ReadState.
 type ReadOption func(*readOptions)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // Entry is one file, directory or link of a Tree.
@@ -318,7 +320,7 @@ var maxResultsEntries = MaxResultsEntries
 // apparent size, so a sparse file counts as what it claims) or a bound on
 // depth, path length or entry count, or holds what results may not (a
 // device, FIFO, socket or a symlink pointing out of the tree).
-var ErrResultsTooLarge = errors.New("results out of bounds")
+var ErrResultsTooLarge = errdefs.New("results out of bounds", errdefs.ErrResultsTooLarge)
 
 // CheckResultsDir walks what a train left in dir (through an os.Root, so no
 // host path is ever too long to open) and refuses it unless every bound

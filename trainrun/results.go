@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // DefaultMaxResults is the byte cap on a train's results when
@@ -40,7 +42,7 @@ const (
 // ErrResultsTooLarge: the results exceed the byte cap (counted by apparent
 // size, so a sparse file counts as big as it claims to be), or their tree
 // exceeds a bound on depth, path length or entry count.
-var ErrResultsTooLarge = errors.New("results too large")
+var ErrResultsTooLarge = errdefs.New("results too large", errdefs.ErrResultsTooLarge)
 
 // ResultsFS is a size-capped filesystem mounted on a host results directory,
 // so that a train cannot write more than the cap while it runs: a write past

@@ -21,6 +21,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // Unpack limits applied unless overridden with UnpackOptions.
@@ -368,7 +370,7 @@ func (u *unpacker) replace(name string) error {
 // (the manifest's digest and size, the config's diff id), or the image's
 // layer and diff-id counts disagree. What a station approves are diff ids,
 // so a layer that does not hash to its diff id must never reach a container.
-var ErrLayerDigest = errors.New("layer content does not match its digest")
+var ErrLayerDigest = errdefs.New("layer content does not match its digest", errdefs.ErrTampered)
 
 // maxTrailing bounds what may follow a layer's end-of-archive marker (tar
 // writers pad to a 10 KiB record); it must still be read to hash the layer.

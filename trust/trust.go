@@ -19,7 +19,6 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -28,6 +27,8 @@ import (
 	"unicode"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // Size bounds of the documents a client accepts; they are tiny by nature.
@@ -38,18 +39,18 @@ const (
 
 // ErrBadApproval is wrapped when an approval document is malformed or none of
 // its signatures verifies against a user of the directory.
-var ErrBadApproval = errors.New("approval not signed by a known user")
+var ErrBadApproval = errdefs.New("approval not signed by a known user", errdefs.ErrUntrusted)
 
 // Errors of the directory's admin and readers that callers branch on.
 var (
 	// ErrApprovalExpired: the approval's expiry has passed.
-	ErrApprovalExpired = errors.New("approval expired")
+	ErrApprovalExpired = errdefs.New("approval expired", errdefs.ErrExpired)
 	// ErrExists: the id is already in the directory (use replace).
-	ErrExists = errors.New("already in the trust directory")
+	ErrExists = errdefs.New("already in the trust directory", errdefs.ErrExists)
 	// ErrNotListed: the id or approval is not in the directory.
-	ErrNotListed = errors.New("not in the trust directory")
+	ErrNotListed = errdefs.New("not in the trust directory", errdefs.ErrNotFound)
 	// ErrDuplicateKey: the public key is already registered under another id.
-	ErrDuplicateKey = errors.New("public key already registered under another id")
+	ErrDuplicateKey = errdefs.New("public key already registered under another id", errdefs.ErrExists)
 )
 
 var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // Errors callers branch on. Every refusal of the TUF client wraps one of
@@ -20,27 +22,27 @@ import (
 var (
 	// ErrSignature: a signature threshold was not met (bad, missing or
 	// untrusted signatures, wrong root key).
-	ErrSignature = errors.New("tuf: signature threshold not met")
+	ErrSignature = errdefs.New("tuf: signature threshold not met", errdefs.ErrSignature)
 	// ErrExpired: trusted metadata has expired (freeze attack or a
 	// publisher that stopped re-signing).
-	ErrExpired = errors.New("tuf: metadata expired")
+	ErrExpired = errdefs.New("tuf: metadata expired", errdefs.ErrExpired)
 	// ErrRollback: a version went backwards or does not match what the
 	// referring role says (rollback or mix-and-match).
-	ErrRollback = errors.New("tuf: version rollback or mismatch")
+	ErrRollback = errdefs.New("tuf: version rollback or mismatch", errdefs.ErrReplay)
 	// ErrTampered: a file's length or hashes differ from the signed ones.
-	ErrTampered = errors.New("tuf: length or hash mismatch")
+	ErrTampered = errdefs.New("tuf: length or hash mismatch", errdefs.ErrTampered)
 	// ErrNotFound: the target or metadata does not exist.
-	ErrNotFound = errors.New("tuf: not found")
+	ErrNotFound = errdefs.New("tuf: not found", errdefs.ErrNotFound)
 	// ErrTooLarge: a file is longer than allowed (endless-data attack).
-	ErrTooLarge = errors.New("tuf: file too large")
+	ErrTooLarge = errdefs.New("tuf: file too large", errdefs.ErrLimit)
 	// ErrNotInitialized: no trusted root yet (run pull-metadata with a root).
 	ErrNotInitialized = errors.New("tuf: no trusted root; bootstrap with a root.json or root public key")
 	// ErrReserved: a target name that cannot be published.
-	ErrReserved = errors.New("tuf: reserved or invalid target name")
+	ErrReserved = errdefs.New("tuf: reserved or invalid target name", errdefs.ErrUnsupported)
 	// ErrConflict: a publish would replace what another publisher (or
 	// another state directory) put in the registry: a foreign repository,
 	// a newer version, or a versioned file with other bytes.
-	ErrConflict = errors.New("tuf: registry holds metadata this state did not publish")
+	ErrConflict = errdefs.New("tuf: registry holds metadata this state did not publish", errdefs.ErrExists)
 )
 
 // Classify wraps a go-tuf error with the sentinel that describes it, so that

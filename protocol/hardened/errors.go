@@ -15,40 +15,41 @@ package hardened
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // Sentinel errors. Every error returned by this package that describes a
 // refused train wraps exactly one of these, so callers branch with errors.Is.
 var (
 	// ErrMalformed: the input cannot be parsed (bad JSON, bad base64, bad header).
-	ErrMalformed = errors.New("malformed train")
+	ErrMalformed = errdefs.New("malformed train", errdefs.ErrMalformed)
 	// ErrSignature: a signature does not verify with the trusted key.
-	ErrSignature = errors.New("bad signature")
+	ErrSignature = errdefs.New("bad signature", errdefs.ErrSignature)
 	// ErrTampered: content does not match what was signed (digest, manifest, AEAD tag).
-	ErrTampered = errors.New("train content tampered")
+	ErrTampered = errdefs.New("train content tampered", errdefs.ErrTampered)
 	// ErrUntrusted: a participant is unknown to the trust store, or a key named
 	// in the train disagrees with the trust store.
-	ErrUntrusted = errors.New("untrusted key")
+	ErrUntrusted = errdefs.New("untrusted key", errdefs.ErrUntrusted)
 	// ErrUnapproved: the trust store holds no approval for the train's code.
-	ErrUnapproved = errors.New("train not approved")
+	ErrUnapproved = errdefs.New("train not approved", errdefs.ErrUnapproved)
 	// ErrRoute: the train is not at this station, the stops disagree with the
 	// signed route, or results are wrapped to someone outside the route.
 	ErrRoute = errors.New("route violation")
 	// ErrReplay: a stop record belongs to another train or position, or this
 	// station already processed this stop.
-	ErrReplay = errors.New("replayed train")
+	ErrReplay = errdefs.New("replayed train", errdefs.ErrReplay)
 	// ErrUnsupported: input the protocol refuses by design (a symlink or
 	// device in a tree, an oversized tree, an unknown algorithm).
-	ErrUnsupported = errors.New("unsupported input")
+	ErrUnsupported = errdefs.New("unsupported input", errdefs.ErrUnsupported)
 )
 
 // Refinements of ErrUnsupported (they match it with errors.Is too).
 var (
 	// ErrResultsTooLarge: the results exceed the byte cap (WithMaxResults),
 	// counted by apparent size, so a sparse file counts as what it claims.
-	ErrResultsTooLarge = fmt.Errorf("%w: results too large", ErrUnsupported)
+	ErrResultsTooLarge = errdefs.New("unsupported input: results too large", ErrUnsupported, errdefs.ErrResultsTooLarge)
 	// ErrTreeBounds: a tree is nested too deep, has a path or name too long,
 	// or too many entries.
-	ErrTreeBounds = fmt.Errorf("%w: tree out of bounds", ErrUnsupported)
+	ErrTreeBounds = errdefs.New("unsupported input: tree out of bounds", ErrUnsupported, errdefs.ErrLimit)
 )

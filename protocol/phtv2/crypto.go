@@ -26,6 +26,8 @@ import (
 	"os"
 
 	"github.com/trainyard/trainyard/train"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // Sentinel errors callers branch on. Every error of this package wraps one.
@@ -35,9 +37,9 @@ var (
 	// ErrDecrypt: a ciphertext is truncated, mis-padded or under another key.
 	ErrDecrypt = errors.New("decryption failed")
 	// ErrTampered: a hash over train files or results does not match.
-	ErrTampered = errors.New("train tampered")
+	ErrTampered = errdefs.New("train tampered", errdefs.ErrTampered)
 	// ErrSignature: a signature does not verify.
-	ErrSignature = errors.New("invalid signature")
+	ErrSignature = errdefs.New("invalid signature", errdefs.ErrSignature)
 	// ErrStation: the station is not on the route or has no key for it.
 	ErrStation = errors.New("station not on route")
 )

@@ -38,6 +38,8 @@ import (
 	"github.com/trainyard/trainyard/tuf/internal/flock"
 	"github.com/trainyard/trainyard/tuf/keys"
 	"github.com/trainyard/trainyard/tuf/ocistore"
+
+	"github.com/trainyard/trainyard/errdefs"
 )
 
 // Top-level role names.
@@ -60,7 +62,7 @@ var DefaultLifetimes = map[string]time.Duration{
 type PasswordFunc func(role string) ([]byte, error)
 
 // ErrNoMetadata is returned before create-metadata has run.
-var ErrNoMetadata = errors.New("no metadata yet: run create-metadata first")
+var ErrNoMetadata = errdefs.New("no metadata yet: run create-metadata first", errdefs.ErrNotFound)
 
 // ErrThreshold is returned when fewer keys than a role's threshold can sign.
 var ErrThreshold = errors.New("not enough keys to meet the role's threshold")
