@@ -41,10 +41,11 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-func newBrowser(t *testing.T, f *fixture) *browser {
+func newBrowser(t *testing.T, f *fixture, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium(t)),
 		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
+	opts = append(opts, extra...)
 	if os.Geteuid() == 0 {
 		opts = append(opts, chromedp.NoSandbox) // Chromium refuses its sandbox as root
 	}
@@ -173,7 +174,7 @@ func TestBrowserHeldTrainToHistory(t *testing.T) {
 	// a reload.
 	held := f.stop("study-42", station.Held, f.withLog("reading patients.csv\n"+evil+"\nn=51 mean age 47.2\n"))
 	b.do("held train appears live", chromedp.WaitVisible(chromedp.Search(`//section[@id="live"]//a[contains(., "study-42")]`)))
-	if !b.eval(`window.__samePage === true`) {
+	if !b.eval(`window.__samePage === true`) || f.events.Load() == 0 {
 		t.Fatal("the queue was reloaded, not updated live")
 	}
 	if q := b.text(`#live`); !strings.Contains(q, "held") || !strings.Contains(q, "alice") || !strings.Contains(q, "1 of 2") || !strings.Contains(q, "ethics-board") {
@@ -338,6 +339,33 @@ func TestBrowserRejectAndWithhold(t *testing.T) {
 	b.wantEvent(rv.Key, station.Withheld, "fewer than 10 patients: re-identifiable")
 	if _, err := f.rc.Head(f.ctx, rv.Dest); err == nil {
 		t.Fatal("withheld results left the station")
+	}
+}
+
+// TestBrowserWithoutJavaScript: with scripts off every page still reads
+// and every decision still works, as plain forms.
+func TestBrowserWithoutJavaScript(t *testing.T) {
+	f := newFixture(t)
+	held := f.stop("study-46", station.Held)
+	rv := f.review("study-47", map[string]string{"counts.csv": "site,patients\nhospital-a,30\n"})
+	b := newBrowser(t, f, chromedp.Flag("blink-settings", "scriptEnabled=false"))
+	b.login()
+	if q := b.text(`#live`); !strings.Contains(q, "study-46") || !strings.Contains(q, "study-47") {
+		t.Fatalf("queue without JavaScript: %s", q)
+	}
+	b.do("accept", chromedp.Click(chromedp.Search(`//section[@id="live"]//a[contains(., "study-46")]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[value=accept]`)), chromedp.Click(chromedp.CSS(`button[value=accept]`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.done`)))
+	b.wantEvent(held.Key, station.Accepted, "")
+	b.open("/stop/results?name=" + url.QueryEscape(rv.Key))
+	b.do("preview and release", chromedp.Click(chromedp.Search(`//ul[@class="tree"]//a[text()="counts.csv"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.csv`)), chromedp.Click(chromedp.CSS(`button[value=release]`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.done`)))
+	b.wantEvent(rv.Key, station.Done, "")
+	b.open("/history")
+	b.do("history", chromedp.WaitVisible(chromedp.Search(`//td/a[text()="study-47"]`)))
+	if n := f.events.Load(); n != 0 {
+		t.Fatalf("scripts ran: %d live-update requests", n)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +41,8 @@ type fixture struct {
 	token string
 	tokf  string
 	loc   *time.Location
+	// events counts requests for /events (the live-refresh script's).
+	events atomic.Int32
 }
 
 func newFixture(t *testing.T, o ...func(*console.Options)) *fixture {
@@ -74,7 +77,12 @@ func newFixture(t *testing.T, o ...func(*console.Options)) *fixture {
 	if f.token, err = console.Token(f.tokf, false); err != nil {
 		t.Fatal(err)
 	}
-	f.srv = httptest.NewServer(h)
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/events" {
+			f.events.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -508,7 +516,7 @@ func TestOutputIsEscaped(t *testing.T) {
 		t.Fatalf("binary preview:\n%s", body)
 	}
 	_, _, body = c.get(pages["results"])
-	for _, want := range []string{"sub/", "deeper/", "x.txt", "notes.txt", "1 B"} {
+	for _, want := range []string{`<span class="name">sub/</span> <span class="size">10 B</span>`, "deeper/", "x.txt", "notes.txt", "1 B"} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("results tree lacks %q:\n%s", want, body)
 		}
@@ -574,8 +582,7 @@ func TestPagesShowTheStation(t *testing.T) {
 	}
 	bare := httptest.NewServer(h)
 	defer bare.Close()
-	f2 := *f
-	f2.srv = bare
+	f2 := &fixture{t: t, ctx: f.ctx, st: f.st, rc: f.rc, srv: bare, token: f.token, tokf: f.tokf, loc: f.loc}
 	_, _, body = f2.login().get("/health")
 	if !strings.Contains(body, "v1.2.3") {
 		t.Fatalf("health without a version:\n%s", body)
