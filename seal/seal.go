@@ -395,24 +395,22 @@ func putLayer(tw *tar.Writer, d v1.Descriptor, l v1.Layer, verified bool) error 
 		return err
 	}
 	var src io.Reader = io.LimitReader(rc, d.Size+1)
-	hw := newVerifier(d.Digest, d.Size)
+	var hw *verifier
 	if !verified {
+		hw = newVerifier(d.Digest, d.Size)
 		src = io.TeeReader(src, hw)
 	}
 	// 1 MiB reads: one per AEAD chunk instead of 32 per chunk.
 	n, err := io.CopyBuffer(tw, src, make([]byte, 1<<20))
 	if err != nil {
-		return err
+		return err // a verifying source's digest failure surfaces here
 	}
 	if n != d.Size {
 		return fmt.Errorf("%w: layer is %d bytes, manifest says %d", ErrTampered, n, d.Size)
 	}
 	if verified {
-		// Drain to EOF, where the source's own check runs (a LimitReader at
-		// d.Size+1 stops short of it only when the layer is longer).
-		if _, err := io.Copy(io.Discard, rc); err != nil {
-			return err
-		}
+		// n == d.Size, one short of the limit: rc itself returned EOF, and a
+		// verifying source checks its digest right there.
 		return nil
 	}
 	return hw.check()
