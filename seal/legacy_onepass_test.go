@@ -239,3 +239,35 @@ func TestCBCReaderChunkBoundaries(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLegacyPlan: the azaion-v1 verification pass and the load plan it
+// builds never panic on any plaintext, and a plan only names blobs whose
+// digests the pass computed.
+func FuzzLegacyPlan(f *testing.F) {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	_ = tw.WriteHeader(&tar.Header{Name: "manifest.json", Mode: 0o644, Size: 2, Typeflag: tar.TypeReg})
+	_, _ = tw.Write([]byte("[]"))
+	_ = tw.Close()
+	f.Add(b.Bytes())
+	f.Add([]byte{})
+	if img, err := random.Image(200, 1); err == nil { // a whole docker-save tar
+		tag, _ := name.NewTag("azaion/x:1")
+		var ds bytes.Buffer
+		if tarball.Write(tag, img, &ds) == nil {
+			f.Add(ds.Bytes())
+		}
+	}
+	f.Fuzz(func(t *testing.T, plain []byte) {
+		open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(plain)), nil }
+		_, plan, err := verifyLegacy(context.Background(), open)
+		if err != nil {
+			return
+		}
+		for fn, d := range plan.files {
+			if _, ok := plan.inv.Blobs[d.Digest]; !ok {
+				t.Fatalf("%s: blob %s not in the inventory", fn, d.Digest)
+			}
+		}
+	})
+}
