@@ -14,6 +14,7 @@ import (
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
+	"github.com/trainyard/trainyard/trainimage"
 )
 
 // Where a train is (TrainStatus.Where), besides "station:ID": the inbox of
@@ -88,7 +89,7 @@ func isNotFound(err error) bool {
 // contentErr: what a copy holds is wrong (a warning), as opposed to the
 // registry failing (an error).
 func contentErr(err error) bool {
-	for _, e := range []error{station.ErrImage, station.ErrLimit, station.ErrNotNotice, hardened.ErrMalformed, hardened.ErrTampered} {
+	for _, e := range []error{trainimage.ErrImage, trainimage.ErrLimit, station.ErrNotNotice, hardened.ErrMalformed, hardened.ErrTampered} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -127,7 +128,7 @@ func Status(ctx context.Context, c *registry.Client, trust hardened.TrustStore, 
 			return nil
 		}
 		tried[ref] = true
-		env, err := station.PeekEnvelope(ctx, c, ref)
+		env, err := trainimage.PeekEnvelope(ctx, c, ref)
 		switch {
 		case err != nil && isNotFound(err):
 			return nil

@@ -31,7 +31,7 @@ type testNet struct {
 	alice   *hardened.PrivateKey
 	keys    map[string]*hardened.PrivateKey
 	exec    hardened.ExecConfig
-	built   *station.Built
+	built   *creator.Built
 }
 
 func newTestNet(t *testing.T, route ...string) *testNet {
@@ -62,12 +62,12 @@ func mustKey(t *testing.T) *hardened.PrivateKey {
 // create approves and pushes train t1 (code in dir) to the first inbox.
 func (n *testNet) create(t *testing.T, code string, route ...string) string {
 	t.Helper()
-	d, err := station.ApprovalDigest(n.ctx, code, n.exec, empty.Image)
+	d, err := creator.ApprovalDigest(n.ctx, code, n.exec, empty.Image)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"board"}})
-	b, err := station.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: route, Exec: n.exec}, n.alice, code, empty.Image, t.TempDir())
+	b, err := creator.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: route, Exec: n.exec}, n.alice, code, empty.Image, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

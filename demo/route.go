@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/train"
@@ -96,7 +97,7 @@ func trainRoute(ctx context.Context, e *env) error {
 	}
 	exec := hardened.ExecConfig{Entrypoint: []string{"/opt/pht_train/aggregate"}, WorkingDir: "/opt/pht_train"}
 	base := train.ScratchImage() // empty, but with the os/architecture the OCI spec requires
-	digest, err := station.ApprovalDigest(ctx, code, exec, base)
+	digest, err := creator.ApprovalDigest(ctx, code, exec, base)
 	if err != nil {
 		return err
 	}
@@ -115,7 +116,7 @@ func trainRoute(ctx context.Context, e *env) error {
 		return err
 	}
 	network := station.Network{Prefix: e.host + "/trainyard"}
-	built, err := station.Create(ctx, aliceTrust, hardened.Spec{ID: "demo-train-1", Creator: "alice", Route: stationIDs, Exec: exec},
+	built, err := creator.Create(ctx, aliceTrust, hardened.Spec{ID: "demo-train-1", Creator: "alice", Route: stationIDs, Exec: exec},
 		p.creator, code, base, e.dir)
 	if err != nil {
 		return err
@@ -163,7 +164,7 @@ func trainRoute(ctx context.Context, e *env) error {
 		return err
 	}
 	out := filepath.Join(e.dir, "results")
-	v, err := station.OpenResults(ctx, aliceTrust, "alice", p.creator, img, out, e.dir)
+	v, err := creator.OpenResults(ctx, aliceTrust, "alice", p.creator, img, out, e.dir)
 	if err != nil {
 		return err
 	}
@@ -272,7 +273,7 @@ func forgedTrain(ctx context.Context, e *env, p *people, ts *trust.Store, networ
 		return err
 	}
 	exec := hardened.ExecConfig{Entrypoint: []string{"/opt/pht_train/aggregate"}, WorkingDir: "/opt/pht_train"}
-	_, err := station.Create(ctx, ts, hardened.Spec{ID: "forged", Creator: "alice", Route: stationIDs, Exec: exec}, p.creator, dir, train.ScratchImage(), e.dir)
+	_, err := creator.Create(ctx, ts, hardened.Spec{ID: "forged", Creator: "alice", Route: stationIDs, Exec: exec}, p.creator, dir, train.ScratchImage(), e.dir)
 	if !errors.Is(err, hardened.ErrUnapproved) {
 		return fmt.Errorf("a train with unapproved code was not refused (%v)", err)
 	}

@@ -19,10 +19,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/internal/testutil"
 	"github.com/trainyard/trainyard/protocol/hardened"
-	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/train"
+	"github.com/trainyard/trainyard/trainimage"
 )
 
 // rawLayer is a layer given by its compressed bytes. Its diff id is made
@@ -168,7 +169,7 @@ func TestStateLayerBombs(t *testing.T) {
 			tw := tar.NewWriter(&buf)
 			tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: hardened.CodeBlobPath, Mode: 0o644, Size: bomb})
 			return append(gz(t, buf.Bytes()), testutil.GzipZeros(bomb)...)
-		}, station.ErrImage, "before the envelope"},
+		}, trainimage.ErrImage, "before the envelope"},
 		{"gzip bomb after the tar's end", func() []byte {
 			head := stateHead(t, env, func(tw *tar.Writer, buf *bytes.Buffer) {
 				tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: hardened.CodeBlobPath, Mode: 0o644, Size: int64(len(code))})
@@ -176,13 +177,13 @@ func TestStateLayerBombs(t *testing.T) {
 				tw.Close()
 			})
 			return append(gz(t, head), testutil.GzipZeros(bomb)...)
-		}, station.ErrLimit, "uncompressed"},
+		}, trainimage.ErrLimit, "uncompressed"},
 		{"entry name with terminal escapes", func() []byte {
 			return gz(t, stateHead(t, env, func(tw *tar.Writer, buf *bytes.Buffer) {
 				tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "opt/pht_train/\x1b[2J\x1b]0;owned\x07", Mode: 0o644})
 				tw.Close()
 			}))
-		}, station.ErrImage, "unexpected entry"},
+		}, trainimage.ErrImage, "unexpected entry"},
 		{"code blob with one byte changed", func() []byte {
 			bad := append([]byte(nil), code...)
 			bad[len(bad)/2] ^= 1
@@ -194,10 +195,10 @@ func TestStateLayerBombs(t *testing.T) {
 		}, hardened.ErrTampered, "signed sha256:"},
 		{"GNU sparse entry of 100 GiB", func() []byte {
 			return gz(t, append(stateHead(t, env, nil), testutil.GNUSparse(hardened.CodeBlobPath, 100<<30)...))
-		}, station.ErrImage, "sparse"},
+		}, trainimage.ErrImage, "sparse"},
 		{"PAX sparse entry of 100 GiB", func() []byte {
 			return gz(t, append(stateHead(t, env, nil), testutil.PAXSparse(hardened.CodeBlobPath, 100<<30)...))
-		}, station.ErrImage, "sparse"},
+		}, trainimage.ErrImage, "sparse"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -224,7 +225,7 @@ func TestStateLayerBombs(t *testing.T) {
 					if perr != nil {
 						t.Fatal(perr)
 					}
-					_, err = station.OpenResults(n.ctx, n.trust, "alice", n.alice, pulled, t.TempDir(), s.WorkDir)
+					_, err = creator.OpenResults(n.ctx, n.trust, "alice", n.alice, pulled, t.TempDir(), s.WorkDir)
 				})
 				took := time.Since(start)
 				t.Logf("%s: %v (%s, disk peak %d, heap peak +%d)", who, err, took, disk, heap)
@@ -250,7 +251,7 @@ func TestStateLayerBombs(t *testing.T) {
 	}
 	// The genuine train is still accepted by the same reader (the checks
 	// above refuse the bombs, not every train).
-	if _, err := station.OpenResults(n.ctx, n.trust, "alice", n.alice, img, t.TempDir(), t.TempDir()); err == nil ||
+	if _, err := creator.OpenResults(n.ctx, n.trust, "alice", n.alice, img, t.TempDir(), t.TempDir()); err == nil ||
 		!strings.Contains(err.Error(), "no results yet") {
 		t.Fatalf("genuine train: %v", err)
 	}
@@ -289,7 +290,7 @@ func TestStateLayerDigestChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = station.OpenResults(n.ctx, n.trust, "alice", n.alice, evil, t.TempDir(), t.TempDir())
+	_, err = creator.OpenResults(n.ctx, n.trust, "alice", n.alice, evil, t.TempDir(), t.TempDir())
 	if !errors.Is(err, hardened.ErrTampered) || !strings.Contains(err.Error(), "the manifest names") {
 		t.Fatalf("swapped state layer blob: %v", err)
 	}
@@ -323,8 +324,8 @@ func TestOversizedImageConfig(t *testing.T) {
 	var perr error
 	_, heap := peak(t, s.WorkDir, func() { _, perr = s.Process(n.ctx, tag) })
 	t.Logf("station run: %v (heap peak +%d)", perr, heap)
-	if !errors.Is(perr, station.ErrLimit) || !strings.Contains(perr.Error(), "image config") {
-		t.Fatalf("error %v, want %v", perr, station.ErrLimit)
+	if !errors.Is(perr, trainimage.ErrLimit) || !strings.Contains(perr.Error(), "image config") {
+		t.Fatalf("error %v, want %v", perr, trainimage.ErrLimit)
 	}
 	if heap > 16<<20 {
 		t.Fatalf("heap grew by %d bytes: the config was read", heap)
@@ -333,7 +334,7 @@ func TestOversizedImageConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := station.OpenResults(n.ctx, n.trust, "alice", n.alice, pulled, t.TempDir(), t.TempDir()); !errors.Is(err, station.ErrLimit) {
+	if _, err := creator.OpenResults(n.ctx, n.trust, "alice", n.alice, pulled, t.TempDir(), t.TempDir()); !errors.Is(err, trainimage.ErrLimit) {
 		t.Fatalf("train open: %v", err)
 	}
 }
@@ -353,7 +354,7 @@ func TestOversizedManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = n.stations["st1"].Process(n.ctx, tag)
-	if !errors.Is(err, station.ErrLimit) || !strings.Contains(err.Error(), "manifest") {
-		t.Fatalf("error %v, want %v", err, station.ErrLimit)
+	if !errors.Is(err, trainimage.ErrLimit) || !strings.Contains(err.Error(), "manifest") {
+		t.Fatalf("error %v, want %v", err, trainimage.ErrLimit)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
+	"github.com/trainyard/trainyard/trainimage"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -160,7 +161,7 @@ func (s *Station) Inspect(ctx context.Context, ref string) (*Inspection, error) 
 	}
 	defer unhold()
 
-	img, err := PullTrain(ctx, s.Client, ref)
+	img, err := trainimage.Pull(ctx, s.Client, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +180,7 @@ func (s *Station) Inspect(ctx context.Context, ref string) (*Inspection, error) 
 	if !ok {
 		return nil, fmt.Errorf("station: inspect: unexpected %T for a v1 train", opened)
 	}
-	tr, closeTrain, err := t.sealed.open()
+	tr, closeTrain, err := t.sealed.Open()
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +191,7 @@ func (s *Station) Inspect(ctx context.Context, ref string) (*Inspection, error) 
 	}
 	// Last, as the one check that may move much data: a stop has the
 	// runtime compare each base layer with its diff id while unpacking it.
-	_, diffIDs, err := baseLayers(img)
+	_, diffIDs, err := trainimage.BaseLayers(img)
 	if err != nil {
 		return nil, err
 	}
@@ -199,11 +200,11 @@ func (s *Station) Inspect(ctx context.Context, ref string) (*Inspection, error) 
 	}
 	m, err := img.Manifest()
 	if err != nil {
-		return nil, fmt.Errorf("%w: manifest: %v", ErrImage, err)
+		return nil, fmt.Errorf("%w: manifest: %v", trainimage.ErrImage, err)
 	}
 	dgst, err := img.Digest()
 	if err != nil {
-		return nil, fmt.Errorf("%w: manifest digest: %v", ErrImage, err)
+		return nil, fmt.Errorf("%w: manifest digest: %v", trainimage.ErrImage, err)
 	}
 	in := inspection(s.ID, oc)
 	in.Source = ref
@@ -239,7 +240,7 @@ func checkBaseLayers(ctx context.Context, base []v1.Layer, diffIDs []v1.Hash) er
 			return fmt.Errorf("base layer %d: %w", i, err)
 		}
 		if n > trainrun.DefaultMaxUnpackBytes {
-			return fmt.Errorf("%w: base layer %d is larger than %d bytes uncompressed", ErrLimit, i, trainrun.DefaultMaxUnpackBytes)
+			return fmt.Errorf("%w: base layer %d is larger than %d bytes uncompressed", trainimage.ErrLimit, i, trainrun.DefaultMaxUnpackBytes)
 		}
 		if got := hex.EncodeToString(h.Sum(nil)); got != diffIDs[i].Hex {
 			return fmt.Errorf("%w: base layer %d is sha256:%s uncompressed, the signed base names %s", trainrun.ErrLayerDigest, i, got, diffIDs[i])

@@ -27,11 +27,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/internal/testutil"
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/train"
+	"github.com/trainyard/trainyard/trainimage"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -88,12 +90,12 @@ func (n *inspectNet) station(t *testing.T, id string, runner station.Runner) *st
 // (for approvedAt only, when given) and pushes it to the first inbox.
 func (n *inspectNet) push(t *testing.T, dir string, base v1.Image, route []string, approvedAt ...string) string {
 	t.Helper()
-	d, err := station.ApprovalDigest(n.ctx, dir, n.exec, base)
+	d, err := creator.ApprovalDigest(n.ctx, dir, n.exec, base)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"ethics-board", "dpo"}, Stations: approvedAt})
-	b, err := station.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: route, Exec: n.exec}, n.alice, dir, base, t.TempDir())
+	b, err := creator.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: route, Exec: n.exec}, n.alice, dir, base, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +457,7 @@ func flipCodeByte(t *testing.T, img v1.Image) v1.Image {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.TrimPrefix(hdr.Name, "/") == station.CodeBlob {
+		if strings.TrimPrefix(hdr.Name, "/") == trainimage.CodeBlob {
 			body[len(body)/2] ^= 1
 			flipped = true
 		}

@@ -17,8 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/protocol/hardened"
-	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -60,12 +60,12 @@ func TestStationRefusesSwappedBaseLayer(t *testing.T) {
 	for _, tamper := range []bool{false, true} {
 		n := newNet(t, runner, "st1")
 		code := aggregateCode(t)
-		d, err := station.ApprovalDigest(n.ctx, code, n.exec, base)
+		d, err := creator.ApprovalDigest(n.ctx, code, n.exec, base)
 		if err != nil {
 			t.Fatal(err)
 		}
 		n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"alice"}})
-		b, err := station.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: []string{"st1"}, Exec: n.exec}, n.alice, code, base, t.TempDir())
+		b, err := creator.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: []string{"st1"}, Exec: n.exec}, n.alice, code, base, t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/trainyard/trainyard/protocol/phtv2"
 	"github.com/trainyard/trainyard/train"
+	"github.com/trainyard/trainyard/trainimage"
 )
 
 // Protocols a station can run. ProtocolV1 is the default; ProtocolPHTv2 is
@@ -44,7 +45,7 @@ func (s *Station) openLegacy(ctx context.Context, img v1.Image, ref, work string
 	key := phtv2.Station{ID: s.ID, Key: s.LegacyKey}
 	// The same manifest and config bounds as v1; the PHT format has no
 	// signed sizes, so its state is bounded by train.ReadState's budget.
-	if _, err := checkImage(img); err != nil {
+	if _, err := trainimage.CheckImage(img); err != nil {
 		return nil, err
 	}
 	pre, err := phtv2.PreRun(ctx, img, key, phtv2.WithTempDir(work))

@@ -1,9 +1,7 @@
 package station
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,7 +24,7 @@ import (
 
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
-	"github.com/trainyard/trainyard/train"
+	"github.com/trainyard/trainyard/trainimage"
 )
 
 // A stop notice lives in the creator's outbox as an OCI 1.1 artifact:
@@ -193,7 +190,7 @@ func getManifest(ctx context.Context, c *registry.Client, tag name.Tag) (*v1.Man
 		return nil, fmt.Errorf("head %s: %w", tag, err)
 	}
 	if desc.Size > maxNoticeManifest {
-		return nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes", ErrNotNotice, ErrLimit, tag, desc.Size)
+		return nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes", ErrNotNotice, trainimage.ErrLimit, tag, desc.Size)
 	}
 	dref := tag.Context().Digest(desc.Digest.String())
 	got, err := remote.Get(dref, opts...)
@@ -201,7 +198,7 @@ func getManifest(ctx context.Context, c *registry.Client, tag name.Tag) (*v1.Man
 		return nil, fmt.Errorf("get %s: %w", tag, err)
 	}
 	if int64(len(got.Manifest)) > maxNoticeManifest {
-		return nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes", ErrNotNotice, ErrLimit, tag, len(got.Manifest))
+		return nil, fmt.Errorf("%w: %w: manifest of %s is %d bytes", ErrNotNotice, trainimage.ErrLimit, tag, len(got.Manifest))
 	}
 	var m v1.Manifest
 	if err := json.Unmarshal(got.Manifest, &m); err != nil {
@@ -223,7 +220,7 @@ func getNotice(ctx context.Context, c *registry.Client, tag name.Tag) (*dsse.Env
 	}
 	ld := m.Layers[0]
 	if ld.Size < 0 || ld.Size > maxNoticeEnvelope {
-		return nil, fmt.Errorf("%w: %w: notice at %s is %d bytes, at most %d", ErrNotNotice, ErrLimit, tag, ld.Size, maxNoticeEnvelope)
+		return nil, fmt.Errorf("%w: %w: notice at %s is %d bytes, at most %d", ErrNotNotice, trainimage.ErrLimit, tag, ld.Size, maxNoticeEnvelope)
 	}
 	l, err := remote.Layer(tag.Context().Digest(ld.Digest.String()), opts...)
 	if err != nil {
@@ -262,70 +259,4 @@ func decodeNoticeEnvelope(data []byte) (*dsse.Envelope, error) {
 		return nil, fmt.Errorf("%w: trailing data after the DSSE envelope", hardened.ErrMalformed)
 	}
 	return &env, nil
-}
-
-// PeekEnvelope reads only the envelope of the trainyard/v1 train image at
-// ref, not its sealed blobs: the first entry of its state layer, bounded.
-// Nothing in it is verified here (the caller runs hardened.Verify), and the
-// layer is not read to its end, so its digest is not checked: the signatures
-// are what make the envelope trustworthy. `train status` uses it to see
-// where a train is without downloading its code.
-func PeekEnvelope(ctx context.Context, c *registry.Client, ref string) (*hardened.Envelope, error) {
-	img, err := PullTrain(ctx, c, ref)
-	if err != nil {
-		return nil, err
-	}
-	m, err := checkImage(img)
-	if err != nil {
-		return nil, err
-	}
-	layer, desc, err := stateLayer(img, m)
-	if err != nil {
-		return nil, err
-	}
-	rc, err := layer.Compressed()
-	if err != nil {
-		return nil, fmt.Errorf("%w: state layer: %v", ErrImage, err)
-	}
-	defer rc.Close()
-	var body io.Reader = io.LimitReader(rc, desc.Size)
-	switch desc.MediaType {
-	case types.DockerLayer, types.OCILayer:
-		gz, err := gzip.NewReader(body)
-		if err != nil {
-			return nil, fmt.Errorf("%w: state layer: %v", ErrImage, err)
-		}
-		defer gz.Close()
-		body = gz
-	case types.DockerUncompressedLayer, types.OCIUncompressedLayer:
-	default:
-		return nil, fmt.Errorf("%w: state layer media type %q", ErrImage, desc.MediaType)
-	}
-	return peekState(tar.NewReader(&boundedReader{r: body, limit: maxEnvelopeSize + stateSlack}))
-}
-
-// peekState returns the envelope, the first file of a state layer; only
-// the directories and opaque markers readState allows may come before it.
-func peekState(tr *tar.Reader) (*hardened.Envelope, error) {
-	// What may come before the envelope: as in readState, each once.
-	allowed := map[string]bool{"opt": true, train.TrainDir: true, train.ResultsDir: true,
-		train.TrainDir + "/.wh..wh..opq": true, train.ResultsDir + "/.wh..wh..opq": true}
-	for {
-		hdr, err := tr.Next()
-		if err != nil {
-			return nil, fmt.Errorf("%w: state layer before the envelope: %w", ErrImage, err)
-		}
-		name := path.Clean("/" + hdr.Name)[1:]
-		switch {
-		case allowed[name] && (hdr.Typeflag == tar.TypeDir || (hdr.Typeflag == tar.TypeReg && hdr.Size == 0)):
-			delete(allowed, name)
-			continue
-		case name == train.ConfigPath && hdr.Typeflag == tar.TypeReg:
-			if hdr.Size > maxEnvelopeSize {
-				return nil, fmt.Errorf("%w: %w: envelope is %d bytes, at most %d", ErrImage, ErrLimit, hdr.Size, maxEnvelopeSize)
-			}
-			return hardened.ReadEnvelope(io.LimitReader(tr, hdr.Size))
-		}
-		return nil, fmt.Errorf("%w: %q before the envelope in the state layer", ErrImage, "/"+name)
-	}
 }

@@ -21,9 +21,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
+	"github.com/trainyard/trainyard/trainimage"
 )
 
 var ociTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
@@ -211,7 +213,7 @@ func TestFetchNoticeBounds(t *testing.T) {
 	big := static.NewLayer([]byte(`{"payload":"`+strings.Repeat("A", 1<<20)+`"}`), station.NoticeLayerType)
 	bs, _ := big.Size()
 	put(big, bs)
-	if err := fetch(); !errors.Is(err, station.ErrLimit) {
+	if err := fetch(); !errors.Is(err, trainimage.ErrLimit) {
 		t.Fatalf("1 MiB notice: %v", err)
 	}
 	small := static.NewLayer([]byte(`{"payloadType":"x","payload":"","signatures":[]}`), station.NoticeLayerType)
@@ -248,12 +250,12 @@ func TestPeekEnvelope(t *testing.T) {
 		t.Fatal(err)
 	}
 	exec := hardened.ExecConfig{Entrypoint: []string{"/opt/pht_train/run.sh"}}
-	d, err := station.ApprovalDigest(n.ctx, code, exec, empty.Image)
+	d, err := creator.ApprovalDigest(n.ctx, code, exec, empty.Image)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d})
-	b, err := station.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: []string{"st1"}, Exec: exec}, n.alice, code, empty.Image, t.TempDir())
+	b, err := creator.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: []string{"st1"}, Exec: exec}, n.alice, code, empty.Image, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +264,7 @@ func TestPeekEnvelope(t *testing.T) {
 	if _, err := n.rc.Push(n.ctx, b.Image, ref); err != nil {
 		t.Fatal(err)
 	}
-	env, err := station.PeekEnvelope(n.ctx, n.rc, ref)
+	env, err := trainimage.PeekEnvelope(n.ctx, n.rc, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,10 +280,10 @@ func TestPeekEnvelope(t *testing.T) {
 	if _, err := n.rc.Push(n.ctx, empty.Image, other); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := station.PeekEnvelope(n.ctx, n.rc, other); !errors.Is(err, station.ErrImage) {
+	if _, err := trainimage.PeekEnvelope(n.ctx, n.rc, other); !errors.Is(err, trainimage.ErrImage) {
 		t.Fatalf("peek of an empty image: %v", err)
 	}
-	if _, err := station.PeekEnvelope(n.ctx, n.rc, n.network.Inbox("st1")+":nothing"); err == nil {
+	if _, err := trainimage.PeekEnvelope(n.ctx, n.rc, n.network.Inbox("st1")+":nothing"); err == nil {
 		t.Fatal("peek of a missing tag")
 	}
 }

@@ -28,12 +28,12 @@ func probeTrain(t *testing.T, n *net, id string, route []string, args ...string)
 	t.Helper()
 	code := probeCode(t)
 	exec := hardened.ExecConfig{Entrypoint: append([]string{"/opt/pht_train/probe"}, args...), WorkingDir: "/opt/pht_train"}
-	d, err := station.ApprovalDigest(n.ctx, code, exec, empty.Image)
+	d, err := creator.ApprovalDigest(n.ctx, code, exec, empty.Image)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"alice"}})
-	b, err := station.Create(n.ctx, n.trust, hardened.Spec{ID: id, Creator: "alice", Route: route, Exec: exec}, n.alice, code, empty.Image, t.TempDir())
+	b, err := creator.Create(n.ctx, n.trust, hardened.Spec{ID: id, Creator: "alice", Route: route, Exec: exec}, n.alice, code, empty.Image, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,9 @@ func TestTransientFailureRetriedNextPoll(t *testing.T) {
 	n := newNet(t, needRunc(t), "a")
 	ref := probeTrain(t, n, "tr1", []string{"a"}, "write", "/opt/pht_results/out.txt", "ok")
 	srv := &station.Server{Station: n.stations["a"], Interval: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}
-	n.gate.setFail(func(r *http.Request) bool { return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") })
+	n.gate.setFail(func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/")
+	})
 	done, err := srv.PollOnce(n.ctx)
 	if err != nil || len(done) != 1 || done[0].Class != station.Transient {
 		t.Fatalf("poll with a failing registry: %+v, %v", *done[0], err)

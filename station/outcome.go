@@ -13,6 +13,7 @@ import (
 	"github.com/trainyard/trainyard/protocol/phtv2"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/train"
+	"github.com/trainyard/trainyard/trainimage"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -95,7 +96,7 @@ var refusals = []error{
 	phtv2.ErrKey, phtv2.ErrDecrypt, phtv2.ErrTampered, phtv2.ErrSignature, phtv2.ErrStation, phtv2.ErrPaillier,
 	train.ErrConfig, train.ErrLayout, train.ErrTooLarge, train.ErrPlaintext,
 	trainrun.ErrLayerDigest, trainrun.ErrUnsafeImage, trainrun.ErrInvalidSpec,
-	ErrImage, ErrLimit, ErrRejected, registry.ErrExists,
+	trainimage.ErrImage, trainimage.ErrLimit, ErrRejected, registry.ErrExists,
 }
 
 // failures are the sentinels of a train that ran and failed.

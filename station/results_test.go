@@ -15,8 +15,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 
+	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/protocol/hardened"
-	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -50,12 +50,12 @@ func hostileTrain(t *testing.T, n *net, station0 string, args ...string) string 
 	t.Helper()
 	code := probeCode(t)
 	exec := hardened.ExecConfig{Entrypoint: append([]string{"/opt/pht_train/probe"}, args...), WorkingDir: "/opt/pht_train"}
-	d, err := station.ApprovalDigest(n.ctx, code, exec, empty.Image)
+	d, err := creator.ApprovalDigest(n.ctx, code, exec, empty.Image)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"alice"}})
-	b, err := station.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: []string{station0}, Exec: exec}, n.alice, code, empty.Image, t.TempDir())
+	b, err := creator.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: []string{station0}, Exec: exec}, n.alice, code, empty.Image, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/trainyard/trainyard/trainimage"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -231,7 +232,7 @@ func (s *Server) poll(ctx, runCtx context.Context) ([]*Stop, error) {
 		}
 		ref := inbox + ":" + tag
 		// HEAD only: a poll never downloads a manifest, let alone a large one.
-		_, desc, err := headManifest(ctx, s.Station.Client, ref)
+		_, desc, err := trainimage.Head(ctx, s.Station.Client, ref)
 		if err != nil {
 			s.Station.logger().Warn("inbox entry unreadable", "tag", tag, "error", err.Error())
 			continue

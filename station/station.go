@@ -23,6 +23,7 @@ import (
 
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/trainimage"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -235,7 +236,7 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) (err error)
 	}
 	defer unhold()
 
-	img, err := PullTrain(ctx, s.Client, ref)
+	img, err := trainimage.Pull(ctx, s.Client, ref)
 	if err != nil {
 		return err
 	}
@@ -454,7 +455,7 @@ func (s *Station) deliveredElsewhere(ctx context.Context, st *Stop) error {
 	if _, err := s.Client.Head(ctx, st.Dest); err != nil {
 		return nil
 	}
-	env, err := PeekEnvelope(ctx, s.Client, st.Dest)
+	env, err := trainimage.PeekEnvelope(ctx, s.Client, st.Dest)
 	if err != nil {
 		return nil
 	}

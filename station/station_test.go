@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
@@ -160,12 +161,12 @@ func (n *net) create(t *testing.T, route ...string) string {
 func (n *net) createFrom(t *testing.T, code string, route ...string) string {
 	t.Helper()
 	base := empty.Image
-	d, err := station.ApprovalDigest(n.ctx, code, n.exec, base)
+	d, err := creator.ApprovalDigest(n.ctx, code, n.exec, base)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"alice"}})
-	b, err := station.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: route, Exec: n.exec}, n.alice, code, base, t.TempDir())
+	b, err := creator.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: route, Exec: n.exec}, n.alice, code, base, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func TestRouteOfThreeStations(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	v, err := station.OpenResults(n.ctx, n.trust, "alice", n.alice, img, out, t.TempDir())
+	v, err := creator.OpenResults(n.ctx, n.trust, "alice", n.alice, img, out, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
+	"github.com/trainyard/trainyard/trainimage"
 )
 
 // v1Stop is a trainyard/v1 train at this station.
@@ -16,7 +17,7 @@ type v1Stop struct {
 	s       *Station
 	img     v1.Image
 	work    string
-	sealed  *sealedTrain
+	sealed  *trainimage.Sealed
 	v       *hardened.Verified
 	base    []v1.Layer
 	sess    *hardened.Session
@@ -32,7 +33,7 @@ func (s *Station) openV1(ctx context.Context, img v1.Image, work string) (trainS
 	if s.Key == nil {
 		return nil, fmt.Errorf("protocol %s needs the station's key", ProtocolV1)
 	}
-	sealed, v, err := readTrain(ctx, img, work, s.Client.Progress(), func(env *hardened.Envelope) (*hardened.Verified, error) {
+	sealed, v, err := trainimage.Read(ctx, img, work, s.Client.Progress(), func(env *hardened.Envelope) (*hardened.Verified, error) {
 		return hardened.Verify(ctx, s.Trust, env)
 	})
 	if err != nil {
@@ -47,11 +48,11 @@ func (s *Station) openV1(ctx context.Context, img v1.Image, work string) (trainS
 }
 
 func (t *v1Stop) check() error {
-	base, diffIDs, err := baseLayers(t.img)
+	base, diffIDs, err := trainimage.BaseLayers(t.img)
 	if err != nil {
 		return err
 	}
-	if got := BaseID(diffIDs); got != t.v.Statement.Base {
+	if got := trainimage.BaseID(diffIDs); got != t.v.Statement.Base {
 		return fmt.Errorf("%w: base layers are %s, the creator signed %s", hardened.ErrTampered, got, t.v.Statement.Base)
 	}
 	t.base = base
@@ -59,7 +60,7 @@ func (t *v1Stop) check() error {
 	if err != nil {
 		return err
 	}
-	return hardened.CheckExec(t.v.Statement.Exec, ExecOf(cf))
+	return hardened.CheckExec(t.v.Statement.Exec, trainimage.ExecOf(cf))
 }
 
 func (t *v1Stop) describe(st *Stop) {
@@ -81,7 +82,7 @@ func (t *v1Stop) describe(st *Stop) {
 }
 
 func (t *v1Stop) prepare(ctx context.Context, resultsDir string, st *Stop) (v1.Image, func(), error) {
-	tr, closeTrain, err := t.sealed.open()
+	tr, closeTrain, err := t.sealed.Open()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -110,7 +111,7 @@ func (t *v1Stop) seal(ctx context.Context, resultsDir string, _ *Stop) (v1.Image
 	if err != nil {
 		return nil, err
 	}
-	next, release, err := writeState(t.img, t.work, env, t.sealed.code, resultsPath)
+	next, release, err := trainimage.WriteState(t.img, t.work, env, t.sealed.Code, resultsPath)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
@@ -23,7 +24,7 @@ func trainV1Cmds() []*cobra.Command {
 func newTrainCreateCmd() *cobra.Command {
 	var f trustFlags
 	var exec execFlags
-	var code, base, creator, key, id, to, network, tmp string
+	var code, base, creatorID, key, id, to, network, tmp string
 	var route []string
 	var force bool
 	c := &cobra.Command{
@@ -40,7 +41,7 @@ under --network (TRAINYARD_NETWORK).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if code == "" || creator == "" || key == "" || len(route) == 0 {
+			if code == "" || creatorID == "" || key == "" || len(route) == 0 {
 				return &ExitError{Code: 2, Err: fmt.Errorf("--code, --route, --creator and --key are required")}
 			}
 			if err := checkTrainDef(code, exec); err != nil {
@@ -65,7 +66,7 @@ under --network (TRAINYARD_NETWORK).`,
 			if err != nil {
 				return err
 			}
-			built, err := station.Create(ctx, store, hardened.Spec{ID: id, Creator: creator, Route: route, Exec: exec.config()}, k, code, b, tmp)
+			built, err := creator.Create(ctx, store, hardened.Spec{ID: id, Creator: creatorID, Route: route, Exec: exec.config()}, k, code, b, tmp)
 			if err != nil {
 				return err
 			}
@@ -93,7 +94,7 @@ under --network (TRAINYARD_NETWORK).`,
 	exec.add(c)
 	c.Flags().StringVar(&code, "code", "", "directory of the train's code, placed at /opt/pht_train")
 	c.Flags().StringVar(&base, "base", train.Scratch, "base image: scratch, a registry reference, oci:DIR or a docker tarball")
-	c.Flags().StringVar(&creator, "creator", envOr("TRAINYARD_USER", ""), "creator's user id in the trust directory (TRAINYARD_USER)")
+	c.Flags().StringVar(&creatorID, "creator", envOr("TRAINYARD_USER", ""), "creator's user id in the trust directory (TRAINYARD_USER)")
 	c.Flags().StringVar(&key, "key", envOr("TRAINYARD_USER_KEY", ""), "creator's private key file (TRAINYARD_USER_KEY)")
 	c.Flags().StringSliceVar(&route, "route", nil, "station ids in order, comma separated")
 	c.Flags().StringVar(&id, "id", "", "train id (default random)")
@@ -153,7 +154,7 @@ func newTrainOpenCmd() *cobra.Command {
 			if err := os.MkdirAll(out, 0o700); err != nil {
 				return err
 			}
-			v, err := station.OpenResults(ctx, store, user, k, img, out, tmp, station.WithOpenProgress(client.Progress()))
+			v, err := creator.OpenResults(ctx, store, user, k, img, out, tmp, creator.WithOpenProgress(client.Progress()))
 			if err != nil {
 				return err
 			}
@@ -200,7 +201,7 @@ func newTrainDigestCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d, err := station.ApprovalDigest(cmd.Context(), code, exec.config(), b)
+			d, err := creator.ApprovalDigest(cmd.Context(), code, exec.config(), b)
 			if err != nil {
 				return err
 			}

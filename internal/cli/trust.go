@@ -15,10 +15,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/internal/fsutil"
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
-	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/train"
 	"github.com/trainyard/trainyard/trust"
 	"github.com/trainyard/trainyard/tuf"
@@ -237,7 +237,7 @@ func newTrustCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if d, err = station.ApprovalDigest(ctx, ap.code, ap.exec.config(), base); err != nil {
+				if d, err = creator.ApprovalDigest(ctx, ap.code, ap.exec.config(), base); err != nil {
 					return err
 				}
 			}

@@ -1,4 +1,9 @@
-package station
+// Package trainimage is the trainyard/v1 train image: base layers, the
+// signed exec config and one state layer holding the creator-signed envelope
+// and the sealed code and results. It reads a train bounded and verified
+// while it streams (Read, PeekEnvelope) and writes the state layer
+// (WriteState); stations and creators share it.
+package trainimage
 
 import (
 	"archive/tar"
@@ -17,7 +22,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -55,10 +59,10 @@ func BaseID(diffIDs []v1.Hash) string {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
-// baseLayers returns the layers of img below its state layer, with their
+// BaseLayers returns the layers of img below its state layer, with their
 // diff ids. It needs a history that names every layer: otherwise the state
 // layer cannot be told apart and the image is refused.
-func baseLayers(img v1.Image) ([]v1.Layer, []v1.Hash, error) {
+func BaseLayers(img v1.Image) ([]v1.Layer, []v1.Hash, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: image config: %w", ErrImage, err)
@@ -93,8 +97,8 @@ func ExecOf(cf *v1.ConfigFile) hardened.ExecConfig {
 		WorkingDir: cf.Config.WorkingDir, User: cf.Config.User}
 }
 
-// withExec sets the image config's exec part to e.
-func withExec(img v1.Image, e hardened.ExecConfig) (v1.Image, error) {
+// WithExec sets the image config's exec part to e.
+func WithExec(img v1.Image, e hardened.ExecConfig) (v1.Image, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, err
@@ -104,27 +108,28 @@ func withExec(img v1.Image, e hardened.ExecConfig) (v1.Image, error) {
 	return mutate.Config(img, c)
 }
 
-// sealedTrain is a train read from an image: the envelope and the sealed
+// Sealed is a train read from an image: the envelope and the sealed
 // blobs spooled to private temp files.
-type sealedTrain struct {
-	env     *hardened.Envelope
-	code    string // path of the sealed code blob
-	results string // path of the sealed results, "" at the first stop
-	dir     string
+type Sealed struct {
+	Envelope *hardened.Envelope
+	Code     string // path of the sealed code blob
+	Results  string // path of the sealed results, "" at the first stop
+	dir      string
 }
 
-func (s *sealedTrain) Close() error { return os.RemoveAll(s.dir) }
+// Close removes the spooled blobs.
+func (s *Sealed) Close() error { return os.RemoveAll(s.dir) }
 
-// open returns the hardened.Train view; the caller closes the files.
-func (s *sealedTrain) open() (hardened.Train, func(), error) {
-	code, err := os.Open(s.code)
+// Open returns the hardened.Train view; the caller closes the files.
+func (s *Sealed) Open() (hardened.Train, func(), error) {
+	code, err := os.Open(s.Code)
 	if err != nil {
 		return hardened.Train{}, nil, err
 	}
-	t := hardened.Train{Envelope: s.env, Code: code}
+	t := hardened.Train{Envelope: s.Envelope, Code: code}
 	closers := []io.Closer{code}
-	if s.results != "" {
-		r, err := os.Open(s.results)
+	if s.Results != "" {
+		r, err := os.Open(s.Results)
 		if err != nil {
 			code.Close()
 			return hardened.Train{}, nil, err
@@ -158,12 +163,12 @@ const (
 // manifest, an image config, the state layer or one of its entries).
 var ErrLimit = errors.New("over a station size limit")
 
-// verifyFunc checks an envelope against the trust store (hardened.Verify).
-type verifyFunc func(*hardened.Envelope) (*hardened.Verified, error)
+// VerifyFunc checks an envelope against the trust store (hardened.Verify).
+type VerifyFunc func(*hardened.Envelope) (*hardened.Verified, error)
 
-// checkImage bounds the manifest and the image config from their sizes in
+// CheckImage bounds the manifest and the image config from their sizes in
 // hand before the config is fetched, and returns the manifest.
-func checkImage(img v1.Image) (*v1.Manifest, error) {
+func CheckImage(img v1.Image) (*v1.Manifest, error) {
 	raw, err := img.RawManifest()
 	if err != nil {
 		return nil, fmt.Errorf("%w: manifest: %w", ErrImage, err)
@@ -181,7 +186,7 @@ func checkImage(img v1.Image) (*v1.Manifest, error) {
 	return m, nil
 }
 
-// readTrain reads the state layer of a train image in one streaming pass.
+// Read reads the state layer of a train image in one streaming pass.
 // The envelope must be its first file: it is parsed and verified (verify)
 // before any other byte is kept, and then each sealed blob is read through a
 // limit of its signed size and its signed digest checked while it is
@@ -189,8 +194,8 @@ func checkImage(img v1.Image) (*v1.Manifest, error) {
 // descriptor and by the signed sizes, so a gzip or sparse bomb costs
 // neither disk nor much time. Anything but the expected entries is refused.
 // progress, if a terminal, gets a bar for the layer's download.
-func readTrain(ctx context.Context, img v1.Image, tmp string, progress io.Writer, verify verifyFunc) (_ *sealedTrain, _ *hardened.Verified, err error) {
-	m, err := checkImage(img)
+func Read(ctx context.Context, img v1.Image, tmp string, progress io.Writer, verify VerifyFunc) (_ *Sealed, _ *hardened.Verified, err error) {
+	m, err := CheckImage(img)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -202,7 +207,7 @@ func readTrain(ctx context.Context, img v1.Image, tmp string, progress io.Writer
 	if err != nil {
 		return nil, nil, err
 	}
-	st := &sealedTrain{dir: dir}
+	st := &Sealed{dir: dir}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -283,7 +288,7 @@ func stateLayer(img v1.Image, m *v1.Manifest) (v1.Layer, v1.Descriptor, error) {
 
 // readState walks the state layer's entries: the envelope first, then the
 // sealed blobs, each checked against the verified envelope.
-func readState(ctx context.Context, tr *tar.Reader, plain *boundedReader, st *sealedTrain, verify verifyFunc) (*hardened.Verified, error) {
+func readState(ctx context.Context, tr *tar.Reader, plain *boundedReader, st *Sealed, verify VerifyFunc) (*hardened.Verified, error) {
 	var v *hardened.Verified
 	var results *hardened.BlobRef
 	allowed := map[string]bool{"opt": true, train.TrainDir: true, train.ResultsDir: true,
@@ -316,10 +321,10 @@ func readState(ctx context.Context, tr *tar.Reader, plain *boundedReader, st *se
 			if err != nil {
 				return nil, fmt.Errorf("%w: envelope: %w", ErrImage, err)
 			}
-			if st.env, err = hardened.ParseEnvelope(data); err != nil {
+			if st.Envelope, err = hardened.ParseEnvelope(data); err != nil {
 				return nil, err
 			}
-			if v, err = verify(st.env); err != nil {
+			if v, err = verify(st.Envelope); err != nil {
 				return nil, err
 			}
 			// Now the signed sizes say how much more may come.
@@ -332,15 +337,15 @@ func readState(ctx context.Context, tr *tar.Reader, plain *boundedReader, st *se
 			continue
 		case v == nil:
 			return nil, fmt.Errorf("%w: %q before the envelope in the state layer", ErrImage, "/"+name)
-		case name == CodeBlob && reg && st.code == "":
-			st.code = filepath.Join(st.dir, "code.sealed")
-			if err := spoolSigned(st.code, tr, hdr, v.Statement.Code.Blob, "code"); err != nil {
+		case name == CodeBlob && reg && st.Code == "":
+			st.Code = filepath.Join(st.dir, "code.sealed")
+			if err := spoolSigned(st.Code, tr, hdr, v.Statement.Code.Blob, "code"); err != nil {
 				return nil, err
 			}
 			continue
-		case name == ResultsBlob && reg && st.results == "" && results != nil:
-			st.results = filepath.Join(st.dir, "results.sealed")
-			if err := spoolSigned(st.results, tr, hdr, *results, "results"); err != nil {
+		case name == ResultsBlob && reg && st.Results == "" && results != nil:
+			st.Results = filepath.Join(st.dir, "results.sealed")
+			if err := spoolSigned(st.Results, tr, hdr, *results, "results"); err != nil {
 				return nil, err
 			}
 			continue
@@ -350,9 +355,9 @@ func readState(ctx context.Context, tr *tar.Reader, plain *boundedReader, st *se
 	switch {
 	case v == nil:
 		return nil, fmt.Errorf("%w: no /%s", ErrImage, train.ConfigPath)
-	case st.code == "":
+	case st.Code == "":
 		return nil, fmt.Errorf("%w: no /%s", ErrImage, CodeBlob)
-	case results != nil && st.results == "":
+	case results != nil && st.Results == "":
 		return nil, fmt.Errorf("%w: no /%s after %d stops", ErrImage, ResultsBlob, len(v.Stops))
 	}
 	return v, nil
@@ -455,10 +460,10 @@ func (d *digestReader) check(want v1.Hash) error {
 	return nil
 }
 
-// writeState returns img with a fresh state layer holding the envelope and
+// WriteState returns img with a fresh state layer holding the envelope and
 // the sealed blobs (results may be ""). The layer's temp file backs the
 // image until release is called.
-func writeState(img v1.Image, tmp string, env *hardened.Envelope, code, results string) (v1.Image, func(), error) {
+func WriteState(img v1.Image, tmp string, env *hardened.Envelope, code, results string) (v1.Image, func(), error) {
 	cfg, err := env.Marshal()
 	if err != nil {
 		return nil, nil, err
@@ -509,73 +514,58 @@ func addFile(w *train.LayerWriter, name, p string) error {
 	return w.File(name, 0o644, fi.Size(), f)
 }
 
-// runnableImage is what the station executes: the approved base layers, the
-// decrypted code at /opt/pht_train (nothing else there) and the signed exec
-// config. The state layer, with its ciphertext, is not part of it.
-func runnableImage(img v1.Image, base []v1.Layer, codeDir, tmp string, exec hardened.ExecConfig) (v1.Image, func(), error) {
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, nil, err
-	}
-	w, err := train.NewLayerWriter(tmp, train.LayerMediaType(img))
-	if err != nil {
-		return nil, nil, err
-	}
-	sp, err := train.NewSpool(tmp)
-	if err != nil {
-		w.Abort()
-		return nil, nil, err
-	}
-	defer sp.Close()
-	tree, err := train.TreeFromDir(codeDir, sp, train.TrainDir)
-	if err == nil {
-		err = w.Opaque(train.TrainDir)
-	}
-	if err == nil {
-		err = w.Tree(tree, nil)
-	}
-	if err == nil {
-		err = w.Dir(train.ResultsDir, 0o755)
-	}
-	if err != nil {
-		w.Abort()
-		return nil, nil, err
-	}
-	code, err := w.Close()
-	if err != nil {
-		return nil, nil, err
-	}
-	out, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{Architecture: cf.Architecture, OS: cf.OS, Config: cf.Config})
-	if err == nil {
-		out, err = mutate.AppendLayers(out, append(append([]v1.Layer{}, base...), code)...)
-	}
-	if err == nil {
-		out, err = withExec(out, exec)
-	}
-	if err != nil {
-		code.Remove()
-		return nil, nil, err
-	}
-	return out, func() { code.Remove() }, nil
-}
-
-// PullTrain fetches the train image at ref. The manifest's size is checked
+// Pull fetches the train image at ref. The manifest's size is checked
 // with a HEAD request before it is downloaded, and the image is then pulled
 // by the digest that HEAD named, so a registry cannot swap a larger or
 // different manifest in between.
-func PullTrain(ctx context.Context, c *registry.Client, ref string) (v1.Image, error) {
-	r, desc, err := headManifest(ctx, c, ref)
+func Pull(ctx context.Context, c *registry.Client, ref string) (v1.Image, error) {
+	r, desc, err := Head(ctx, c, ref)
 	if err != nil {
 		return nil, err
 	}
 	return c.Pull(ctx, r.Context().Name()+"@"+desc.Digest.String())
 }
 
-// headManifest is train.HeadManifest with the station's errors.
-func headManifest(ctx context.Context, c *registry.Client, ref string) (name.Reference, *v1.Descriptor, error) {
+// Head is train.HeadManifest with this package's errors: a manifest over
+// the bound wraps ErrLimit.
+func Head(ctx context.Context, c *registry.Client, ref string) (name.Reference, *v1.Descriptor, error) {
 	r, desc, err := train.HeadManifest(ctx, c, ref)
 	if errors.Is(err, train.ErrTooLarge) {
 		return nil, nil, fmt.Errorf("%w: %w: %w", ErrImage, ErrLimit, err)
 	}
 	return r, desc, err
+}
+
+// BaseIDOf returns the BaseID of a base image: all of its layers.
+func BaseIDOf(base v1.Image) (string, error) {
+	cf, err := base.ConfigFile()
+	if err != nil {
+		return "", fmt.Errorf("base image config: %w", err)
+	}
+	return BaseID(cf.RootFS.DiffIDs), nil
+}
+
+// WithHistory gives every layer of img a history entry when the image has
+// none (images built by tools that skip history), so the state layer can be
+// told apart from base layers later. Diff ids, and so the BaseID, stay.
+func WithHistory(img v1.Image) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, h := range cf.History {
+		if !h.EmptyLayer {
+			n++
+		}
+	}
+	if n == len(cf.RootFS.DiffIDs) {
+		return img, nil
+	}
+	c := cf.DeepCopy()
+	c.History = nil
+	for range cf.RootFS.DiffIDs {
+		c.History = append(c.History, v1.History{CreatedBy: "trainyard: base layer"})
+	}
+	return mutate.ConfigFile(img, c)
 }

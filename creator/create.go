@@ -1,4 +1,4 @@
-package station
+package creator
 
 import (
 	"context"
@@ -8,24 +8,15 @@ import (
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/trainyard/trainyard/protocol/hardened"
+	"github.com/trainyard/trainyard/trainimage"
 )
-
-// BaseIDOf returns the BaseID of a base image: all of its layers.
-func BaseIDOf(base v1.Image) (string, error) {
-	cf, err := base.ConfigFile()
-	if err != nil {
-		return "", fmt.Errorf("base image config: %w", err)
-	}
-	return BaseID(cf.RootFS.DiffIDs), nil
-}
 
 // ApprovalDigest is what approvers sign for a train: its code tree, exec
 // config and base image (see hardened.ApprovalDigest).
 func ApprovalDigest(ctx context.Context, codeDir string, exec hardened.ExecConfig, base v1.Image) (string, error) {
-	id, err := BaseIDOf(base)
+	id, err := trainimage.BaseIDOf(base)
 	if err != nil {
 		return "", err
 	}
@@ -46,7 +37,7 @@ type Built struct {
 // code (wrapped to the route's stations, keys from trust). spec.Base is set
 // from the base image.
 func Create(ctx context.Context, trust hardened.TrustStore, spec hardened.Spec, creator *hardened.PrivateKey, codeDir string, base v1.Image, tmp string) (*Built, error) {
-	id, err := BaseIDOf(base)
+	id, err := trainimage.BaseIDOf(base)
 	if err != nil {
 		return nil, err
 	}
@@ -73,45 +64,20 @@ func Create(ctx context.Context, trust hardened.TrustStore, spec hardened.Spec, 
 	if err != nil {
 		return nil, err
 	}
-	img, err := withHistory(base)
+	img, err := trainimage.WithHistory(base)
 	if err == nil {
-		img, err = withExec(img, spec.Exec)
+		img, err = trainimage.WithExec(img, spec.Exec)
 	}
 	if err != nil {
 		return nil, err
 	}
 	// The state layer copies the sealed code into its own temp file, so the
 	// create dir can go.
-	out, release, err := writeState(img, tmp, env, codePath, "")
+	out, release, err := trainimage.WriteState(img, tmp, env, codePath, "")
 	if err != nil {
 		return nil, err
 	}
 	return &Built{Image: out, Envelope: env, Verified: v, Release: release}, nil
-}
-
-// withHistory gives every layer of img a history entry when the image has
-// none (images built by tools that skip history), so the state layer can be
-// told apart from base layers later. Diff ids, and so the BaseID, stay.
-func withHistory(img v1.Image) (v1.Image, error) {
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	n := 0
-	for _, h := range cf.History {
-		if !h.EmptyLayer {
-			n++
-		}
-	}
-	if n == len(cf.RootFS.DiffIDs) {
-		return img, nil
-	}
-	c := cf.DeepCopy()
-	c.History = nil
-	for range cf.RootFS.DiffIDs {
-		c.History = append(c.History, v1.History{CreatedBy: "trainyard: base layer"})
-	}
-	return mutate.ConfigFile(img, c)
 }
 
 // OpenOption configures OpenResults.
@@ -129,20 +95,20 @@ func OpenResults(ctx context.Context, trust hardened.TrustStore, userID string, 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	sealed, _, err := readTrain(ctx, img, tmp, o.progress, func(env *hardened.Envelope) (*hardened.Verified, error) {
+	sealed, _, err := trainimage.Read(ctx, img, tmp, o.progress, func(env *hardened.Envelope) (*hardened.Verified, error) {
 		return hardened.Verify(ctx, trust, env)
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer sealed.Close()
-	if sealed.results == "" {
-		return nil, fmt.Errorf("%w: the train carries no results yet", ErrImage)
+	if sealed.Results == "" {
+		return nil, fmt.Errorf("%w: the train carries no results yet", trainimage.ErrImage)
 	}
-	f, err := os.Open(sealed.results)
+	f, err := os.Open(sealed.Results)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return hardened.OpenResults(ctx, trust, userID, key, sealed.env, f, dir)
+	return hardened.OpenResults(ctx, trust, userID, key, sealed.Envelope, f, dir)
 }
