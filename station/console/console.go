@@ -72,6 +72,48 @@ type Console struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+
+	// inspected caches inspections by stop key and input digest: an
+	// inspection pulls and decrypts the train, the same bytes every time.
+	imu       sync.Mutex
+	inspected map[string]inspected
+}
+
+type inspected struct {
+	insp *station.Inspection
+	at   time.Time
+}
+
+const (
+	inspectTTL  = 10 * time.Minute
+	inspectKeep = 100
+)
+
+// inspect returns the (cached) inspection of st's train.
+func (c *Console) inspect(ctx context.Context, st *station.Stop) (*station.Inspection, error) {
+	k := st.Key + "@" + st.Input
+	c.imu.Lock()
+	e, ok := c.inspected[k]
+	c.imu.Unlock()
+	if ok && time.Since(e.at) < inspectTTL {
+		return e.insp, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	insp, err := c.opt.Inspect(ctx, st)
+	if err != nil || insp == nil {
+		return insp, err // failures are not kept: the next view tries again
+	}
+	c.imu.Lock()
+	defer c.imu.Unlock()
+	now := time.Now()
+	for k, e := range c.inspected {
+		if now.Sub(e.at) >= inspectTTL || len(c.inspected) >= inspectKeep {
+			delete(c.inspected, k)
+		}
+	}
+	c.inspected[k] = inspected{insp: insp, at: now}
+	return insp, nil
 }
 
 type session struct {
@@ -110,7 +152,7 @@ func New(o Options) (*Console, error) {
 	if o.Poll <= 0 {
 		o.Poll = time.Second
 	}
-	c := &Console{opt: o, sessions: map[string]*session{}, pages: map[string]*template.Template{}}
+	c := &Console{opt: o, sessions: map[string]*session{}, pages: map[string]*template.Template{}, inspected: map[string]inspected{}}
 	funcs := template.FuncMap{
 		"ts":    c.ts,
 		"size":  humanSize,
@@ -508,9 +550,7 @@ func (c *Console) stopPage(w http.ResponseWriter, r *http.Request, s *session) {
 		v.Route = append(v.Route, routeItem{Pos: i + 1, Station: id, Here: i == st.Index})
 	}
 	if c.opt.Inspect != nil && (st.State == station.Held || st.State == station.Accepted) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
-		insp, err := c.opt.Inspect(ctx, st)
-		cancel()
+		insp, err := c.inspect(r.Context(), st)
 		if err != nil {
 			v.InspErr = err.Error()
 		} else if insp != nil {

@@ -618,9 +618,26 @@ func TestTrainPageShowsTheInspection(t *testing.T) {
 	if asked == nil || asked.Key != held.Key {
 		t.Fatalf("Inspect asked for %+v", asked)
 	}
-	_, _, body = c.get("/stop?name=" + url.QueryEscape(broken.Key))
-	if !strings.Contains(body, "could not be inspected: pull: no such stop") || !strings.Contains(body, `value="accept"`) {
-		t.Fatalf("train page with a failed inspection:\n%s", body)
+	// The same train is inspected once; another input is inspected again.
+	asked = nil
+	c.get("/stop?name=" + url.QueryEscape(held.Key))
+	if asked != nil {
+		t.Fatal("the same train was inspected twice")
+	}
+	held.Input = digest("another copy")
+	if err := f.st.DB.Save(held, ""); err != nil {
+		t.Fatal(err)
+	}
+	c.get("/stop?name=" + url.QueryEscape(held.Key))
+	if asked == nil {
+		t.Fatal("a new input was not inspected")
+	}
+	for range 2 { // a failure is not kept
+		asked = nil
+		_, _, body = c.get("/stop?name=" + url.QueryEscape(broken.Key))
+		if asked == nil || !strings.Contains(body, "could not be inspected: pull: no such stop") || !strings.Contains(body, `value="accept"`) {
+			t.Fatalf("train page with a failed inspection:\n%s", body)
+		}
 	}
 	asked = nil
 	c.get("/stop?name=" + url.QueryEscape(done.Key))
