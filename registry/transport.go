@@ -152,6 +152,7 @@ func classify(req *http.Request, err error, stalled bool) error {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() && req.Context().Err() == nil {
+		// %v, not %w: a visible net.Error would make ggcr retry it as temporary.
 		return fmt.Errorf("%s %s: %w: %v", req.Method, req.URL.Redacted(), ErrTimeout, err)
 	}
 	return err

@@ -25,7 +25,7 @@ const defaultSocket = "/var/run/docker.sock"
 func engineClient() (*client.Client, error) {
 	c, err := client.New(client.FromEnv)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoEngine, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoEngine, err)
 	}
 	return c, nil
 }

@@ -45,7 +45,7 @@ type VisitFunc func(prefix, rel string, hdr *tar.Header, r io.Reader) error
 func Walk(ctx context.Context, img v1.Image, fn VisitFunc, prefixes ...string) error {
 	layers, err := img.Layers()
 	if err != nil {
-		return fmt.Errorf("%w: list layers: %v", ErrLayout, err)
+		return fmt.Errorf("%w: list layers: %w", ErrLayout, err)
 	}
 	for i, p := range prefixes {
 		prefixes[i] = cleanName(p)
@@ -136,6 +136,8 @@ func (m *merger) ancestorBlocked(p string) bool {
 func (m *merger) layer(ctx context.Context, l v1.Layer, fn VisitFunc) error {
 	rc, err := l.Uncompressed()
 	if err != nil {
+		// %v, not %w: a truncated layer (io.ErrUnexpectedEOF) stays a
+		// refusal, not a network failure to retry.
 		return fmt.Errorf("%w: open layer: %v", ErrLayout, err)
 	}
 	defer rc.Close()

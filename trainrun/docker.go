@@ -70,7 +70,7 @@ func NewDocker(opts ...DockerOption) (*Docker, error) {
 	}
 	cli, err := client.New(copts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: docker client: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: docker client: %w", ErrUnavailable, err)
 	}
 	return &Docker{cli: cli, unpack: o.unpack}, nil
 }
@@ -81,7 +81,7 @@ func (d *Docker) Close() error { return d.cli.Close() }
 // Available pings the daemon and negotiates the API version.
 func (d *Docker) Available(ctx context.Context) error {
 	if _, err := d.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		return fmt.Errorf("%w: docker daemon: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: docker daemon: %w", ErrUnavailable, err)
 	}
 	return nil
 }

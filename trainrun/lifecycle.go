@@ -67,7 +67,7 @@ func (r *Runc) startWatchdog(id, bundle string) (*watchdog, error) {
 	}
 	bin, err := exec.LookPath(r.binary)
 	if err != nil {
-		return nil, fmt.Errorf("%w: runc not found (%v)", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: runc not found (%w)", ErrUnavailable, err)
 	}
 	return startWatchdog(self, "runc", bin, r.stateDir, id, bundle)
 }

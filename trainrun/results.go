@@ -513,7 +513,7 @@ func copyFile(inRoot, out *os.Root, rel string, info fs.FileInfo) error {
 
 func noSpace(err error) error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("%w: the results filesystem is full: %v", ErrResultsTooLarge, err)
+		return fmt.Errorf("%w: the results filesystem is full: %w", ErrResultsTooLarge, err)
 	}
 	return err
 }

@@ -79,7 +79,7 @@ func NewRunc(opts ...RuncOption) *Runc {
 // Available reports why this runner cannot run here (nil when it can).
 func (r *Runc) Available() error {
 	if _, err := exec.LookPath(r.binary); err != nil {
-		return fmt.Errorf("%w: runc not found (%v); install it with apt-get install runc", ErrUnavailable, err)
+		return fmt.Errorf("%w: runc not found (%w); install it with apt-get install runc", ErrUnavailable, err)
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("%w: the runc backend needs root", ErrUnavailable)
@@ -347,11 +347,11 @@ func userIn(rootfs, user string) (uint32, uint32, error) {
 func checkDir(dir, what string) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s: %v", ErrInvalidSpec, what, err)
+		return "", fmt.Errorf("%w: %s: %w", ErrInvalidSpec, what, err)
 	}
 	fi, err := os.Stat(abs)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s: %v", ErrInvalidSpec, what, err)
+		return "", fmt.Errorf("%w: %s: %w", ErrInvalidSpec, what, err)
 	}
 	if !fi.IsDir() {
 		return "", fmt.Errorf("%w: %s %s is not a directory", ErrInvalidSpec, what, abs)

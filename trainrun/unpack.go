@@ -239,7 +239,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		// os.Root refuses paths that escape through symlinks; report them as unsafe.
 		if strings.Contains(err.Error(), "path escapes from parent") {
-			return fmt.Errorf("%w: entry %q: %v", ErrUnsafeImage, hdr.Name, err)
+			return fmt.Errorf("%w: entry %q: %w", ErrUnsafeImage, hdr.Name, err)
 		}
 		return fmt.Errorf("unpack %q: %w", hdr.Name, err)
 	}
@@ -413,6 +413,8 @@ func layerChecks(img v1.Image) ([]v1.Layer, []layerCheck, error) {
 		c := layerCheck{index: i, digest: m.Layers[i].Digest, size: m.Layers[i].Size, diffID: cf.RootFS.DiffIDs[i]}
 		for _, h := range []v1.Hash{c.digest, c.diffID} {
 			if _, err := newHash(h); err != nil {
+				// %v, not %w: a truncated layer's io.ErrUnexpectedEOF must stay a
+				// refusal, not read as a network failure (station.Classify).
 				return nil, nil, fmt.Errorf("%w: layer %d: %v", ErrLayerDigest, i, err)
 			}
 		}

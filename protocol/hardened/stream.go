@@ -211,6 +211,8 @@ type openReader struct {
 func NewOpenReader(r io.Reader, key []byte) (io.Reader, error) {
 	hb := make([]byte, streamHeaderSize)
 	if _, err := io.ReadFull(r, hb); err != nil {
+		// %v, not %w: a short header (io.ErrUnexpectedEOF) is a refused
+		// train, not a network failure to retry.
 		return nil, fmt.Errorf("%w: reading stream header: %v", ErrMalformed, err)
 	}
 	h, err := ParseStreamHeader(hb)

@@ -33,7 +33,7 @@ func ImmutableHash(creatorID string, fileList []string, open FileSource, session
 		seen[f] = true
 		rc, err := open(f)
 		if err != nil {
-			return nil, fmt.Errorf("%w: file_list names %q: %v", ErrTampered, f, err)
+			return nil, fmt.Errorf("%w: file_list names %q: %w", ErrTampered, f, err)
 		}
 		if f == "query.json" {
 			queryFile, err = io.ReadAll(io.LimitReader(rc, 64<<20))
