@@ -524,3 +524,21 @@ trainyard keys generate a && trainyard keys show a.pub | jq . # trainyard not th
 		t.Errorf("docCommands:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestDeployUnitKeepsTrainsReadable: a umask stricter than 022 reaches the
+// train's unpacked root filesystem and runc's mount points, and a train
+// running as a non-root user cannot reach its own entrypoint.
+func TestDeployUnitKeepsTrainsReadable(t *testing.T) {
+	u, _, _ := readDeploy(t)
+	v := u.get("Service", "UMask")
+	if v == "" {
+		return // systemd's default, 0022
+	}
+	var m uint32
+	if _, err := fmt.Sscanf(v, "%o", &m); err != nil {
+		t.Fatalf("UMask=%q: %v", v, err)
+	}
+	if m&0o055 != 0 {
+		t.Errorf("UMask=%s takes read or search from group or others: trains that run as a non-root user break", v)
+	}
+}
