@@ -408,7 +408,10 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ *session) {
 var queueStates = []station.State{station.Held, station.Accepted, station.Running, station.Review, station.Retry}
 
 type queueView struct {
-	Stops    []station.Stop
+	Stops []station.Stop
+	// Insp has the inspections already made (Train pages), by stop key:
+	// the queue shows their approval terms and code size.
+	Insp     map[string]*station.Inspection
 	Running  *station.Stop
 	Retrying []station.Retrying
 	Hold     bool
@@ -428,7 +431,14 @@ func (c *Console) queue(ctx context.Context) (*queueView, error) {
 		return nil, err
 	}
 	sort.SliceStable(stops, func(i, j int) bool { return stops[i].Arrived.Before(stops[j].Arrived) })
-	q := &queueView{Stops: stops, Running: st.Running, Retrying: st.Retrying, Hold: st.Hold, Review: st.ReviewResults}
+	q := &queueView{Stops: stops, Running: st.Running, Retrying: st.Retrying, Hold: st.Hold, Review: st.ReviewResults, Insp: map[string]*station.Inspection{}}
+	c.imu.Lock()
+	for _, s := range stops {
+		if e, ok := c.inspected[s.Key+"@"+s.Input]; ok {
+			q.Insp[s.Key] = e.insp
+		}
+	}
+	c.imu.Unlock()
 	type fp struct {
 		K, S string
 		U    time.Time

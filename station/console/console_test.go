@@ -618,6 +618,11 @@ func TestTrainPageShowsTheInspection(t *testing.T) {
 	if asked == nil || asked.Key != held.Key {
 		t.Fatalf("Inspect asked for %+v", asked)
 	}
+	// The queue shows what the inspection found.
+	_, _, body = c.get("/")
+	if !strings.Contains(body, "“flu study &lt;b&gt;2026&lt;/b&gt;”") || !strings.Contains(body, "expires 2027-01-01T00:00:00Z") || !strings.Contains(body, "2.9 KiB<br><small>2 files") {
+		t.Fatalf("queue after the inspection:\n%s", body)
+	}
 	// The same train is inspected once; another input is inspected again.
 	asked = nil
 	c.get("/stop?name=" + url.QueryEscape(held.Key))
