@@ -195,13 +195,18 @@ func VerifyPSS(pub *rsa.PublicKey, digest, sig []byte) error {
 	return nil
 }
 
-// EncryptedSize is the size of IV || AES-CBC(PKCS#7(n bytes)).
-func EncryptedSize(n int64) int64 { return aes.BlockSize + (n/aes.BlockSize+1)*aes.BlockSize }
+// The AES-256-CBC helpers below are raw and unauthenticated: the legacy PHT
+// format takes its integrity from the signed SHA-512 hashes over the
+// plaintext, never from the cipher. They are unexported so nothing but this
+// package's legacy code can reach for them; new formats use an AEAD.
 
-// Encrypt streams IV || AES-256-CBC(key, iv, PKCS#7(src)) to dst. A nil iv
+// rawCBCEncryptedSize is the size of IV || AES-CBC(PKCS#7(n bytes)).
+func rawCBCEncryptedSize(n int64) int64 { return aes.BlockSize + (n/aes.BlockSize+1)*aes.BlockSize }
+
+// rawCBCEncrypt streams IV || AES-256-CBC(key, iv, PKCS#7(src)) to dst. A nil iv
 // draws a fresh random one (the Python library shares one IV between all
 // files of an encryptor; a fresh IV per file is compatible and safer).
-func Encrypt(dst io.Writer, src io.Reader, key, iv []byte) error {
+func rawCBCEncrypt(dst io.Writer, src io.Reader, key, iv []byte) error {
 	if len(key) != KeySize {
 		return fmt.Errorf("%w: AES key is %d bytes, want %d", ErrKey, len(key), KeySize)
 	}
@@ -251,11 +256,11 @@ func Encrypt(dst io.Writer, src io.Reader, key, iv []byte) error {
 	return err
 }
 
-// Decrypt streams the plaintext of IV || AES-256-CBC(...) from src to dst.
+// rawCBCDecrypt streams the plaintext of IV || AES-256-CBC(...) from src to dst.
 // It holds back the last block until EOF to strip the padding, so a wrong
 // key or a truncated file is an error (wrapping ErrDecrypt) and never a
 // silent short plaintext. Bytes already written to dst are then garbage.
-func Decrypt(dst io.Writer, src io.Reader, key []byte) error {
+func rawCBCDecrypt(dst io.Writer, src io.Reader, key []byte) error {
 	if len(key) != KeySize {
 		return fmt.Errorf("%w: AES key is %d bytes, want %d", ErrKey, len(key), KeySize)
 	}
@@ -313,12 +318,12 @@ func Decrypt(dst io.Writer, src io.Reader, key []byte) error {
 	}
 }
 
-// DecryptedSize is the plaintext size of the n-byte ciphertext IV ||
+// rawCBCDecryptedSize is the plaintext size of the n-byte ciphertext IV ||
 // AES-256-CBC(...) readable at src, found from its last block alone (CBC
 // decrypts one block given the one before it), so the plaintext can stream
 // behind a header that states its size. The checks and errors are
-// Decrypt's: a truncated file or bad padding wraps ErrDecrypt.
-func DecryptedSize(src io.ReaderAt, n int64, key []byte) (int64, error) {
+// rawCBCDecrypt's: a truncated file or bad padding wraps ErrDecrypt.
+func rawCBCDecryptedSize(src io.ReaderAt, n int64, key []byte) (int64, error) {
 	if len(key) != KeySize {
 		return 0, fmt.Errorf("%w: AES key is %d bytes, want %d", ErrKey, len(key), KeySize)
 	}
@@ -370,8 +375,10 @@ func NewKey() []byte {
 // encryptor is a train.Transform that encrypts with key.
 type encryptor struct{ key []byte }
 
-func (e encryptor) Size(n int64) int64                       { return EncryptedSize(n) }
-func (e encryptor) Apply(dst io.Writer, src io.Reader) error { return Encrypt(dst, src, e.key, nil) }
+func (e encryptor) Size(n int64) int64 { return rawCBCEncryptedSize(n) }
+func (e encryptor) Apply(dst io.Writer, src io.Reader) error {
+	return rawCBCEncrypt(dst, src, e.key, nil)
+}
 
 // LoadPrivateKeyFile reads a station or creator key file (PRIVATE_KEY_PATH).
 func LoadPrivateKeyFile(path string, password []byte) (*rsa.PrivateKey, error) {

@@ -216,7 +216,7 @@ func writeConfigAndKey(w *train.LayerWriter, cfg, userKey []byte) error {
 func decryptTrain(t *train.Tree, key []byte) ([]byte, error) {
 	var query []byte
 	for _, e := range t.Files() {
-		err := t.Rewrite(e, func(dst io.Writer, src io.Reader) error { return Decrypt(dst, src, key) })
+		err := t.Rewrite(e, func(dst io.Writer, src io.Reader) error { return rawCBCDecrypt(dst, src, key) })
 		if err != nil {
 			return nil, fmt.Errorf("train file %s: %w", e.Name, err)
 		}
@@ -511,8 +511,8 @@ func sealResult(w *train.LayerWriter, rel string, hdr *tar.Header, r io.Reader, 
 	case rel == "":
 		return fmt.Errorf("%w: /%s is not a directory", train.ErrLayout, train.ResultsDir)
 	case r != nil:
-		err := w.FileFunc(full, hdr.Mode, EncryptedSize(hdr.Size), func(dst io.Writer) error {
-			return Encrypt(dst, io.TeeReader(r, rh), key, nil)
+		err := w.FileFunc(full, hdr.Mode, rawCBCEncryptedSize(hdr.Size), func(dst io.Writer) error {
+			return rawCBCEncrypt(dst, io.TeeReader(r, rh), key, nil)
 		})
 		if err != nil {
 			return fmt.Errorf("encrypt results: %q: %w", "/"+full, err)
@@ -651,7 +651,7 @@ type hashingEncryptor struct {
 }
 
 func (e hashingEncryptor) Apply(dst io.Writer, src io.Reader) error {
-	return Encrypt(dst, io.TeeReader(src, e.h), e.key, nil)
+	return rawCBCEncrypt(dst, io.TeeReader(src, e.h), e.key, nil)
 }
 
 // hashingDecryptor is a train.SizedTransform: it decrypts into the layer
@@ -664,9 +664,9 @@ type hashingDecryptor struct {
 func (d hashingDecryptor) Size(n int64) int64 { return -1 } // SizeOf decides
 
 func (d hashingDecryptor) SizeOf(src io.ReaderAt, n int64) (int64, error) {
-	return DecryptedSize(src, n, d.key)
+	return rawCBCDecryptedSize(src, n, d.key)
 }
 
 func (d hashingDecryptor) Apply(dst io.Writer, src io.Reader) error {
-	return Decrypt(io.MultiWriter(dst, d.h), src, d.key)
+	return rawCBCDecrypt(io.MultiWriter(dst, d.h), src, d.key)
 }

@@ -112,7 +112,7 @@ func decryptTo(root *os.Root, t *train.Tree, e *train.Entry, key []byte, h io.Wr
 	if err != nil {
 		return err
 	}
-	err = Decrypt(io.MultiWriter(f, h), src, key)
+	err = rawCBCDecrypt(io.MultiWriter(f, h), src, key)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -17,12 +17,12 @@ import (
 )
 
 // FuzzDecryptedSize: the size read from the last block alone agrees with
-// what a full Decrypt delivers, and both refuse the same inputs.
+// what a full rawCBCDecrypt delivers, and both refuse the same inputs.
 func FuzzDecryptedSize(f *testing.F) {
 	key := seq(0, 32)
 	for _, n := range []int{0, 1, 15, 16, 17, 100} {
 		var ct bytes.Buffer
-		Encrypt(&ct, bytes.NewReader(bytes.Repeat([]byte{'x'}, n)), key, seq(0x20, 16))
+		rawCBCEncrypt(&ct, bytes.NewReader(bytes.Repeat([]byte{'x'}, n)), key, seq(0x20, 16))
 		f.Add(ct.Bytes())
 	}
 	f.Add([]byte{})
@@ -30,11 +30,11 @@ func FuzzDecryptedSize(f *testing.F) {
 	f.Add(make([]byte, 33))
 	f.Add(make([]byte, 48))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		size, serr := DecryptedSize(bytes.NewReader(data), int64(len(data)), key)
+		size, serr := rawCBCDecryptedSize(bytes.NewReader(data), int64(len(data)), key)
 		var pt bytes.Buffer
-		derr := Decrypt(&pt, bytes.NewReader(data), key)
+		derr := rawCBCDecrypt(&pt, bytes.NewReader(data), key)
 		if (serr == nil) != (derr == nil) {
-			t.Fatalf("DecryptedSize: %v, Decrypt: %v", serr, derr)
+			t.Fatalf("rawCBCDecryptedSize: %v, rawCBCDecrypt: %v", serr, derr)
 		}
 		if serr != nil {
 			if !errors.Is(serr, ErrDecrypt) {
@@ -43,7 +43,7 @@ func FuzzDecryptedSize(f *testing.F) {
 			return
 		}
 		if size != int64(pt.Len()) {
-			t.Fatalf("DecryptedSize %d, Decrypt wrote %d", size, pt.Len())
+			t.Fatalf("rawCBCDecryptedSize %d, rawCBCDecrypt wrote %d", size, pt.Len())
 		}
 	})
 }

@@ -103,15 +103,15 @@ func TestVectorV4AES(t *testing.T) {
 		{"", prefix + "5a6e045708fb7196f02e553d02c3a692"},
 	} {
 		var ct bytes.Buffer
-		if err := Encrypt(&ct, strings.NewReader(c.in), key, iv); err != nil {
+		if err := rawCBCEncrypt(&ct, strings.NewReader(c.in), key, iv); err != nil {
 			t.Fatal(err)
 		}
 		mustHex(t, ct.Bytes(), c.want)
-		if int64(ct.Len()) != EncryptedSize(int64(len(c.in))) {
-			t.Fatalf("EncryptedSize(%d) = %d, real %d", len(c.in), EncryptedSize(int64(len(c.in))), ct.Len())
+		if int64(ct.Len()) != rawCBCEncryptedSize(int64(len(c.in))) {
+			t.Fatalf("rawCBCEncryptedSize(%d) = %d, real %d", len(c.in), rawCBCEncryptedSize(int64(len(c.in))), ct.Len())
 		}
 		var pt bytes.Buffer
-		if err := Decrypt(&pt, bytes.NewReader(ct.Bytes()), key); err != nil {
+		if err := rawCBCDecrypt(&pt, bytes.NewReader(ct.Bytes()), key); err != nil {
 			t.Fatal(err)
 		}
 		if pt.String() != c.in {
