@@ -17,7 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
+	"reflect"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
@@ -28,35 +28,62 @@ import (
 	"github.com/trainyard/trainyard/internal/fsutil"
 )
 
-// logOnce routes distribution's logs into slog at debug level. distribution
-// logs only through logrus's standard logger (its context logger is
-// internal), so this is a process-wide setting of logrus, made by the one
-// package that embeds distribution; it logs ordinary 404s (HEAD checks before
-// every upload) at error level, hence debug, where -v shows them.
-var logOnce sync.Once
+// Option configures the embedded registry.
+type Option func(*options)
 
-type slogHook struct{}
+type options struct{ logger *slog.Logger }
+
+// WithLogger sends distribution's logs to l, at debug level (it logs
+// ordinary 404s, the HEAD checks before every upload, at error level). The
+// default is slog.Default(), where the CLI's -v shows them.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// slogHook forwards a logrus entry to an slog.Logger.
+type slogHook struct{ log *slog.Logger }
 
 func (slogHook) Levels() []logrus.Level { return logrus.AllLevels }
 
-func (slogHook) Fire(e *logrus.Entry) error {
+func (h slogHook) Fire(e *logrus.Entry) error {
 	attrs := make([]any, 0, 2*len(e.Data)+2)
 	attrs = append(attrs, "component", "registry")
 	for k, v := range e.Data {
 		attrs = append(attrs, k, v)
 	}
-	slog.Debug(e.Message, attrs...)
+	h.log.Debug(e.Message, attrs...)
 	return nil
+}
+
+// loggerCtx hands distribution a logger of this server's own. distribution
+// looks its logger up in the context under a key of its internal dcontext
+// package and falls back to logrus's process-wide standard logger; answering
+// that key here keeps every other logrus user in the process untouched.
+// TestLogsScopedToServer fails if a distribution upgrade renames the key.
+type loggerCtx struct {
+	context.Context
+	entry *logrus.Entry
+}
+
+func (c loggerCtx) Value(key any) any {
+	if t := reflect.TypeOf(key); t != nil && t.Name() == "loggerKey" &&
+		t.PkgPath() == "github.com/distribution/distribution/v3/internal/dcontext" {
+		return c.entry
+	}
+	return c.Context.Value(key)
 }
 
 // NewHandler returns the embedded registry (distribution/v3) as an
 // http.Handler storing everything under dataDir, and a func that stops its
 // background work. Data survives a restart: it is all in dataDir.
-func NewHandler(ctx context.Context, dataDir string) (http.Handler, func(), error) {
-	logOnce.Do(func() {
-		logrus.SetOutput(io.Discard)
-		logrus.AddHook(slogHook{})
-	})
+func NewHandler(ctx context.Context, dataDir string, opts ...Option) (http.Handler, func(), error) {
+	o := options{logger: slog.Default()}
+	for _, f := range opts {
+		f(&o)
+	}
+	// A logger of this server's own: nothing printed, everything to o.logger.
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	l.AddHook(slogHook{o.logger})
+	entry := logrus.NewEntry(l)
 	abs, err := filepath.Abs(dataDir)
 	if err != nil {
 		return nil, nil, err
@@ -79,8 +106,13 @@ func NewHandler(ctx context.Context, dataDir string) (http.Handler, func(), erro
 	// Built in code, the config misses the YAML default: catalog requests
 	// (n=1000) would be refused as PAGINATION_NUMBER_INVALID.
 	c.Catalog.MaxEntries = 1000
-	app := handlers.NewApp(ctx, c)
-	return app, func() { _ = app.Shutdown() }, nil
+	app := handlers.NewApp(loggerCtx{ctx, entry}, c)
+	// Requests carry the http.Server's context, not the app's: give each
+	// one the logger too.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		app.ServeHTTP(w, r.WithContext(loggerCtx{r.Context(), entry}))
+	})
+	return h, func() { _ = app.Shutdown() }, nil
 }
 
 // httpSecret keeps the upload-state secret stable across restarts so that
@@ -103,8 +135,8 @@ func httpSecret(dir string) (string, error) {
 
 // Serve runs the embedded registry on addr until ctx is cancelled, then
 // shuts down cleanly. ready, if not nil, receives the bound address.
-func Serve(ctx context.Context, addr, dataDir string, ready func(net.Addr)) error {
-	h, stop, err := NewHandler(ctx, dataDir)
+func Serve(ctx context.Context, addr, dataDir string, ready func(net.Addr), opts ...Option) error {
+	h, stop, err := NewHandler(ctx, dataDir, opts...)
 	if err != nil {
 		return err
 	}
