@@ -19,10 +19,10 @@ import (
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/trainyard/trainyard/internal/kdftest"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/trust"
-	"github.com/trainyard/trainyard/tuf/keys"
 	"github.com/trainyard/trainyard/tuf/repo"
 )
 
@@ -39,7 +39,7 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // /metrics, and logs a warning once less than a fifth of it is left
 // (nobody runs `trust refresh`).
 func TestServeTrustExpiry(t *testing.T) {
-	keys.ScryptN = 1 << 10
+	kdftest.Fast()
 	ctx := context.Background()
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)

@@ -16,14 +16,14 @@ import (
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/trainyard/trainyard/internal/kdftest"
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/trust"
-	"github.com/trainyard/trainyard/tuf/keys"
 	"github.com/trainyard/trainyard/tuf/repo"
 )
 
-func init() { keys.ScryptN = 1 << 10 } // fast KDF in tests only
+func init() { kdftest.Fast() } // fast KDF in tests only
 
 type fixture struct {
 	reqs  *atomic.Int64 // registry requests so far

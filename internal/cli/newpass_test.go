@@ -11,7 +11,7 @@ import (
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
-	"github.com/trainyard/trainyard/tuf/keys"
+	"github.com/trainyard/trainyard/internal/kdftest"
 )
 
 // answerPrompts makes promptPassword answer with answers in order and
@@ -46,7 +46,7 @@ func unsetEnv(t *testing.T, names ...string) {
 // allows empty, an empty TRAINYARD_TUF_<ROLE>_KEY_PASSWORD needs
 // --no-password too, and a role's later key asks once (the role's password).
 func TestTUFNewKeyPassword(t *testing.T) {
-	keys.ScryptN = 1 << 10
+	kdftest.Fast()
 	dir := t.TempDir()
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()

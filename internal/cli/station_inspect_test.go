@@ -18,10 +18,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/trainyard/trainyard/internal/kdftest"
 	"github.com/trainyard/trainyard/internal/testutil"
 	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/trainrun"
-	"github.com/trainyard/trainyard/tuf/keys"
 )
 
 // inspectDocSection is the part of docs/cli.md about `station inspect`.
@@ -84,7 +84,7 @@ func TestStationInspectJSONDocumented(t *testing.T) {
 // -o json, at the station it is due at; refusals (not due here, tampered,
 // bad flags) as one line with the exit code `station run` has for them.
 func TestStationInspectCLI(t *testing.T) {
-	keys.ScryptN = 1 << 10
+	kdftest.Fast()
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")

@@ -12,8 +12,8 @@ import (
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/trainyard/trainyard/internal/kdftest"
 	"github.com/trainyard/trainyard/trainrun"
-	"github.com/trainyard/trainyard/tuf/keys"
 )
 
 // cliNet is a v1 network driven through the CLI: an in-process registry,
@@ -43,7 +43,7 @@ func newCLINet(t *testing.T) *cliNet {
 		}
 		t.Skip(err)
 	}
-	keys.ScryptN = 1 << 10
+	kdftest.Fast()
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
 	n := &cliNet{host: strings.TrimPrefix(srv.URL, "http://"), dir: t.TempDir()}

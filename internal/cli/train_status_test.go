@@ -15,10 +15,10 @@ import (
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/trainyard/trainyard/creator"
+	"github.com/trainyard/trainyard/internal/kdftest"
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
-	"github.com/trainyard/trainyard/tuf/keys"
 )
 
 // TestTrainStatusCLI: a train created through the CLI waits at stop 0;
@@ -26,7 +26,7 @@ import (
 // outcome and reason (escaped) as text and as JSON; an unknown train and
 // missing flags are one error line.
 func TestTrainStatusCLI(t *testing.T) {
-	keys.ScryptN = 1 << 10
+	kdftest.Fast()
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")

@@ -19,10 +19,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/trainyard/trainyard/internal/kdftest"
 	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/train"
 	"github.com/trainyard/trainyard/trainrun"
-	"github.com/trainyard/trainyard/tuf/keys"
 )
 
 // TestTrainV1ShowAndJSON: train show reads a trainyard/v1 train's public
@@ -36,7 +36,7 @@ func TestTrainV1ShowAndJSON(t *testing.T) {
 		}
 		t.Skip(err)
 	}
-	keys.ScryptN = 1 << 10
+	kdftest.Fast()
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")

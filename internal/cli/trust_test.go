@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
-	"github.com/trainyard/trainyard/tuf/keys"
+	"github.com/trainyard/trainyard/internal/kdftest"
 )
 
 const trustTestDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -30,7 +30,7 @@ type trustCLI struct {
 }
 
 func newTrustCLI(t *testing.T) *trustCLI {
-	keys.ScryptN = 1 << 10
+	kdftest.Fast()
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()

@@ -18,11 +18,12 @@ import (
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/trainyard/trainyard/internal/kdftest"
 	"github.com/trainyard/trainyard/tuf/keys"
 )
 
 func TestTUFCommands(t *testing.T) {
-	keys.ScryptN = 1 << 10
+	kdftest.Fast()
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()
 	dir := t.TempDir()
@@ -273,7 +274,7 @@ func TestTUFConformanceCLI(t *testing.T) {
 // are refused with what to do, and the registry's tags stay as they were;
 // pull-master makes a stale state current.
 func TestTUFPublishGuard(t *testing.T) {
-	keys.ScryptN = 1 << 10
+	kdftest.Fast()
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")

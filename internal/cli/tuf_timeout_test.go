@@ -15,7 +15,7 @@ import (
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
-	"github.com/trainyard/trainyard/tuf/keys"
+	"github.com/trainyard/trainyard/internal/kdftest"
 )
 
 // switchRegistry is a real registry that can be made to hang (accept and
@@ -63,7 +63,7 @@ func (s *switchRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // hanging and a trickling registry fail with one timeout line in bounded
 // time instead of hanging forever.
 func TestTUFPullTimesOut(t *testing.T) {
-	keys.ScryptN = 1 << 10
+	kdftest.Fast()
 	sr := &switchRegistry{inner: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))), stop: make(chan struct{})}
 	sr.mode.Store("ok")
 	srv := httptest.NewServer(sr)

@@ -23,10 +23,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/trainyard/trainyard/internal/kdftest"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/registry/server"
 	"github.com/trainyard/trainyard/tuf/client"
-	"github.com/trainyard/trainyard/tuf/keys"
 	"github.com/trainyard/trainyard/tuf/ocistore"
 	"github.com/trainyard/trainyard/tuf/repo"
 )
@@ -35,7 +35,7 @@ import (
 // storage) so that big blobs live on disk, not in this process's heap.
 func benchRepo(b *testing.B) (*ocistore.Store, *repo.Publisher) {
 	b.Helper()
-	keys.ScryptN = 1 << 10
+	kdftest.Fast()
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	h, stop, err := server.NewHandler(ctx, b.TempDir())

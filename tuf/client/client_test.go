@@ -19,6 +19,7 @@ import (
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/trainyard/trainyard/internal/kdftest"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/tuf"
 	"github.com/trainyard/trainyard/tuf/client"
@@ -27,7 +28,7 @@ import (
 	"github.com/trainyard/trainyard/tuf/repo"
 )
 
-func init() { keys.ScryptN = 1 << 10 } // fast KDF in tests only
+func init() { kdftest.Fast() } // fast KDF in tests only
 
 type env struct {
 	t      *testing.T

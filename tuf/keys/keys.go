@@ -25,6 +25,8 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/cjson"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"golang.org/x/crypto/scrypt"
+
+	"github.com/trainyard/trainyard/internal/kdftest"
 )
 
 // Key types accepted by Generate.
@@ -134,11 +136,12 @@ func SignMetadata[T metadata.Roles](md *metadata.Metadata[T], signers ...Signer)
 	return nil
 }
 
-// KDF parameters; tests may lower ScryptN. Decryption takes them from the
-// file, bounded so a hostile file cannot ask for unbounded memory.
-var ScryptN = 1 << 15
-
+// KDF parameters. Decryption takes them from the file, bounded so a hostile
+// file cannot ask for unbounded memory. The cost is a constant, not a
+// variable, so no importer can weaken every key's KDF; this module's tests
+// lower it through internal/kdftest.
 const (
+	scryptN    = 1 << 15
 	scryptR    = 8
 	scryptP    = 1
 	maxScryptN = 1 << 17
@@ -174,7 +177,7 @@ func (k *PrivateKey) Encrypt(password []byte) ([]byte, error) {
 		return nil, err
 	}
 	f := encryptedFile{Format: fileFormat, KeyID: k.id, Public: pub, Cipher: "aes-256-gcm",
-		KDF: kdfParams{Name: "scrypt", Salt: make([]byte, 16), N: ScryptN, R: scryptR, P: scryptP}}
+		KDF: kdfParams{Name: "scrypt", Salt: make([]byte, 16), N: kdftest.ScryptN(scryptN), R: scryptR, P: scryptP}}
 	if _, err := rand.Read(f.KDF.Salt); err != nil {
 		return nil, err
 	}

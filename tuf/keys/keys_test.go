@@ -1,14 +1,17 @@
 package keys
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/trainyard/trainyard/internal/kdftest"
 )
 
 func TestKeysRoundTrip(t *testing.T) {
-	ScryptN = 1 << 10
+	kdftest.Fast()
 	for _, kt := range []string{Ed25519, ECDSA, RSA} {
 		k, err := Generate(kt)
 		if err != nil {
@@ -58,7 +61,7 @@ func TestKeysRoundTrip(t *testing.T) {
 }
 
 func FuzzDecrypt(f *testing.F) {
-	ScryptN = 1 << 4
+	kdftest.Set(1 << 4)
 	k, _ := Generate(Ed25519)
 	enc, _ := k.Encrypt([]byte("pw"))
 	f.Add(enc)
@@ -67,4 +70,31 @@ func FuzzDecrypt(f *testing.F) {
 		_, _ = Decrypt(data, []byte("pw"))
 		_, _ = ParsePublic(data)
 	})
+}
+
+// A key file is written at the full cost unless this module's tests lowered
+// it (the cost is not a variable an importer could change).
+func TestKDFCost(t *testing.T) {
+	t.Cleanup(kdftest.Fast)
+	k, err := Generate(Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		set  func()
+		want int
+	}{{func() { kdftest.Set(0) }, 1 << 15}, {kdftest.Fast, 1 << 10}} {
+		c.set()
+		enc, err := k.Encrypt([]byte("pw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f encryptedFile
+		if err := json.Unmarshal(enc, &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.KDF.N != c.want {
+			t.Errorf("kdf n = %d, want %d", f.KDF.N, c.want)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/trainyard/trainyard/internal/kdftest"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/registry/server"
 	"github.com/trainyard/trainyard/tuf"
@@ -22,7 +23,7 @@ import (
 	"github.com/trainyard/trainyard/tuf/repo"
 )
 
-func init() { keys.ScryptN = 1 << 10 }
+func init() { kdftest.Fast() }
 
 // distRegistry serves dataDir with the embedded distribution registry.
 func distRegistry(t *testing.T, dataDir string) (string, func()) {
