@@ -166,7 +166,7 @@ func (s *Station) Reject(ctx context.Context, name, reason, by string) (*Stop, e
 		return nil, err
 	}
 	s.notify(ctx, st)
-	return st, s.DB.Save(st, by)
+	return st, s.DB.Save(st, "") // the notice's reference; the decision is recorded
 }
 
 // Retry runs a failed or interrupted stop again.
@@ -188,15 +188,15 @@ func (s *Station) Release(ctx context.Context, name, by string) (*Stop, error) {
 	if st.State != Review {
 		return nil, fmt.Errorf("%w: stop %s of train %s is %s, not under review", ErrState, st.Key, st.Train, st.State)
 	}
+	if s.Client == nil {
+		return nil, fmt.Errorf("release pushes the train: it needs the station's --key and --network (or a running station serve)")
+	}
 	ps, err := s.reviewPushes(st)
 	if err != nil {
 		return nil, err
 	}
 	st.By = by
-	if err := s.deliver(ctx, st, ps); err != nil {
-		return nil, err
-	}
-	if err := s.DB.Save(st, by); err != nil {
+	if err := s.deliver(ctx, st, ps, by); err != nil {
 		return nil, err
 	}
 	return st, s.dropReview(st)
@@ -216,7 +216,7 @@ func (s *Station) Withhold(ctx context.Context, name, reason, by string) (*Stop,
 		return nil, err
 	}
 	s.notify(ctx, st)
-	return st, s.DB.Save(st, by)
+	return st, s.DB.Save(st, "")
 }
 
 func (s *Station) dropReview(st *Stop) error {
@@ -225,6 +225,14 @@ func (s *Station) dropReview(st *Stop) error {
 		return err
 	}
 	return os.RemoveAll(dir)
+}
+
+// Backup writes a consistent copy of the station's database to w.
+func (s *Station) Backup(_ context.Context, w io.Writer) error {
+	if s.DB == nil {
+		return errNoDB
+	}
+	return s.DB.Backup(w)
 }
 
 // Log writes the kept train output of the stop name, escaped (EscapeLog).

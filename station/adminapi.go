@@ -33,8 +33,14 @@ import (
 //	GET  /v1/stops/{name}/results/{path...}  the file
 //	GET  /v1/stops/{name}/log       the train output, escaped
 //	POST /v1/run                    {"ref": "..."}: one stop, as `station run`
+//	GET  /v1/backup                 a consistent copy of station.db
 //
 // Errors are {"error": "...", "code": "not_found"|"state"|"bad_request"|"refused"|"failed"|"internal"}.
+
+// backuper copies the station's database (`station backup`).
+type backuper interface {
+	Backup(ctx context.Context, w io.Writer) error
+}
 
 // Runner of one stop through a running serve (`station run` while serve
 // holds the database).
@@ -254,6 +260,22 @@ func AdminHandler(a Admin) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write(buf.Bytes())
 	})
+	mux.HandleFunc("GET /v1/backup", func(w http.ResponseWriter, r *http.Request) {
+		b, ok := a.(backuper)
+		if !ok {
+			writeJSON(w, http.StatusNotFound, apiError{Error: "this admin API cannot back up", Code: "bad_request"})
+			return
+		}
+		// Spooled first: a failure must not leave a truncated copy that
+		// looks whole.
+		var buf bytes.Buffer
+		if err := b.Backup(r.Context(), &buf); err != nil {
+			writeErr(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(buf.Bytes())
+	})
 	mux.HandleFunc("POST /v1/run", func(w http.ResponseWriter, r *http.Request) {
 		sr, ok := a.(stopRunner)
 		if !ok {
@@ -437,6 +459,11 @@ func (c *AdminClient) OpenResult(ctx context.Context, name, path string) (io.Rea
 
 func (c *AdminClient) Log(ctx context.Context, name string, w io.Writer) error {
 	return c.do(ctx, http.MethodGet, stopPath(name, "/log"), nil, w)
+}
+
+// Backup copies the serving station's database to w.
+func (c *AdminClient) Backup(ctx context.Context, w io.Writer) error {
+	return c.do(ctx, http.MethodGet, "/v1/backup", nil, w)
 }
 
 // Run runs one stop in the serving station (`station run` while serve

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -108,6 +109,13 @@ func (d *DB) Path() string { return d.path }
 // put stores st under its key, indexes its input and appends an event when
 // its state changed.
 func (d *DB) put(tx *bolt.Tx, st *Stop, by string) error {
+	old, err := get(tx, st.Key)
+	if err != nil {
+		return err
+	}
+	// The audit trail has one event per change of state (or decision), not
+	// one per save.
+	changed := old == nil || old.State != st.State || old.Reason != st.Reason || by != ""
 	st.Updated = time.Now().UTC()
 	b, err := json.Marshal(st)
 	if err != nil {
@@ -120,6 +128,9 @@ func (d *DB) put(tx *bolt.Tx, st *Stop, by string) error {
 		if err := tx.Bucket(bucketInputs).Put([]byte(st.Input), []byte(st.Key)); err != nil {
 			return err
 		}
+	}
+	if !changed {
+		return nil
 	}
 	ev, err := json.Marshal(Event{Time: st.Updated, Key: st.Key, Train: st.Train, Index: st.Index, State: st.State, Reason: st.Reason, By: by})
 	if err != nil {
@@ -406,4 +417,13 @@ func mayRun(prev *Stop, input string) error {
 	}
 	return fmt.Errorf("%w: stop %d of train %s was already %s at this station (%s)%s", hardened.ErrReplay, prev.Index, prev.Train,
 		prev.State, prev.Updated.Format(time.RFC3339), reasonSuffix(prev.Reason))
+}
+
+// Backup writes a consistent copy of the database to w (a bbolt file), while
+// the station runs.
+func (d *DB) Backup(w io.Writer) error {
+	return d.db.View(func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(w)
+		return err
+	})
 }

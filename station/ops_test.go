@@ -356,6 +356,15 @@ func TestReviewReleaseWithhold(t *testing.T) {
 	if ents, _ := os.ReadDir(a.ReviewDir); len(ents) != 0 {
 		t.Fatalf("plaintext kept after release: %v", ents)
 	}
+	// One event per change of state, the release with who made it.
+	ev, _ := a.DB.Events(st.Key, 100)
+	var states []string
+	for _, e := range ev {
+		states = append(states, string(e.State)+":"+e.By)
+	}
+	if got := strings.Join(states, " "); got != "running: review: done:olga" {
+		t.Fatalf("audit trail %q", got)
+	}
 
 	ref = probeTrain(t, n, "tr7", []string{"a"}, "write", "/opt/pht_results/out.txt", "3 patients")
 	if _, err := a.Process(n.ctx, ref); !errors.Is(err, station.ErrUnderReview) {

@@ -2,8 +2,10 @@ package station
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -43,6 +45,13 @@ type Server struct {
 	// AdminSocket, if set, is where Serve listens for the admin API (a unix
 	// socket, 0600, in the station's state directory).
 	AdminSocket string
+	// Console, if set, is served on the status listener for every path but
+	// /healthz and /metrics, which stay open for probes and Prometheus; it
+	// does its own login (station/console), and /status is then behind it
+	// too (the admin socket answers `station status` either way).
+	Console http.Handler
+	// TLSCert and TLSKey, if set, make the status listener HTTPS.
+	TLSCert, TLSKey string
 
 	once      sync.Once
 	reg       *prometheus.Registry
@@ -443,8 +452,20 @@ func (s *Server) Serve(ctx context.Context, addr string, ready func(net.Addr)) e
 		if err != nil {
 			return err
 		}
-		hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-		go hs.Serve(ln) //nolint:errcheck // closed below
+		hs := &http.Server{Handler: s.listenerHandler(), ReadHeaderTimeout: 10 * time.Second}
+		if s.TLSCert != "" {
+			// Load now, so a bad certificate fails serve at start.
+			if _, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey); err != nil {
+				ln.Close()
+				return fmt.Errorf("status listener certificate: %w", err)
+			}
+			go hs.ServeTLS(ln, s.TLSCert, s.TLSKey) //nolint:errcheck // closed below
+		} else {
+			if !isLoopback(ln.Addr()) {
+				s.Station.logger().Warn("status listener is plain HTTP on a non-loopback address: console logins and pages cross the network unencrypted; give --tls-cert and --tls-key", "addr", ln.Addr().String())
+			}
+			go hs.Serve(ln) //nolint:errcheck // closed below
+		}
 		defer hs.Close()
 		lnAddr = ln.Addr()
 	}
@@ -475,6 +496,29 @@ func (s *Server) Serve(ctx context.Context, addr string, ready func(net.Addr)) e
 		case <-t.C:
 		}
 	}
+}
+
+// listenerHandler is the status listener's: Handler alone, or with a
+// console in front of everything but the probes.
+func (s *Server) listenerHandler() http.Handler {
+	base := s.Handler()
+	if s.Console == nil {
+		return base
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", base)
+	mux.Handle("/metrics", base)
+	mux.Handle("/", s.Console)
+	return mux
+}
+
+// Admin is the admin API of this serve (the station's, with serve's own
+// status), for a console in the same process.
+func (s *Server) Admin() Admin { return s.admin() }
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 func (s *Server) grace() time.Duration {

@@ -207,7 +207,7 @@ func (s *Station) logStop(st *Stop, err error) {
 	case Transient, ClassInterrupted:
 		l.Warn("stop not finished, will retry", append(attrs, "class", string(c), "error", err.Error())...)
 	default:
-		l.Error("stop "+string(st.State), append(attrs, "class", string(c), "error", err.Error())...)
+		l.Error("stop "+string(c), append(attrs, "class", string(c), "error", err.Error())...)
 	}
 }
 
@@ -297,7 +297,7 @@ func (s *Station) process(ctx context.Context, ref string, st *Stop) (err error)
 	if s.ReviewResults {
 		return s.keepForReview(st, pushes)
 	}
-	return s.deliver(ctx, st, pushes)
+	return s.deliver(ctx, st, pushes, "")
 }
 
 // handled says what to do with input bytes the station has a record of.
@@ -391,7 +391,7 @@ func (s *Station) pushes(out v1.Image, st *Stop) []push {
 // digest is recorded first, so a station killed during the push finds on
 // its next start that the push completed (pushedBefore) instead of running
 // the train a second time.
-func (s *Station) deliver(ctx context.Context, st *Stop, ps []push) error {
+func (s *Station) deliver(ctx context.Context, st *Stop, ps []push, by string) error {
 	last := ps[len(ps)-1]
 	dg, err := last.img.Digest()
 	if err != nil {
@@ -418,7 +418,7 @@ func (s *Station) deliver(ctx context.Context, st *Stop, ps []push) error {
 	st.Pushed = st.Dest + "@" + st.Output
 	st.State, st.Reason = Done, ""
 	if s.DB != nil {
-		return s.DB.Save(st, "")
+		return s.DB.Save(st, by)
 	}
 	return nil
 }

@@ -48,6 +48,7 @@ var examples = map[string]string{
 	"station stop":    `  trainyard station stop study42 --id hospital-a`,
 	"station results": `  trainyard station results study42 --id hospital-a`,
 	"station status":  `  trainyard station status --id hospital-a -o json`,
+	"station backup":  `  trainyard station backup --id hospital-a /var/backups/trainyard-station-hospital-a.db`,
 
 	// sealed archives and the key server
 	"seal": `  trainyard seal --images 127.0.0.1:5000/azaion/annotations:3.1 --out site.sealed --devices site-a

@@ -1,17 +1,18 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/trainyard/trainyard/station"
+	"github.com/trainyard/trainyard/station/console"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -46,10 +47,10 @@ func (f *stationFlags) add(cmd *cobra.Command) {
 	p.StringVar(&f.protocol, "protocol", envOr("TRAINYARD_PROTOCOL", station.ProtocolV1), "train protocol: v1 (trust directory) or pht-v2 (legacy PHT trains; --key is then the station's RSA PEM) (TRAINYARD_PROTOCOL)")
 	p.StringVar(&f.runtime, "runtime", envOr("TRAINYARD_RUNTIME", "runc"), "execution backend: runc or docker (TRAINYARD_RUNTIME)")
 	p.StringVar(&f.dockerHost, "docker-host", envOr("DOCKER_HOST", ""), "Docker Engine API address for --runtime docker (DOCKER_HOST)")
-	p.Var(&f.memory, "memory", "memory limit per train, e.g. 512M or 2Gi (default 512 MiB)")
-	p.Int64Var(&f.pids, "pids", 0, "process limit per train (default 256)")
-	p.Float64Var(&f.cpus, "cpus", 0, "CPU quota in cores (default unlimited)")
-	p.Var(&f.timeout, "timeout", "kill a train after this long, e.g. 90m; also bounds post-run (default 1h)")
+	p.Var(&f.memory, "memory", "memory limit per train, e.g. 512M or 2Gi (TRAINYARD_STATION_MEMORY; default 512 MiB)")
+	p.Int64Var(&f.pids, "pids", 0, "process limit per train (TRAINYARD_STATION_PIDS; default 256)")
+	p.Float64Var(&f.cpus, "cpus", 0, "CPU quota in cores (TRAINYARD_STATION_CPUS; default unlimited)")
+	p.Var(&f.timeout, "timeout", "kill a train after this long, e.g. 90m; also bounds post-run (TRAINYARD_STATION_TIMEOUT; default 1h)")
 	f.maxResults = byteSize(trainrun.DefaultMaxResults)
 	p.Var(&f.maxResults, "max-results", "cap on a train's results, enforced while it runs (runc: a filesystem of that size) and when they are sealed, e.g. 512M or 2Gi (TRAINYARD_MAX_RESULTS)")
 }
@@ -113,10 +114,9 @@ func (f *stationFlags) station(cmd *cobra.Command, private ...string) (*station.
 			return nil, &ExitError{Code: 2, Err: fmt.Errorf("%s is required", name)}
 		}
 	}
-	if v := os.Getenv("TRAINYARD_MAX_RESULTS"); v != "" && !cmd.Flags().Changed("max-results") {
-		if err := f.maxResults.Set(v); err != nil {
-			return nil, &ExitError{Code: 2, Err: fmt.Errorf("TRAINYARD_MAX_RESULTS: %w", err)}
-		}
+	if err := applyEnv(cmd, [][2]string{{"max-results", "TRAINYARD_MAX_RESULTS"}, {"memory", "TRAINYARD_STATION_MEMORY"},
+		{"pids", "TRAINYARD_STATION_PIDS"}, {"cpus", "TRAINYARD_STATION_CPUS"}, {"timeout", "TRAINYARD_STATION_TIMEOUT"}}); err != nil {
+		return nil, err
 	}
 	if f.pids < 0 || f.cpus < 0 {
 		return nil, &ExitError{Code: 2, Err: fmt.Errorf("--pids and --cpus must not be negative")}
@@ -241,7 +241,8 @@ exit code, out of memory, timeout, results over the cap); 1 anything else
 	run.Flags().BoolVar(&review, "review-results", false, "keep the results in the state dir until station release or station withhold")
 	var statusAddr, db string
 	var interval, grace, healthAfter time.Duration
-	var hold bool
+	var hold, withConsole bool
+	var tlsCert, tlsKey string
 	serve := &cobra.Command{
 		Use: "serve", Example: examples["station serve"],
 		Short: "Watch this station's inbox and process every train addressed to it; /status, /healthz, /metrics, admin socket",
@@ -264,6 +265,10 @@ serve runs.`,
 			if f.id == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("--id is required")}
 			}
+			if err := applyEnv(cmd, [][2]string{{"interval", "TRAINYARD_STATION_INTERVAL"}, {"grace", "TRAINYARD_STATION_GRACE"},
+				{"health-after", "TRAINYARD_STATION_HEALTH_AFTER"}}); err != nil {
+				return err
+			}
 			if db == "" {
 				db = f.dbPath()
 			}
@@ -278,11 +283,31 @@ serve runs.`,
 			defer d.Close()
 			s.DB, s.Hold, s.ReviewResults = d, hold, review
 			srv := &station.Server{Station: s, Interval: interval, Grace: grace, HealthAfter: healthAfter,
-				Version: buildVersion().Version, AdminSocket: f.adminSocket()}
+				Version: buildVersion().Version, AdminSocket: f.adminSocket(), TLSCert: tlsCert, TLSKey: tlsKey}
+			if (tlsCert == "") != (tlsKey == "") {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--tls-cert and --tls-key go together")}
+			}
+			if withConsole && statusAddr != "" {
+				c, err := console.New(console.Options{Admin: srv.Admin(), TokenFile: f.consoleTokenFile(), Version: buildVersion().Version,
+					Inspect: func(ctx context.Context, st *station.Stop) (*station.Inspection, error) {
+						return s.Inspect(ctx, st.Source)
+					}})
+				if err != nil {
+					return err
+				}
+				srv.Console = c
+			}
 			return srv.Serve(cmd.Context(), statusAddr, func(a net.Addr) {
 				where := ""
 				if a != nil {
-					where = "; status on http://" + a.String() + "/status"
+					scheme := "http"
+					if tlsCert != "" {
+						scheme = "https"
+					}
+					where = "; status on " + scheme + "://" + a.String() + "/status"
+					if srv.Console != nil {
+						where = "; console on " + scheme + "://" + a.String() + "/ (log in with the token of `trainyard station console-token`)"
+					}
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "station %s watching %s%s; admin socket %s\n", f.id, s.Network.Inbox(f.id), where, f.adminSocket())
 			})
@@ -290,9 +315,12 @@ serve runs.`,
 	}
 	serve.Flags().StringVar(&statusAddr, "status-addr", envOr("TRAINYARD_STATION_STATUS_ADDR", "127.0.0.1:9090"), "status and metrics listener, \"\" for none (TRAINYARD_STATION_STATUS_ADDR)")
 	serve.Flags().StringVar(&db, "db", envOr("TRAINYARD_STATION_DB", ""), "station database (TRAINYARD_STATION_DB; default STATE-DIR/station.db)")
-	serve.Flags().DurationVar(&interval, "interval", envDuration("TRAINYARD_STATION_INTERVAL", 5*time.Second), "inbox poll interval (TRAINYARD_STATION_INTERVAL)")
-	serve.Flags().DurationVar(&grace, "grace", envDuration("TRAINYARD_STATION_GRACE", 30*time.Second), "on SIGTERM, how long a running train may finish before it is stopped and its stop marked interrupted (TRAINYARD_STATION_GRACE)")
-	serve.Flags().DurationVar(&healthAfter, "health-after", 5*time.Minute, "/healthz fails once inbox polls have failed for this long")
+	serve.Flags().DurationVar(&interval, "interval", 5*time.Second, "inbox poll interval (TRAINYARD_STATION_INTERVAL)")
+	serve.Flags().DurationVar(&grace, "grace", 30*time.Second, "on SIGTERM, how long a running train may finish before it is stopped and its stop marked interrupted (TRAINYARD_STATION_GRACE)")
+	serve.Flags().DurationVar(&healthAfter, "health-after", 5*time.Minute, "/healthz fails once inbox polls have failed for this long (TRAINYARD_STATION_HEALTH_AFTER)")
+	serve.Flags().BoolVar(&withConsole, "console", envOr("TRAINYARD_STATION_CONSOLE", "1") != "0", "serve the web console on the status listener, behind a login (TRAINYARD_STATION_CONSOLE=0 turns it off); /healthz and /metrics stay open")
+	serve.Flags().StringVar(&tlsCert, "tls-cert", envOr("TRAINYARD_STATION_TLS_CERT", ""), "certificate (PEM) for HTTPS on the status listener (TRAINYARD_STATION_TLS_CERT)")
+	serve.Flags().StringVar(&tlsKey, "tls-key", envOr("TRAINYARD_STATION_TLS_KEY", ""), "its private key (PEM) (TRAINYARD_STATION_TLS_KEY)")
 	serve.Flags().BoolVar(&hold, "hold", envOr("TRAINYARD_STATION_HOLD", "") == "1", "verified trains wait for station accept or station reject (TRAINYARD_STATION_HOLD=1)")
 	serve.Flags().BoolVar(&review, "review-results", envOr("TRAINYARD_STATION_REVIEW", "") == "1", "results wait in the state dir for station release or station withhold (TRAINYARD_STATION_REVIEW=1)")
 	logs := &cobra.Command{
@@ -337,17 +365,6 @@ serve runs.`,
 	}
 	cmd.AddCommand(run, serve, logs, newStationInspectCmd(&f))
 	cmd.AddCommand(stationAdminCmds(&f)...)
+	cmd.AddCommand(newStationConsoleTokenCmd(&f))
 	return cmd
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v := os.Getenv(name); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-		if n, err := strconv.Atoi(v); err == nil {
-			return time.Duration(n) * time.Second
-		}
-	}
-	return def
 }

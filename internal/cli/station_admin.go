@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"strings"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trainyard/trainyard/internal/fsutil"
 	"github.com/trainyard/trainyard/station"
 )
 
@@ -30,8 +34,11 @@ func stopOutcome(cmd *cobra.Command, st *station.Stop, err error) error {
 	}
 	switch class {
 	case station.ClassWaiting:
-		fmt.Fprintf(w, "train %s stop %d is %s: `trainyard station release %s` or `trainyard station withhold %s --reason ...`\n",
-			st.Train, st.Index, st.State, st.Key, st.Key)
+		next := "release %[1]s --id %[2]s` or `trainyard station withhold %[1]s --id %[2]s --reason ...`"
+		if st.State == station.Held {
+			next = "accept %[1]s --id %[2]s` or `trainyard station reject %[1]s --id %[2]s --reason ...`"
+		}
+		fmt.Fprintf(w, "train %s stop %d is %s: `trainyard station "+fmt.Sprintf(next, st.Train, st.Station)+"\n", st.Train, st.Index, st.State)
 		return &ExitError{Code: 3, Err: err}
 	case station.ClassRefused:
 		return &ExitError{Code: 4, Err: err}
@@ -54,9 +61,10 @@ func operator() string {
 }
 
 // admin returns the station's admin API: the running serve's through its
-// socket, else the database itself (with the station's key and registry,
-// when given, so a reject or withhold can tell the creator).
-func (f *stationFlags) admin(cmd *cobra.Command, writes bool) (station.Admin, func(), error) {
+// socket, else the database itself. With pushes (release, reject,
+// withhold: they push the train or a notice to the creator) the station's
+// key and network are then required.
+func (f *stationFlags) admin(cmd *cobra.Command, pushes bool) (station.Admin, func(), error) {
 	if f.id == "" && f.stateDir == "" {
 		return nil, nil, &ExitError{Code: 2, Err: fmt.Errorf("--id or --state-dir is required")}
 	}
@@ -71,16 +79,26 @@ func (f *stationFlags) admin(cmd *cobra.Command, writes bool) (station.Admin, fu
 		return nil, nil, err
 	}
 	s := &station.Station{ID: f.id, DB: d, ReviewDir: f.reviewDir(), TrainLogDir: f.logDir(), Protocol: f.protocol}
-	if writes && f.key != "" && f.network != "" && f.protocol == station.ProtocolV1 {
-		if key, err := loadPrivateKey(cmd, f.key); err == nil {
-			s.Key, s.Client, s.Network = key, newClient(cmd, f.trust.insecure), station.Network{Prefix: f.network}
+	if pushes {
+		if f.key == "" || f.network == "" {
+			d.Close()
+			return nil, nil, &ExitError{Code: 2, Err: fmt.Errorf("with station serve stopped, %s pushes to the registry itself: --key and --network are required", cmd.Name())}
+		}
+		s.Client, s.Network = newClient(cmd, f.trust.insecure), station.Network{Prefix: f.network}
+		if f.protocol == station.ProtocolV1 {
+			key, err := loadPrivateKey(cmd, f.key)
+			if err != nil {
+				d.Close()
+				return nil, nil, err
+			}
+			s.Key = key
 		}
 	}
 	return s, func() { d.Close() }, nil
 }
 
 func stationAdminCmds(f *stationFlags) []*cobra.Command {
-	decide := func(use, short, example string, needReason bool, do func(cmd *cobra.Command, a station.Admin, name, reason string) (*station.Stop, error)) *cobra.Command {
+	decide := func(use, short, example string, needReason, pushes bool, do func(cmd *cobra.Command, a station.Admin, name, reason string) (*station.Stop, error)) *cobra.Command {
 		var reason, output string
 		c := &cobra.Command{Use: use + " TRAIN", Short: short, Example: example, Args: cobra.ExactArgs(1)}
 		checkOut := outputFlag(c, &output)
@@ -94,7 +112,7 @@ func stationAdminCmds(f *stationFlags) []*cobra.Command {
 			if needReason && strings.TrimSpace(reason) == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("--reason is required: the train's creator is told it")}
 			}
-			a, closeAdmin, err := f.admin(cmd, true)
+			a, closeAdmin, err := f.admin(cmd, pushes)
 			if err != nil {
 				return err
 			}
@@ -114,23 +132,23 @@ func stationAdminCmds(f *stationFlags) []*cobra.Command {
 		}
 		return c
 	}
-	accept := decide("accept", "Let a held train run (serve --hold)", examples["station accept"], false,
+	accept := decide("accept", "Let a held train run (serve --hold)", examples["station accept"], false, false,
 		func(cmd *cobra.Command, a station.Admin, name, _ string) (*station.Stop, error) {
 			return a.Accept(cmd.Context(), name, operator())
 		})
-	reject := decide("reject", "Refuse a held train for good; its creator gets the reason", examples["station reject"], true,
+	reject := decide("reject", "Refuse a held train for good; its creator gets the reason", examples["station reject"], true, true,
 		func(cmd *cobra.Command, a station.Admin, name, reason string) (*station.Stop, error) {
 			return a.Reject(cmd.Context(), name, reason, operator())
 		})
-	release := decide("release", "Let the results of a stop under review leave: push the sealed train on", examples["station release"], false,
+	release := decide("release", "Let the results of a stop under review leave: push the sealed train on", examples["station release"], false, true,
 		func(cmd *cobra.Command, a station.Admin, name, _ string) (*station.Stop, error) {
 			return a.Release(cmd.Context(), name, operator())
 		})
-	withhold := decide("withhold", "Keep the results of a stop under review from leaving; they are deleted and the creator gets the reason", examples["station withhold"], true,
+	withhold := decide("withhold", "Keep the results of a stop under review from leaving; they are deleted and the creator gets the reason", examples["station withhold"], true, true,
 		func(cmd *cobra.Command, a station.Admin, name, reason string) (*station.Stop, error) {
 			return a.Withhold(cmd.Context(), name, reason, operator())
 		})
-	retry := decide("retry", "Run a failed or interrupted stop again (on serve's next poll, or with station run)", examples["station retry"], false,
+	retry := decide("retry", "Run a failed or interrupted stop again (on serve's next poll, or with station run)", examples["station retry"], false, false,
 		func(cmd *cobra.Command, a station.Admin, name, _ string) (*station.Stop, error) {
 			return a.Retry(cmd.Context(), name, operator())
 		})
@@ -285,7 +303,36 @@ func stationAdminCmds(f *stationFlags) []*cobra.Command {
 		}
 		return nil
 	}
-	return []*cobra.Command{accept, reject, release, withhold, retry, history, show, results, status}
+	backup := &cobra.Command{Use: "backup FILE", Short: "Write a consistent copy of the station's database to FILE, while serve runs or not",
+		Example: examples["station backup"], Args: cobra.ExactArgs(1)}
+	var force bool
+	backup.Flags().BoolVar(&force, "force", false, "replace FILE if it exists")
+	backup.RunE = func(cmd *cobra.Command, args []string) error {
+		if _, err := os.Stat(args[0]); err == nil && !force {
+			return &ExitError{Code: 2, Err: fmt.Errorf("%s exists: --force replaces it", args[0])}
+		}
+		a, closeAdmin, err := f.admin(cmd, false)
+		if err != nil {
+			return err
+		}
+		defer closeAdmin()
+		b, ok := a.(interface {
+			Backup(context.Context, io.Writer) error
+		})
+		if !ok {
+			return fmt.Errorf("this station cannot back up its database")
+		}
+		var buf bytes.Buffer
+		if err := b.Backup(cmd.Context(), &buf); err != nil {
+			return err
+		}
+		if err := fsutil.WriteFileAtomic(args[0], buf.Bytes(), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "station database copied to %s (%d bytes)\n", args[0], buf.Len())
+		return nil
+	}
+	return []*cobra.Command{accept, reject, release, withhold, retry, history, show, results, status, backup}
 }
 
 func reasonText(r string) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -63,6 +64,18 @@ func TestStationCLIOperations(t *testing.T) {
 		t.Fatalf("history: %+v, %v", h, err)
 	}
 
+	// A bad value in the environment is a usage error, not a silent default.
+	t.Setenv("TRAINYARD_STATION_INTERVAL", "30x")
+	if c, _, stderr := execRoot(t, "", append([]string{"station", "serve"}, withData...)...); c != 2 || !strings.Contains(stderr, "TRAINYARD_STATION_INTERVAL") {
+		t.Fatalf("bad interval: exit %d, %q", c, stderr)
+	}
+	t.Setenv("TRAINYARD_STATION_INTERVAL", "")
+	t.Setenv("TRAINYARD_STATION_MEMORY", "lots")
+	if c, _, stderr := execRoot(t, "", append([]string{"station", "run", inbox + "t1"}, withData...)...); c != 2 || !strings.Contains(stderr, "TRAINYARD_STATION_MEMORY") {
+		t.Fatalf("bad memory: exit %d, %q", c, stderr)
+	}
+	t.Setenv("TRAINYARD_STATION_MEMORY", "")
+
 	// serve --hold, in this process, until ctx ends.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -76,6 +89,26 @@ func TestStationCLIOperations(t *testing.T) {
 		served <- root.ExecuteContext(ctx)
 	}()
 	waitCLI(t, "serve to start", func() bool { return strings.Contains(out.String(), "admin socket") })
+	// The status listener: probes open, everything else behind the
+	// console's login.
+	m := regexp.MustCompile(`console on (http://[^/ ]+)/`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("serve did not name its console: %q", out.String())
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for path, want := range map[string]int{"/healthz": http.StatusOK, "/metrics": http.StatusOK, "/status": http.StatusSeeOther, "/": http.StatusSeeOther} {
+		resp, err := noRedirect.Get(m[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want && !(want == http.StatusSeeOther && resp.StatusCode == http.StatusFound) {
+			t.Errorf("GET %s without a login: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	if tok := strings.TrimSpace(n.ok(t, "station", "console-token", "--id", "st1")); len(tok) < 32 {
+		t.Fatalf("console token %q", tok)
+	}
 	n.create(t, "t2")
 	waitCLI(t, "t2 held", func() bool {
 		_, o, _ := execRoot(t, "", "station", "history", "--id", "st1", "--state", "held")
@@ -104,6 +137,19 @@ func TestStationCLIOperations(t *testing.T) {
 	if o := n.ok(t, "station", "logs", "t2", "--id", "st1"); !strings.Contains(o, "patients so far") {
 		t.Fatalf("logs through serve: %s", o)
 	}
+	// A backup while serve holds the database: a consistent copy.
+	n.ok(t, "station", "backup", "--id", "st1", p("backup.db"))
+	if c, _, stderr := execRoot(t, "", "station", "backup", "--id", "st1", p("backup.db")); c != 2 || !strings.Contains(stderr, "--force") {
+		t.Fatalf("backup over a file: exit %d, %q", c, stderr)
+	}
+	bdb, err := station.OpenDB(p("backup.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := bdb.History(station.Filter{}); err != nil || len(h) != 2 {
+		t.Fatalf("backup holds %+v, %v", h, err)
+	}
+	bdb.Close()
 	// station run while serve holds the database: run inside serve.
 	c, _, stderr = execRoot(t, "", append([]string{"station", "run", inbox + "t2"}, withData...)...)
 	if c != 4 || !strings.Contains(stderr, "already done") {
@@ -118,7 +164,11 @@ func TestStationCLIOperations(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not stop")
 	}
-	// With serve gone the same commands read the database directly.
+	// With serve gone the same commands read the database directly; one
+	// that pushes needs the station's key and network.
+	if c, _, stderr := execRoot(t, "", "station", "release", "t2", "--id", "st1"); c != 2 || !strings.Contains(stderr, "--key and --network") {
+		t.Fatalf("release without serve or key: exit %d, %q", c, stderr)
+	}
 	if o := n.ok(t, "station", "status", "--id", "st1"); !strings.Contains(o, "serve is not running") || !strings.Contains(o, "done 2") {
 		t.Fatalf("status without serve: %s", o)
 	}

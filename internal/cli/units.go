@@ -2,9 +2,12 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/docker/go-units"
 )
@@ -56,7 +59,14 @@ func parseByteSize(s string) (int64, error) {
 // the flags are parsed, not after the work they bound has begun.
 type nonNegativeDuration time.Duration
 
-func (d *nonNegativeDuration) String() string { return time.Duration(*d).String() }
+// String is "0" when unset, so --help shows the usage text's own default
+// and not pflag's "(default 0s)".
+func (d *nonNegativeDuration) String() string {
+	if *d == 0 {
+		return "0"
+	}
+	return time.Duration(*d).String()
+}
 
 func (d *nonNegativeDuration) Set(s string) error {
 	v, err := time.ParseDuration(s)
@@ -71,3 +81,20 @@ func (d *nonNegativeDuration) Set(s string) error {
 }
 
 func (d *nonNegativeDuration) Type() string { return "duration" }
+
+// applyEnv sets each flag of cmd that the command line left alone from its
+// environment variable, through the flag's own parser, so a bad value is a
+// usage error naming the variable (never a silent fallback to the default).
+func applyEnv(cmd *cobra.Command, vars [][2]string) error {
+	for _, fv := range vars {
+		flag, env := fv[0], fv[1]
+		v := os.Getenv(env)
+		if v == "" || cmd.Flags().Changed(flag) {
+			continue
+		}
+		if err := cmd.Flags().Set(flag, v); err != nil {
+			return &ExitError{Code: 2, Err: fmt.Errorf("%s=%q: %w", env, v, err)}
+		}
+	}
+	return nil
+}
