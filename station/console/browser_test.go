@@ -256,7 +256,9 @@ func TestBrowserHeldTrainToHistory(t *testing.T) {
 	b.open("/history")
 	b.do("history", chromedp.WaitVisible(chromedp.Search(`//td/a[text()="study-42"]`)))
 	b.shot("history")
+	// The filtered page is the one whose select says failed as served.
 	b.do("filter failed", chromedp.SetValue(chromedp.CSS(`#state`), "failed"), chromedp.Click(chromedp.CSS(`form.filter button`)),
+		chromedp.WaitReady(chromedp.CSS(`#state option[value="failed"][selected]`)),
 		chromedp.WaitVisible(chromedp.Search(`//td/a[text()="study-40"]`)))
 	if h := b.text(`table`); strings.Contains(h, "study-42") || !strings.Contains(h, "failed") {
 		t.Fatalf("history filtered by failed: %s", h)
