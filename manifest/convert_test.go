@@ -77,7 +77,7 @@ func newTestImage(t testing.TB, kind Kind) *testImage {
 func (ti *testImage) fetcher() BlobFetcher {
 	return BlobFetcherFunc(func(_ context.Context, d digest.Digest) (io.ReadCloser, error) {
 		if d == EmptyLayerDigest {
-			return io.NopCloser(bytes.NewReader(EmptyLayer)), nil
+			return io.NopCloser(bytes.NewReader(EmptyLayer())), nil
 		}
 		b, ok := ti.blobs[d]
 		if !ok {
@@ -88,7 +88,7 @@ func (ti *testImage) fetcher() BlobFetcher {
 }
 
 func TestEmptyLayerConstant(t *testing.T) {
-	if digest.FromBytes(EmptyLayer) != EmptyLayerDigest {
+	if digest.FromBytes(EmptyLayer()) != EmptyLayerDigest {
 		t.Fatal("EmptyLayer bytes do not hash to EmptyLayerDigest")
 	}
 }

@@ -56,7 +56,7 @@ func (f *trustFlags) addAdmin(cmd *cobra.Command) {
 	for _, role := range tufRoles {
 		env := "TRAINYARD_TUF_" + strings.ToUpper(role) + "_LIFETIME"
 		f.lifetimes[role] = p.String(role+"-lifetime", envOr(env, ""),
-			fmt.Sprintf("how long newly signed %s metadata is valid, e.g. 12h, 3d, 2w (%s; default %s)", role, env, humanDays(repo.DefaultLifetimes[role])))
+			fmt.Sprintf("how long newly signed %s metadata is valid, e.g. 12h, 3d, 2w (%s; default %s)", role, env, humanDays(repo.DefaultLifetime(role))))
 	}
 }
 

@@ -50,8 +50,19 @@ const (
 	Timestamp = metadata.TIMESTAMP
 )
 
-// DefaultLifetimes match python-tuf's defaults (what dtuf used).
-var DefaultLifetimes = map[string]time.Duration{
+// DefaultLifetime is how long a role's newly signed metadata is valid
+// unless WithLifetime says otherwise: python-tuf's defaults (what dtuf
+// used), 365 days for root, 90 for targets (and delegated roles), 7 for
+// snapshot, 1 for timestamp. A function, not a map, so no importer can
+// change every publisher's defaults.
+func DefaultLifetime(role string) time.Duration {
+	if d, ok := defaultLifetimes[role]; ok {
+		return d
+	}
+	return defaultLifetimes[Targets]
+}
+
+var defaultLifetimes = map[string]time.Duration{
 	Root:      365 * 24 * time.Hour,
 	Targets:   90 * 24 * time.Hour,
 	Snapshot:  7 * 24 * time.Hour,
@@ -125,7 +136,7 @@ const DefaultSettle = 100 * time.Millisecond
 func New(store *ocistore.Store, dir string, opts ...Option) *Publisher {
 	p := &Publisher{dir: dir, store: store, lifetimes: map[string]time.Duration{}, now: time.Now,
 		passwords: func(string) ([]byte, error) { return nil, nil }, settle: DefaultSettle}
-	for r, d := range DefaultLifetimes {
+	for r, d := range defaultLifetimes {
 		p.lifetimes[r] = d
 	}
 	for _, o := range opts {
