@@ -12,13 +12,15 @@ import (
 
 // runnableImage is what the station executes: the approved base layers, the
 // decrypted code at /opt/pht_train (nothing else there) and the signed exec
-// config. The state layer, with its ciphertext, is not part of it.
+// config. The state layer, with its ciphertext, is not part of it. The code
+// layer is uncompressed: it is only ever unpacked here, so gzip would be
+// spent twice for nothing.
 func runnableImage(img v1.Image, base []v1.Layer, codeDir, tmp string, exec hardened.ExecConfig) (v1.Image, func(), error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := train.NewLayerWriter(tmp, train.LayerMediaType(img))
+	w, err := train.NewLayerWriter(tmp, train.StateLayerMediaType(img))
 	if err != nil {
 		return nil, nil, err
 	}
