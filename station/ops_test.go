@@ -24,7 +24,7 @@ import (
 
 // probeTrain pushes an approved train id whose program (trainrun's probe)
 // does args, to the inbox of route[0], and returns its reference.
-func probeTrain(t *testing.T, n *net, id string, route []string, args ...string) string {
+func probeTrain(t testing.TB, n *net, id string, route []string, args ...string) string {
 	t.Helper()
 	code := probeCode(t)
 	exec := hardened.ExecConfig{Entrypoint: append([]string{"/opt/pht_train/probe"}, args...), WorkingDir: "/opt/pht_train"}

@@ -28,7 +28,7 @@ var (
 
 // probeCode builds trainrun's probe train (testdata/probe), whose first
 // arguments choose what it does to its results.
-func probeCode(t *testing.T) string {
+func probeCode(t testing.TB) string {
 	t.Helper()
 	probeOnce.Do(func() {
 		probeDir, probeErr = os.MkdirTemp("", "station-probe-")

@@ -51,7 +51,7 @@ func aggregateCode(t *testing.T) string {
 	return codeDir
 }
 
-func needRunc(t *testing.T) *trainrun.Runc {
+func needRunc(t testing.TB) *trainrun.Runc {
 	t.Helper()
 	r := trainrun.NewRunc(trainrun.WithStateDir(t.TempDir()), trainrun.WithBundleDir(t.TempDir()))
 	if err := r.Available(); err != nil {
@@ -120,7 +120,7 @@ func (g *gate) manifestPuts(repoTag string) int {
 	return g.puts["/v2/"+repo+"/manifests/"+tag]
 }
 
-func newNet(t *testing.T, runner station.Runner, route ...string) *net {
+func newNet(t testing.TB, runner station.Runner, route ...string) *net {
 	t.Helper()
 	g := &gate{inner: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))), puts: map[string]int{}}
 	srv := httptest.NewServer(g)

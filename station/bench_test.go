@@ -1,0 +1,64 @@
+package station_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/trainyard/trainyard/station"
+	"github.com/trainyard/trainyard/trainrun"
+)
+
+// timedRunner measures the time spent in the runtime itself: unpacking
+// the bundle and running the train (what `runc run` of the same bundle
+// costs), against which a whole stop is compared.
+type timedRunner struct {
+	station.Runner
+	spent time.Duration
+}
+
+func (r *timedRunner) Run(ctx context.Context, img v1.Image, spec trainrun.RunSpec) (trainrun.Result, error) {
+	start := time.Now()
+	res, err := r.Runner.Run(ctx, img, spec)
+	r.spent += time.Since(start)
+	return res, err
+}
+
+// BenchmarkStationStop is stop 1 of a two-station route with 256 MiB of
+// results in (from stop 0) and 256 MiB out, with runc and an in-process
+// registry: pull, verify, decrypt, run, seal, state layer, push. It
+// reports the stop's time over the runtime's own (unpack and run of the
+// same bundle: the floor) as x_runc; the goal is at most 3.
+//
+//	go test ./station -run '^$' -bench StationStop -benchtime 3x
+func BenchmarkStationStop(b *testing.B) {
+	for _, mib := range []int{256} {
+		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
+			r := &timedRunner{Runner: needRunc(b)}
+			n := newNet(b, r, "a", "b")
+			var stop, run time.Duration
+			for i := 0; i < b.N; i++ {
+				id := fmt.Sprintf("bench%d", i)
+				ref := probeTrain(b, n, id, []string{"a", "b"}, "alloc-file", "/opt/pht_results/out.bin", fmt.Sprint(mib))
+				st, err := n.stations["a"].Process(n.ctx, ref)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r.spent = 0
+				start := time.Now()
+				if _, err := n.stations["b"].Process(n.ctx, st.Dest); err != nil {
+					b.Fatal(err)
+				}
+				stop += time.Since(start)
+				run += r.spent
+			}
+			b.ReportMetric(stop.Seconds()/float64(b.N), "s/stop")
+			b.ReportMetric(run.Seconds()/float64(b.N), "s/runc")
+			b.ReportMetric(stop.Seconds()/run.Seconds(), "x_runc")
+			b.SetBytes(int64(2 * mib << 20))
+		})
+	}
+}
