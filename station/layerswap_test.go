@@ -19,6 +19,7 @@ import (
 
 	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/protocol/hardened"
+	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -105,12 +106,54 @@ func TestStationRefusesSwappedBaseLayer(t *testing.T) {
 			}
 			continue
 		}
-		if !errors.Is(err, trainrun.ErrLayerDigest) {
-			t.Fatalf("swapped base layer: expected ErrLayerDigest, got %v (stop %+v)", err, st)
+		if !errors.Is(err, trainrun.ErrLayerDigest) || station.Classify(err) != station.ClassRefused {
+			t.Fatalf("swapped base layer: expected a refusal with ErrLayerDigest, got %v (%s; stop %+v)", err, station.Classify(err), st)
 		}
 		out, _ := name.ParseReference(n.network.Outbox("alice") + ":t1")
 		if _, err := remote.Head(out); err == nil || (!strings.Contains(err.Error(), "404") && !strings.Contains(err.Error(), "MANIFEST_UNKNOWN")) {
 			t.Fatalf("something reached the creator's outbox: %v", err)
 		}
+	}
+}
+
+// TestDamagedBaseLayerTransferRetried: the registry serves a genuine
+// train's base layer with one byte changed (the manifest and config are the
+// creator's). Nothing runs; the stop is transient, not refused (that would
+// refuse the genuine train for good), and runs once the bytes are whole.
+func TestDamagedBaseLayerTransferRetried(t *testing.T) {
+	runner := needRunc(t)
+	base, err := mutate.AppendLayers(empty.Image, fileLayer(t, "etc/base.txt", "approved base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNet(t, runner, "st1")
+	code := aggregateCode(t)
+	d, err := creator.ApprovalDigest(n.ctx, code, n.exec, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"alice"}})
+	b, err := creator.Create(n.ctx, n.trust, hardened.Spec{ID: "t1", Creator: "alice", Route: []string{"st1"}, Exec: n.exec}, n.alice, code, base, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	ref := n.network.Inbox("st1") + ":t1"
+	if _, err := n.rc.Push(n.ctx, b.Image, ref); err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := base.Layers()
+	ld, _ := layers[0].Digest()
+	n.gate.corrupt = ld.String()
+	st, err := n.stations["st1"].Process(n.ctx, ref)
+	// Which check trips first depends on where the byte lands (the tar
+	// reader, or the blob digest: ErrBlobMismatch); either way the stop is
+	// transient.
+	if station.Classify(err) != station.Transient || st.State == station.Done {
+		t.Fatalf("damaged base layer: %v (%s; stop %+v)", err, station.Classify(err), st)
+	}
+	n.gate.corrupt = ""
+	if st, err := n.stations["st1"].Process(n.ctx, ref); err != nil || st.State != station.Done {
+		t.Fatalf("whole bytes afterwards: %+v, %v", st, err)
 	}
 }

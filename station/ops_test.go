@@ -20,6 +20,7 @@ import (
 	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/station"
+	"github.com/trainyard/trainyard/trainimage"
 )
 
 // probeTrain pushes an approved train id whose program (trainrun's probe)
@@ -582,5 +583,34 @@ func TestHealthzFailsWhenPollsFail(t *testing.T) {
 	n.gate.setFail(nil)
 	if _, err := srv.PollOnce(n.ctx); err != nil || health() != http.StatusOK {
 		t.Fatalf("after recovery: %v, %d", err, health())
+	}
+}
+
+// TestCorruptTransferRetried: a registry serves the state layer with one
+// byte changed, so its bytes no longer match the digest the (genuine)
+// manifest names. Nothing runs, and the stop is not refused for good: that
+// would refuse the genuine train under the same manifest forever. It is
+// transient, and the genuine bytes are processed on the next try.
+func TestCorruptTransferRetried(t *testing.T) {
+	n := newNet(t, needRunc(t), "a")
+	a := n.stations["a"]
+	ref := probeTrain(t, n, "tr12", []string{"a"}, "write", "/opt/pht_results/out.txt", "ok")
+	img, err := n.rc.Pull(n.ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	d, _ := layers[len(layers)-1].Digest()
+	n.gate.corrupt = d.String()
+	st, err := a.Process(n.ctx, ref)
+	if station.Classify(err) != station.Transient || !errors.Is(err, trainimage.ErrTransfer) || st.State == station.Done || st.Log != "" {
+		t.Fatalf("corrupt transfer: %+v, %v", st, err)
+	}
+	if h := history(t, a, ""); len(h) != 0 {
+		t.Fatalf("a damaged transfer was recorded: %+v", h)
+	}
+	n.gate.corrupt = ""
+	if st, err := a.Process(n.ctx, ref); err != nil || st.State != station.Done {
+		t.Fatalf("genuine bytes afterwards: %+v, %v", st, err)
 	}
 }

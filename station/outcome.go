@@ -145,8 +145,14 @@ func Classify(err error) Class {
 
 // infrastructure reports registry answers and network failures: a
 // transport error of the registry's (5xx, 429, 408, 401, 403, 404 on a
-// blob), a network error, a deadline.
+// blob), a network error, a deadline, a layer damaged in the registry.
 func infrastructure(err error) bool {
+	// A layer whose bytes do not match its manifest's digest came damaged
+	// from the registry (storage or transfer): the manifest, which is what
+	// a stop is keyed by, may be genuine. Never run, retried later.
+	if errors.Is(err, trainimage.ErrTransfer) || errors.Is(err, trainrun.ErrBlobMismatch) {
+		return true
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		return true

@@ -83,12 +83,13 @@ type gate struct {
 	mu       sync.Mutex
 	fail     func(r *http.Request) bool
 	failCode int
+	corrupt  string // a blob digest served with one byte flipped
 	puts     map[string]int // "/v2/REPO/manifests/REF" -> PUTs
 }
 
 func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
-	fail, code := g.fail != nil && g.fail(r), g.failCode
+	fail, code, corrupt := g.fail != nil && g.fail(r), g.failCode, g.corrupt
 	if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
 		g.puts[r.URL.Path]++
 	}
@@ -98,6 +99,20 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			code = http.StatusServiceUnavailable
 		}
 		http.Error(w, "injected failure", code)
+		return
+	}
+	if corrupt != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+corrupt) {
+		rec := httptest.NewRecorder()
+		g.inner.ServeHTTP(rec, r)
+		b := rec.Body.Bytes()
+		if len(b) > 0 {
+			b[len(b)/2] ^= 1
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(b)
 		return
 	}
 	g.inner.ServeHTTP(w, r)
@@ -122,7 +137,13 @@ func (g *gate) manifestPuts(repoTag string) int {
 
 func newNet(t testing.TB, runner station.Runner, route ...string) *net {
 	t.Helper()
-	g := &gate{inner: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))), puts: map[string]int{}}
+	return newNetOn(t, ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))), runner, route...)
+}
+
+// newNetOn is newNet on the registry reg (an http.Handler).
+func newNetOn(t testing.TB, reg http.Handler, runner station.Runner, route ...string) *net {
+	t.Helper()
+	g := &gate{inner: reg, puts: map[string]int{}}
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
 	n := &net{ctx: context.Background(), rc: registry.NewClient(), trust: hardened.NewMemoryTrust(), gate: g,

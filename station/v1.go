@@ -35,7 +35,7 @@ func (s *Station) openV1(ctx context.Context, img v1.Image, work string) (trainS
 	}
 	sealed, v, err := trainimage.Read(ctx, img, work, s.Client.Progress(), func(env *hardened.Envelope) (*hardened.Verified, error) {
 		return hardened.Verify(ctx, s.Trust, env)
-	})
+	}, trainimage.LayerVerified()) // pulled from the registry: ggcr checks each layer's digest
 	if err != nil {
 		return nil, err
 	}

@@ -372,6 +372,13 @@ func (u *unpacker) replace(name string) error {
 // so a layer that does not hash to its diff id must never reach a container.
 var ErrLayerDigest = errdefs.New("layer content does not match its digest", errdefs.ErrTampered)
 
+// ErrBlobMismatch, with ErrLayerDigest: the bytes a registry served for a
+// layer are not the blob (size and digest) its manifest names. The damage
+// is the registry's (storage or transfer): a genuine image behind that
+// manifest may come whole on another try, unlike a layer whose right blob
+// does not hash to the config's diff id, which the image itself gets wrong.
+var ErrBlobMismatch = errors.New("layer blob differs from the manifest's digest")
+
 // maxTrailing bounds what may follow a layer's end-of-archive marker (tar
 // writers pad to a 10 KiB record); it must still be read to hash the layer.
 const maxTrailing = 1 << 20
@@ -554,9 +561,9 @@ func (v *verifiedReader) finish() error {
 	}
 	switch {
 	case v.comp.n != v.chk.size:
-		return fmt.Errorf("%w: layer %d: blob is %d bytes, the manifest says %d", ErrLayerDigest, v.chk.index, v.comp.n, v.chk.size)
+		return fmt.Errorf("%w: %w: layer %d: blob is %d bytes, the manifest says %d", ErrLayerDigest, ErrBlobMismatch, v.chk.index, v.comp.n, v.chk.size)
 	case !v.comp.matches(v.chk.digest):
-		return fmt.Errorf("%w: layer %d: blob is not %s", ErrLayerDigest, v.chk.index, v.chk.digest)
+		return fmt.Errorf("%w: %w: layer %d: blob is not %s", ErrLayerDigest, ErrBlobMismatch, v.chk.index, v.chk.digest)
 	case !v.un.matches(v.chk.diffID):
 		return fmt.Errorf("%w: layer %d: content does not hash to diff id %s", ErrLayerDigest, v.chk.index, v.chk.diffID)
 	}

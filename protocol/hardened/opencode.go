@@ -97,7 +97,7 @@ func OpenCode(ctx context.Context, trust TrustStore, stationID string, key *Priv
 			clearDir(codeDir)
 		}
 	}()
-	m, err := openTree(ctx, t.Code, st.Code.Blob, ck, codeDir, "code")
+	m, err := openTree(ctx, t.Code, st.Code.Blob, ck, codeDir, "code", t.BlobsVerified)
 	if err != nil {
 		return nil, err
 	}
