@@ -16,6 +16,9 @@ command -v faketime >/dev/null 2>&1 || need+=(faketime)
 if ! python3 -c 'import cryptography' >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import cryptography' >/dev/null 2>&1; then
 	need+=(python3-cryptography)
 fi
+# chromium: the station console's browser tests drive a real headless
+# Chromium (chromedp).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # dockerd: the Docker Engine API backend's tests start their own daemon
 # (paths under /tmp) and skip without it. TRAINYARD_NO_DOCKER=1 skips it.
 if [ -z "${TRAINYARD_NO_DOCKER:-}" ]; then
