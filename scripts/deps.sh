@@ -3,7 +3,8 @@
 # runc (trains run with it), e2fsprogs (mkfs.ext4 for each run's capped
 # results filesystem), openssl (legacy-format tests), faketime (the TUF
 # client's faked clock), python3-cryptography (the Python side of the PHT
-# interop tests), docker.io (Docker backend tests).
+# interop tests), docker.io (Docker backend tests), chromium (the console's
+# browser tests).
 set -euo pipefail
 need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
