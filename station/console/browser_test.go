@@ -18,10 +18,12 @@ import (
 )
 
 // The browser tests drive a real headless Chromium through the console
-// over HTTP, as an operator would. The trains do not really run (no runc
-// here): the test moves each stop through the states the station would
-// (held → accepted → running → review) with DB.Save, and Release pushes
-// the kept sealed train to a real registry.
+// over HTTP, as an operator would. In these the trains do not really run:
+// the test moves each stop through the states the station would (held →
+// accepted → running → review) with DB.Save, so that every page and state
+// can be shown, and Release pushes the kept sealed train to a real
+// registry. TestBrowserRealStop (realstop_test.go) runs one real train
+// with runc under serve from arrival to release.
 
 type browser struct {
 	t     *testing.T
