@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +27,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/trainyard/trainyard/creator"
-	"github.com/trainyard/trainyard/internal/testutil"
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
@@ -341,10 +339,10 @@ func TestInspectRefusals(t *testing.T) {
 // as a sealed blob, the creator as the next hop; the first station sees the
 // train as a replay.
 func TestInspectAlongTheRoute(t *testing.T) {
-	runner := inspectRunc(t)
+	runner := needRunc(t)
 	n := newInspectNet(t, "st1", "st2")
 	n.exec = hardened.ExecConfig{Entrypoint: []string{"/opt/pht_train/aggregate"}, WorkingDir: "/opt/pht_train"}
-	ref := n.push(t, inspectAggregate(t), empty.Image, []string{"st1", "st2"})
+	ref := n.push(t, aggregateCode(t), empty.Image, []string{"st1", "st2"})
 	s1, s2 := n.station(t, "st1", runner), n.station(t, "st2", runner)
 	guard(t, s1)
 	guard(t, s2)
@@ -508,36 +506,4 @@ func swapBaseLayer(t *testing.T, ref string, evil v1.Layer) {
 	if err := remote.Put(r, rawManifest{b: raw, mt: m.MediaType}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func inspectRunc(t *testing.T) *trainrun.Runc {
-	t.Helper()
-	r := trainrun.NewRunc(trainrun.WithStateDir(t.TempDir()), trainrun.WithBundleDir(t.TempDir()))
-	if err := r.Available(); err != nil {
-		testutil.SkipUnlessCI(t, "runc not usable here: %v", err)
-	}
-	return r
-}
-
-var (
-	inspectBuild    sync.Once
-	inspectCodeDir  string
-	inspectBuildErr error
-)
-
-// inspectAggregate builds the demo's aggregate train once per test binary.
-func inspectAggregate(t *testing.T) string {
-	t.Helper()
-	inspectBuild.Do(func() {
-		inspectCodeDir, inspectBuildErr = os.MkdirTemp("", "inspect-code-")
-		if inspectBuildErr == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			inspectBuildErr = trainrun.BuildStatic(ctx, "../demo/aggregate", filepath.Join(inspectCodeDir, "aggregate"))
-		}
-	})
-	if inspectBuildErr != nil {
-		t.Fatalf("build train program: %v", inspectBuildErr)
-	}
-	return inspectCodeDir
 }

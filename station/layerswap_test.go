@@ -3,7 +3,6 @@ package station_test
 import (
 	"archive/tar"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -76,28 +75,7 @@ func TestStationRefusesSwappedBaseLayer(t *testing.T) {
 		}
 		b.Release()
 		if tamper {
-			r, err := name.ParseReference(ref)
-			if err != nil {
-				t.Fatal(err)
-			}
-			img, err := remote.Image(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := img.Manifest()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := remote.WriteLayer(r.Context(), evil); err != nil {
-				t.Fatal(err)
-			}
-			m = m.DeepCopy()
-			m.Layers[0].Digest, _ = evil.Digest()
-			m.Layers[0].Size, _ = evil.Size()
-			raw, _ := json.Marshal(m)
-			if err := remote.Put(r, rawManifest{b: raw, mt: m.MediaType}); err != nil {
-				t.Fatal(err)
-			}
+			swapBaseLayer(t, ref, evil)
 		}
 		st, err := n.stations["st1"].Process(n.ctx, ref)
 		if !tamper {
