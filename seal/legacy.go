@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/trainyard/trainyard/registry"
 )
 
 // FormatAzaionV1 names the azaion seed's archive format: IV(16) ||
@@ -189,8 +190,24 @@ func UnsealLegacy(ctx context.Context, path string, fragment []byte, t LegacyTar
 	for _, o := range opts {
 		o(&cfg)
 	}
-	open := func() (io.ReadCloser, error) { return OpenLegacy(path, fragment) }
-	res, plan, err := verifyLegacy(ctx, open)
+	// One bar per pass on a terminal, over the archive's bytes (the
+	// plaintext is as long as the ciphertext, less CBC padding).
+	var size int64
+	if fi, err := os.Stat(path); err == nil {
+		size = fi.Size()
+	}
+	openPass := func(pass string) func() (io.ReadCloser, error) {
+		return func() (io.ReadCloser, error) {
+			rc, err := OpenLegacy(path, fragment)
+			if err != nil {
+				return nil, err
+			}
+			bar := registry.NewBar(cfg.progress, size, "unseal "+pass+" "+filepath.Base(path))
+			return &barReadCloser{Reader: bar.Reader(rc), rc: rc, bar: bar}, nil
+		}
+	}
+	open := openPass("load")
+	res, plan, err := verifyLegacy(ctx, openPass("verify"))
 	if err != nil {
 		return nil, err
 	}
@@ -537,4 +554,16 @@ func (t *DockerTarget) LoadDockerArchive(ctx context.Context, open func() (io.Re
 	}
 	defer rc.Close()
 	return dockerLoad(ctx, t.api, rc)
+}
+
+// barReadCloser finishes its bar when the pass closes its stream.
+type barReadCloser struct {
+	io.Reader
+	rc  io.Closer
+	bar *registry.Bar
+}
+
+func (b *barReadCloser) Close() error {
+	b.bar.Finish()
+	return b.rc.Close()
 }

@@ -165,3 +165,28 @@ func TestNoProgressOnPipeOrSmallTransfer(t *testing.T) {
 		t.Errorf("progress drawn for a 1 MiB transfer: %q", out)
 	}
 }
+
+// TestProgressLegacyUnseal: an azaion-v1 unseal draws one bar for its
+// verify pass and one for its load pass on a terminal, none without one.
+func TestProgressLegacyUnseal(t *testing.T) {
+	img, err := random.Image(6<<20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fragment := []byte("the key fragment the Azaion API returns")
+	enc := makeAzaionArchive(t, []Source{{Name: "azaion/big:1.2", Image: img}}, fragment)
+	tty := newTTY(t)
+	if _, err := UnsealLegacy(context.Background(), enc, fragment, NewLayoutTarget(t.TempDir()), WithUnsealProgress(tty.tty)); err != nil {
+		t.Fatal(err)
+	}
+	out := tty.output()
+	for _, pass := range []string{"unseal verify", "unseal load"} {
+		if !regexp.MustCompile(pass + ` \S+ +100% .*` + rateRE.String()).MatchString(out) {
+			t.Errorf("no %q bar with bytes and rate in %q", pass, out)
+		}
+	}
+	var pipe bytes.Buffer
+	if _, err := UnsealLegacy(context.Background(), enc, fragment, NewLayoutTarget(t.TempDir()), WithUnsealProgress(&pipe)); err != nil || pipe.Len() != 0 {
+		t.Fatalf("not a terminal: %v, drew %q", err, pipe.String())
+	}
+}

@@ -307,7 +307,7 @@ image is missing or has another digest. --format azaion-v1 reads the azaion seed
 			if err != nil {
 				return err
 			}
-			res, err := seal.UnsealLegacy(ctx, path, frag, t, seal.WithExpect(es...))
+			res, err := seal.UnsealLegacy(ctx, path, frag, t, seal.WithExpect(es...), seal.WithUnsealProgress(progressWriter(cmd)))
 			if err != nil {
 				return err
 			}
