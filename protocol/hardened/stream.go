@@ -31,7 +31,7 @@ const (
 	streamAlgAES256GCM = 1
 	streamHeaderSize   = 8 + 1 + 4 + 32 + 32
 	// DefaultChunkSize bounds the memory a sealed stream needs on either side.
-	DefaultChunkSize = 64 << 10
+	DefaultChunkSize = 1 << 20
 	minChunkSize     = 512
 	maxChunkSize     = 16 << 20
 	keySize          = 32
