@@ -3,16 +3,13 @@ package creator_test
 import (
 	"context"
 	"io"
-	"log"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 
 	"github.com/trainyard/trainyard/creator"
@@ -36,7 +33,7 @@ type testNet struct {
 
 func newTestNet(t *testing.T, route ...string) *testNet {
 	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	t.Cleanup(srv.Close)
 	n := &testNet{ctx: context.Background(), rc: registry.NewClient(), trust: hardened.NewMemoryTrust(),
 		network: station.Network{Prefix: strings.TrimPrefix(srv.URL, "http://") + "/net"}, keys: map[string]*hardened.PrivateKey{},

@@ -3,16 +3,14 @@ package registry_test
 import (
 	"bytes"
 	"context"
-	"io"
-	"log"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	"github.com/creack/pty"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/trainyard/trainyard/registry"
@@ -22,7 +20,7 @@ import (
 // on a pseudo-terminal: a 9 MiB image draws a line with bytes and rate, a
 // 1 MiB one (under ProgressMin) draws nothing.
 func TestPushProgressOnTerminal(t *testing.T) {
-	s := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	s := testutil.Registry(t)
 	t.Cleanup(s.Close)
 	host := strings.TrimPrefix(s.URL, "http://")
 	push := func(size int64, repo string) string {

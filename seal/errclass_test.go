@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,7 +12,7 @@ import (
 	"syscall"
 	"testing"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
 )
 
 // failingFile returns the archive's bytes up to n, then an I/O error.
@@ -70,7 +69,7 @@ func TestArchiveReadErrorIsNotTampering(t *testing.T) {
 // ErrExpectation ("image missing", exit 3). A real 404 still is.
 func TestRegistryOutageAfterLoadIsNotMissingImage(t *testing.T) {
 	fx := sealFixture(t)
-	inner := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	inner := testutil.QuietRegistry()
 	mode := "ok"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/") {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,8 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -70,7 +70,7 @@ func TestSealChecksUnverifiedLayers(t *testing.T) {
 // go-containerregistry's), a registry that serves a changed layer still
 // fails the seal: what Seal no longer repeats, remote.Image does.
 func TestSealVerifiedSourceStillRefusesBadBlob(t *testing.T) {
-	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	reg := testutil.QuietRegistry()
 	corrupt := false
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if corrupt && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {

@@ -11,10 +11,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/trainyard/trainyard/internal/testutil"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -79,28 +79,6 @@ func bigImage(t testing.TB, size int64) v1.Image {
 	return img
 }
 
-// peakHeap samples the Go heap while fn runs.
-func peakHeap(fn func()) (peak uint64) {
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var ms runtime.MemStats
-		for !stop.Load() {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak {
-				peak = ms.HeapInuse
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
-	fn()
-	stop.Store(true)
-	wg.Wait()
-	return peak
-}
-
 // discardTarget verifies (through Unseal) and throws blobs away.
 type discardTarget struct {
 	n   int64
@@ -132,7 +110,7 @@ func TestStreamingMemoryBounded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "big.sealed")
 	var sealed *Sealed
 	runtime.GC()
-	sealPeak := peakHeap(func() {
+	sealPeak := testutil.PeakHeap(func() {
 		var err error
 		sealed, err = SealFile(context.Background(), path, []Source{{Name: "big/image:1", Image: img}})
 		if err != nil {
@@ -142,7 +120,7 @@ func TestStreamingMemoryBounded(t *testing.T) {
 	keys := Keys{DeviceKey: sealed.Shares[0].DeviceKey, Fragment: sealed.Shares[0].Fragment}
 	dir := t.TempDir()
 	runtime.GC()
-	unsealPeak := peakHeap(func() {
+	unsealPeak := testutil.PeakHeap(func() {
 		if _, err := Unseal(context.Background(), path, keys, NewLayoutTarget(dir)); err != nil {
 			t.Fatal(err)
 		}
@@ -179,7 +157,7 @@ func TestUnseal2GiB(t *testing.T) {
 	runtime.GC()
 	start = time.Now()
 	out := filepath.Join(dir, "layout")
-	peak := peakHeap(func() {
+	peak := testutil.PeakHeap(func() {
 		if _, err := Unseal(context.Background(), path, keys, NewLayoutTarget(out)); err != nil {
 			t.Fatal(err)
 		}

@@ -9,17 +9,16 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -49,7 +48,7 @@ type inspectNet struct {
 
 func newInspectNet(t *testing.T, stations ...string) *inspectNet {
 	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	t.Cleanup(srv.Close)
 	n := &inspectNet{ctx: context.Background(), rc: registry.NewClient(), trust: hardened.NewMemoryTrust(),
 		network: station.Network{Prefix: strings.TrimPrefix(srv.URL, "http://") + "/pht"},

@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -71,7 +69,7 @@ type noticeNet struct {
 
 func newNoticeNet(t *testing.T, stations ...string) *noticeNet {
 	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	t.Cleanup(srv.Close)
 	n := &noticeNet{ctx: context.Background(), rc: registry.NewClient(), trust: hardened.NewMemoryTrust(),
 		network: station.Network{Prefix: strings.TrimPrefix(srv.URL, "http://") + "/net"}, keys: map[string]*hardened.PrivateKey{}}

@@ -3,8 +3,6 @@ package station_test
 import (
 	"bufio"
 	"context"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
 
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
@@ -96,7 +94,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // poll loop; once the registry answers again, a train pushed then is
 // processed.
 func TestServeKeepsPollingAfterHangingRegistry(t *testing.T) {
-	br := &badRegistry{stop: make(chan struct{}), inner: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))}
+	br := &badRegistry{stop: make(chan struct{}), inner: testutil.QuietRegistry()}
 	br.mode.Store("ok")
 	srv := httptest.NewServer(br)
 	t.Cleanup(srv.Close)

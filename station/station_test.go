@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -83,7 +83,7 @@ type gate struct {
 	mu       sync.Mutex
 	fail     func(r *http.Request) bool
 	failCode int
-	corrupt  string // a blob digest served with one byte flipped
+	corrupt  string         // a blob digest served with one byte flipped
 	puts     map[string]int // "/v2/REPO/manifests/REF" -> PUTs
 }
 
@@ -137,7 +137,7 @@ func (g *gate) manifestPuts(repoTag string) int {
 
 func newNet(t testing.TB, runner station.Runner, route ...string) *net {
 	t.Helper()
-	return newNetOn(t, ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))), runner, route...)
+	return newNetOn(t, testutil.QuietRegistry(), runner, route...)
 }
 
 // newNetOn is newNet on the registry reg (an http.Handler).

@@ -7,13 +7,9 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -158,7 +154,7 @@ func TestReadFileStopsAfterTheFile(t *testing.T) {
 // 5 MiB (one large annotation) is refused from the HEAD response, as
 // `train open` and every other Load of a registry reference see it.
 func TestLoadRefusesOversizedManifest(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	defer srv.Close()
 	ctx := context.Background()
 	c := registry.NewClient()

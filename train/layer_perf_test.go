@@ -9,13 +9,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"log"
 	"math/rand/v2"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -29,7 +28,7 @@ import (
 // real registry and a pull back; the base layers keep their gzip bytes,
 // digests and media types.
 func TestStateLayerUncompressed(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	defer srv.Close()
 	ctx := context.Background()
 	c := registry.NewClient()

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
 
 	"github.com/trainyard/trainyard/internal/kdftest"
 	"github.com/trainyard/trainyard/protocol/hardened"
@@ -42,7 +40,7 @@ func setup(t *testing.T, opts ...trust.StoreOption) *fixture {
 
 func setupWith(t *testing.T, initOpts []trust.InitOption, opts ...trust.StoreOption) *fixture {
 	t.Helper()
-	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	reg := testutil.QuietRegistry()
 	reqs := new(atomic.Int64)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reqs.Add(1)

@@ -2,20 +2,19 @@ package cli
 
 import (
 	"bytes"
-	"io"
-	"log"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/trainyard/trainyard/registry/server"
@@ -152,7 +151,7 @@ func TestManifestSignVerifyTamper(t *testing.T) {
 // TestManifestRegistryConvert fetches a pushed image by reference, converts
 // it to signed schema1 and back to OCI, reading blobs from the registry.
 func TestManifestRegistryConvert(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	img, err := random.Image(512, 2)

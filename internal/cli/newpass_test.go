@@ -2,14 +2,12 @@ package cli
 
 import (
 	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
 
 	"github.com/trainyard/trainyard/internal/kdftest"
 )
@@ -48,7 +46,7 @@ func unsetEnv(t *testing.T, names ...string) {
 func TestTUFNewKeyPassword(t *testing.T) {
 	kdftest.Fast()
 	dir := t.TempDir()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	defer srv.Close()
 	t.Setenv("TRAINYARD_TUF_HOST", strings.TrimPrefix(srv.URL, "http://"))
 	t.Setenv("TRAINYARD_TUF_INSECURE", "1")

@@ -3,8 +3,6 @@ package cli
 import (
 	"bytes"
 	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,9 +10,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	"github.com/creack/pty"
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -58,7 +57,7 @@ var barRE = regexp.MustCompile(`seal ar-p[0-9] +100% .*\([0-9.]+/[0-9.]+ MB, [0-
 // with stderr on a terminal: a bar by default, none with --progress=false or
 // TRAINYARD_PROGRESS=0, and none when stderr is a pipe.
 func TestProgressFlag(t *testing.T) {
-	s := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	s := testutil.Registry(t)
 	t.Cleanup(s.Close)
 	img, err := random.Image(9<<20, 1)
 	if err != nil {

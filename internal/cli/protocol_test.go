@@ -9,14 +9,13 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
@@ -97,7 +96,7 @@ func digestOf(t *testing.T, loc string) v1.Hash {
 }
 
 func TestProtocolCLIRoute(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	defer srv.Close()
 	ref := strings.TrimPrefix(srv.URL, "http://") + "/station/t1:latest"
 	p := newPKI(t, "s1", "s2", "user")
@@ -231,7 +230,7 @@ func TestProtocolCLIBadInput(t *testing.T) {
 }
 
 func TestTrainBuildOnRegistryBase(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	base, err := random.Image(1024, 2)
@@ -264,7 +263,7 @@ func TestTrainBuildOnRegistryBase(t *testing.T) {
 // seals it on that base's layers: the output is the base plus one state
 // layer, written to REPO:latest as the PHT container does.
 func TestProtocolCLIRebaseAndSource(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	baseRef := host + "/station/t1:base"

@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log"
 	"log/slog"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -33,7 +32,7 @@ func sealCLI(t *testing.T, args ...string) (string, string, int) {
 // then unseal into another registry with --expect.
 func TestSealUnsealCLI(t *testing.T) {
 	newReg := func() string {
-		s := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+		s := testutil.Registry(t)
 		t.Cleanup(s.Close)
 		return strings.TrimPrefix(s.URL, "http://")
 	}
@@ -138,7 +137,7 @@ func sealMust[T any](v T, err error) T {
 }
 
 func TestSealIntoKeyserverData(t *testing.T) {
-	s := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	s := testutil.Registry(t)
 	defer s.Close()
 	img, _ := random.Image(1000, 1)
 	ref := sealMust(name.ParseReference(strings.TrimPrefix(s.URL, "http://") + "/azaion/flights:1"))

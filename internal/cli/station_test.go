@@ -2,15 +2,12 @@ package cli
 
 import (
 	"context"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
 
 	"github.com/trainyard/trainyard/internal/kdftest"
 	"github.com/trainyard/trainyard/trainrun"
@@ -44,7 +41,7 @@ func newCLINet(t *testing.T) *cliNet {
 		t.Skip(err)
 	}
 	kdftest.Fast()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	t.Cleanup(srv.Close)
 	n := &cliNet{host: strings.TrimPrefix(srv.URL, "http://"), dir: t.TempDir()}
 	p, host := n.p, n.host

@@ -3,16 +3,13 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
 
 	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/internal/kdftest"
@@ -27,7 +24,7 @@ import (
 // missing flags are one error line.
 func TestTrainStatusCLI(t *testing.T) {
 	kdftest.Fast()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	dir := t.TempDir()

@@ -6,15 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -37,7 +36,7 @@ func TestTrainV1ShowAndJSON(t *testing.T) {
 		t.Skip(err)
 	}
 	kdftest.Fast()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	dir := t.TempDir()

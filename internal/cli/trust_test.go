@@ -3,9 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
@@ -31,7 +29,7 @@ type trustCLI struct {
 
 func newTrustCLI(t *testing.T) *trustCLI {
 	kdftest.Fast()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
 	t.Setenv("TRAINYARD_TRUST_REPO", strings.TrimPrefix(srv.URL, "http://")+"/net/trust")

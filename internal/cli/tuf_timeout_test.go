@@ -2,8 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
 
 	"github.com/trainyard/trainyard/internal/kdftest"
 )
@@ -64,7 +62,7 @@ func (s *switchRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // time instead of hanging forever.
 func TestTUFPullTimesOut(t *testing.T) {
 	kdftest.Fast()
-	sr := &switchRegistry{inner: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))), stop: make(chan struct{})}
+	sr := &switchRegistry{inner: testutil.QuietRegistry(), stop: make(chan struct{})}
 	sr.mode.Store("ok")
 	srv := httptest.NewServer(sr)
 	defer srv.Close()

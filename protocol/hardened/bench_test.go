@@ -6,37 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/metrics"
 	"strconv"
-	"sync/atomic"
 	"testing"
-	"time"
-)
 
-// peakHeap samples the live heap until stop is called and returns the peak.
-func peakHeap() (stop func() uint64) {
-	var peak atomic.Uint64
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(2 * time.Millisecond)
-		defer t.Stop()
-		for {
-			metrics.Read(s)
-			if v := s[0].Value.Uint64(); v > peak.Load() {
-				peak.Store(v)
-			}
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() uint64 { close(done); <-finished; return peak.Load() }
-}
+	"github.com/trainyard/trainyard/internal/testutil"
+)
 
 // BenchmarkPostRunPreRun seals a large results tree at one station (post-run)
 // and verifies and decrypts it at the next (pre-run), through files, and
@@ -73,7 +47,7 @@ func BenchmarkPostRunPreRun(b *testing.B) {
 	}
 	runtime.GC()
 	b.SetBytes(int64(mb) << 20)
-	stop := peakHeap()
+	stop := testutil.SampleHeap()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		it := filepath.Join(work, strconv.Itoa(i))

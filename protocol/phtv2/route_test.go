@@ -6,15 +6,14 @@ import (
 	"crypto/rsa"
 	"errors"
 	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/trainyard/trainyard/registry"
@@ -126,7 +125,7 @@ func simulateRun(t testing.TB, img v1.Image, id string) v1.Image {
 
 func newRegistry(t testing.TB) (host string) {
 	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
 }

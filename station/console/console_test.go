@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -20,7 +19,8 @@ import (
 	"testing"
 	"time"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -47,7 +47,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, o ...func(*console.Options)) *fixture {
 	t.Helper()
-	reg := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	reg := testutil.Registry(t)
 	t.Cleanup(reg.Close)
 	db, err := station.OpenDB(filepath.Join(t.TempDir(), "station.db"))
 	if err != nil {

@@ -11,13 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/trainyard/trainyard/internal/testutil"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -61,34 +60,6 @@ func benchRepo(b *testing.B) (*ocistore.Store, *repo.Publisher) {
 	return store, p
 }
 
-// peakHeap samples the heap while f runs and returns the peak in bytes.
-func peakHeap(f func()) uint64 {
-	runtime.GC()
-	var peak atomic.Uint64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak.Load() {
-				peak.Store(ms.HeapInuse)
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-	f()
-	close(done)
-	wg.Wait()
-	return peak.Load()
-}
-
 // BenchmarkPullMetadata10000Targets: a first pull-metadata of a repository
 // with 10,000 targets (root, timestamp, snapshot, a targets.json of about 2 MB).
 func BenchmarkPullMetadata10000Targets(b *testing.B) {
@@ -119,7 +90,7 @@ func BenchmarkPullMetadata10000Targets(b *testing.B) {
 	var peak uint64
 	for i := 0; i < b.N; i++ {
 		c := client.New(store, b.TempDir())
-		peak = max(peak, peakHeap(func() {
+		peak = max(peak, testutil.PeakHeap(func() {
 			changed, err := c.Bootstrap(ctx, root)
 			if err != nil || len(changed) != 10001 {
 				b.Fatalf("%d changed, %v", len(changed), err)
@@ -177,7 +148,7 @@ func BenchmarkPullTarget1GiB(b *testing.B) {
 	b.ResetTimer()
 	var peak uint64
 	for i := 0; i < b.N; i++ {
-		peak = max(peak, peakHeap(func() {
+		peak = max(peak, testutil.PeakHeap(func() {
 			if _, err := c.Download(ctx, "big.bin", out); err != nil {
 				b.Fatal(err)
 			}

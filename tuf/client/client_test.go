@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trainyard/trainyard/internal/kdftest"
@@ -43,7 +43,7 @@ type env struct {
 
 func newEnv(t *testing.T, opts ...repo.Option) *env {
 	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	t.Cleanup(srv.Close)
 	rc := registry.NewClient(registry.WithInsecure(true))
 	name := strings.TrimPrefix(srv.URL, "http://") + "/tuf/demo"

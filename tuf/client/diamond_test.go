@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
-	"log"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -14,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trainyard/trainyard/registry"
@@ -129,7 +128,7 @@ func TestDelegationDiamondHTTP(t *testing.T) {
 // `tuf pull-target REPO a-1 b-1` does.
 func TestDelegationDiamondOCI(t *testing.T) {
 	ctx := context.Background()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	defer srv.Close()
 	store, err := ocistore.New(registry.NewClient(registry.WithInsecure(true)), strings.TrimPrefix(srv.URL, "http://")+"/tuf/diamond")
 	if err != nil {

@@ -7,14 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/trainyard/trainyard/internal/testutil"
+
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 
@@ -47,7 +46,7 @@ func (f flipTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // tuf.ErrTampered at EOF (this pins go-containerregistry's message, which
 // checkedBlob matches), and intact bytes must read cleanly.
 func TestOpenBlobTampered(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	srv := testutil.Registry(t)
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	data := bytes.Repeat([]byte("target bytes "), 5000)
