@@ -20,7 +20,9 @@ func serveTemp(t *testing.T) (dir string, addr net.Addr) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, "127.0.0.1:0", dir, "", "", func(a net.Addr) { ready <- a }) }()
+	go func() {
+		done <- Serve(ctx, Listen{Addr: "127.0.0.1:0", DataDir: dir, Ready: func(a net.Addr) { ready <- a }})
+	}()
 	select {
 	case addr = <-ready:
 	case err := <-done:
@@ -125,7 +127,9 @@ func TestServeRemovesAdminFiles(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, "127.0.0.1:0", dir, "", "", func(net.Addr) { close(ready) }) }()
+	go func() {
+		done <- Serve(ctx, Listen{Addr: "127.0.0.1:0", DataDir: dir, Ready: func(net.Addr) { close(ready) }})
+	}()
 	<-ready
 	if _, err := DialAdmin(dir); err != nil {
 		t.Fatal(err)
@@ -153,7 +157,7 @@ func TestServeWithoutAdminSocket(t *testing.T) {
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Serve(ctx, "127.0.0.1:0", dir, "", "", func(a net.Addr) { ready <- a }, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		done <- Serve(ctx, Listen{Addr: "127.0.0.1:0", DataDir: dir, Ready: func(a net.Addr) { ready <- a }}, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	}()
 	var addr net.Addr
 	select {

@@ -271,7 +271,7 @@ func TestServeTLS(t *testing.T) {
 	addrc := make(chan net.Addr, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- Serve(ctx, "127.0.0.1:0", data, certFile, keyFile, func(a net.Addr) { addrc <- a }, WithLogger(quiet()))
+		errc <- Serve(ctx, Listen{Addr: "127.0.0.1:0", DataDir: data, TLSCert: certFile, TLSKey: keyFile, Ready: func(a net.Addr) { addrc <- a }}, WithLogger(quiet()))
 	}()
 	var addr net.Addr
 	select {

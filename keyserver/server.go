@@ -395,15 +395,25 @@ func (c *refusalCounter) take() []RefusalCount {
 	return out
 }
 
-// Serve runs the key server on addr with the store in dataDir until ctx is
-// done. With certFile and keyFile it serves TLS (1.2 minimum).
 // loopback reports whether a listener is reachable only from this machine.
 func loopback(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
 }
 
-func Serve(ctx context.Context, addr, dataDir, certFile, keyFile string, ready func(net.Addr), opts ...ServerOption) error {
+// Listen says where and how Serve listens.
+type Listen struct {
+	Addr    string // host:port; ":0" for any free port
+	DataDir string // the store (bbolt), the admin socket and its token
+	// TLSCert and TLSKey, both or neither, make it serve TLS (1.2 minimum).
+	TLSCert, TLSKey string
+	// Ready, if set, receives the listener's address once it accepts.
+	Ready func(net.Addr)
+}
+
+// Serve runs the key server as l says until ctx is done.
+func Serve(ctx context.Context, l Listen, opts ...ServerOption) error {
+	addr, dataDir, certFile, keyFile, ready := l.Addr, l.DataDir, l.TLSCert, l.TLSKey, l.Ready
 	if (certFile == "") != (keyFile == "") {
 		return errors.New("keyserver: give both --tls-cert and --tls-key, or neither")
 	}

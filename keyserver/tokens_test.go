@@ -62,7 +62,7 @@ func TestServeWarnsOnPlainHTTPBeyondLoopback(t *testing.T) {
 		done := make(chan error, 1)
 		ready := make(chan net.Addr, 1)
 		go func() {
-			done <- Serve(ctx, addr, t.TempDir(), "", "", func(a net.Addr) { ready <- a },
+			done <- Serve(ctx, Listen{Addr: addr, DataDir: t.TempDir(), Ready: func(a net.Addr) { ready <- a }},
 				WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 		}()
 		select {

@@ -84,7 +84,7 @@ func TestSealKeyServerUnsealRegistry(t *testing.T) {
 	errc := make(chan error, 1)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() {
-		errc <- keyserver.Serve(ctx, "127.0.0.1:0", data, "", "", func(a net.Addr) { addrc <- a }, keyserver.WithLogger(quiet))
+		errc <- keyserver.Serve(ctx, keyserver.Listen{Addr: "127.0.0.1:0", DataDir: data, Ready: func(a net.Addr) { addrc <- a }}, keyserver.WithLogger(quiet))
 	}()
 	var ksURL string
 	select {

@@ -72,13 +72,13 @@ func newKeyserverCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Audit events go to stderr at info level whatever --verbose says.
 			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-			return keyserver.Serve(cmd.Context(), addr, data, cert, key, func(a net.Addr) {
+			return keyserver.Serve(cmd.Context(), keyserver.Listen{Addr: addr, DataDir: data, TLSCert: cert, TLSKey: key, Ready: func(a net.Addr) {
 				scheme := "http"
 				if cert != "" {
 					scheme = "https"
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "key server listening on %s://%s, data in %s\n", scheme, a, data)
-			}, keyserver.WithLogger(logger), keyserver.WithIPRateLimit(ipRate, ipBurst), keyserver.WithTokenRateLimit(tokRate, tokBurst),
+			}}, keyserver.WithLogger(logger), keyserver.WithIPRateLimit(ipRate, ipBurst), keyserver.WithTokenRateLimit(tokRate, tokBurst),
 				keyserver.WithFailureLimit(failRate, failBurst), keyserver.WithPrefixBits(v4Bits, v6Bits), keyserver.WithRetention(auditAge, auditRows))
 		},
 	}

@@ -50,7 +50,7 @@ func TestKeyserverAdminWhileServing(t *testing.T) {
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- keyserver.Serve(ctx, "127.0.0.1:0", data, "", "", func(a net.Addr) { ready <- a }, keyserver.WithTokenRateLimit(100, 100))
+		done <- keyserver.Serve(ctx, keyserver.Listen{Addr: "127.0.0.1:0", DataDir: data, Ready: func(a net.Addr) { ready <- a }}, keyserver.WithTokenRateLimit(100, 100))
 	}()
 	var addr net.Addr
 	select {

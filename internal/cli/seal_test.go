@@ -86,7 +86,7 @@ func TestSealUnsealCLI(t *testing.T) {
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- keyserver.Serve(ctx, "127.0.0.1:0", data, "", "", func(a net.Addr) { addrc <- a },
+		done <- keyserver.Serve(ctx, keyserver.Listen{Addr: "127.0.0.1:0", DataDir: data, Ready: func(a net.Addr) { addrc <- a }},
 			keyserver.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	}()
 	ks := "http://" + (<-addrc).String()
