@@ -1,7 +1,6 @@
 package hardened
 
 import (
-	"bufio"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -9,9 +8,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
+
+	"github.com/trainyard/trainyard/internal/aeadstream"
 )
 
 // Sealed stream format (all integers big-endian):
@@ -101,24 +101,21 @@ func streamKeys(key []byte, salt []byte) (cipher.AEAD, []byte, error) {
 	return aead, commit, nil
 }
 
-func chunkNonce(n *[12]byte, counter uint64, last bool) {
-	*n = [12]byte{}
-	binary.BigEndian.PutUint64(n[3:11], counter)
+// trainLayout is the train stream's chunk layout: nonce = counter (11
+// bytes) | last-chunk flag, associated data = the header. The chunking is
+// internal/aeadstream's, shared with sealed archives.
+type trainLayout struct{ header []byte }
+
+func (l trainLayout) Nonce(dst []byte, i uint64, last bool) []byte {
+	var n [12]byte
+	binary.BigEndian.PutUint64(n[3:11], i)
 	if last {
 		n[11] = 1
 	}
+	return append(dst, n[:]...)
 }
 
-type sealWriter struct {
-	w       io.Writer
-	aead    cipher.AEAD
-	aad     []byte
-	buf     []byte // plaintext of the pending chunk
-	out     []byte
-	counter uint64
-	err     error
-	closed  bool
-}
+func (l trainLayout) AD(dst []byte, _ bool) []byte { return append(dst, l.header...) }
 
 // NewSealWriter returns a writer that seals everything written to it under
 // key (32 bytes) into w. Close must be called to write the final chunk; it
@@ -143,66 +140,7 @@ func NewSealWriter(w io.Writer, key []byte, chunkSize int) (io.WriteCloser, erro
 	if _, err := w.Write(hb); err != nil {
 		return nil, err
 	}
-	return &sealWriter{w: w, aead: aead, aad: hb, buf: make([]byte, 0, chunkSize),
-		out: make([]byte, 0, chunkSize+gcmTagSize)}, nil
-}
-
-func (s *sealWriter) flush(last bool) error {
-	var nonce [12]byte
-	chunkNonce(&nonce, s.counter, last)
-	s.counter++
-	s.out = s.aead.Seal(s.out[:0], nonce[:], s.buf, s.aad)
-	s.buf = s.buf[:0]
-	_, err := s.w.Write(s.out)
-	return err
-}
-
-func (s *sealWriter) Write(p []byte) (int, error) {
-	if s.err != nil {
-		return 0, s.err
-	}
-	if s.closed {
-		return 0, errors.New("hardened: write to closed seal writer")
-	}
-	n := 0
-	for len(p) > 0 {
-		// A full buffer is flushed only once more data arrives, so the
-		// chunk written by Close is always the one flagged last.
-		if len(s.buf) == cap(s.buf) {
-			if s.err = s.flush(false); s.err != nil {
-				return n, s.err
-			}
-		}
-		k := copy(s.buf[len(s.buf):cap(s.buf)], p)
-		s.buf = s.buf[:len(s.buf)+k]
-		p = p[k:]
-		n += k
-	}
-	return n, nil
-}
-
-func (s *sealWriter) Close() error {
-	if s.err != nil {
-		return s.err
-	}
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	s.err = s.flush(true)
-	return s.err
-}
-
-type openReader struct {
-	r       *bufio.Reader
-	aead    cipher.AEAD
-	aad     []byte
-	cs      int
-	ct      []byte
-	plain   []byte // decrypted bytes not yet returned
-	counter uint64
-	done    bool
-	err     error
+	return aeadstream.NewWriter(w, aead, trainLayout{header: hb}, chunkSize), nil
 }
 
 // NewOpenReader reads a sealed stream from r and returns its plaintext.
@@ -226,54 +164,10 @@ func NewOpenReader(r io.Reader, key []byte) (io.Reader, error) {
 	if subtle.ConstantTimeCompare(commit, h.Commit[:]) != 1 {
 		return nil, fmt.Errorf("%w: stream key commitment does not match", ErrTampered)
 	}
-	return &openReader{r: bufio.NewReaderSize(r, 4096), aead: aead, aad: hb, cs: h.ChunkSize,
-		ct: make([]byte, h.ChunkSize+gcmTagSize)}, nil
-}
-
-func (o *openReader) next() error {
-	n, err := io.ReadFull(o.r, o.ct)
-	last := false
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		last = true
-	case err != nil:
-		return err
-	default:
-		if _, perr := o.r.Peek(1); perr == io.EOF {
-			last = true
-		} else if perr != nil {
-			return perr
+	return aeadstream.NewReader(r, aead, trainLayout{header: hb}, h.ChunkSize, 4096, func(f aeadstream.Failure, i uint64) error {
+		if f == aeadstream.Forged {
+			return fmt.Errorf("%w: sealed stream chunk %d fails authentication", ErrTampered, i)
 		}
-	}
-	if n < gcmTagSize {
 		return fmt.Errorf("%w: sealed stream truncated", ErrTampered)
-	}
-	var nonce [12]byte
-	chunkNonce(&nonce, o.counter, last)
-	o.counter++
-	p, aerr := o.aead.Open(o.ct[:0], nonce[:], o.ct[:n], o.aad)
-	if aerr != nil {
-		return fmt.Errorf("%w: sealed stream chunk %d fails authentication", ErrTampered, o.counter-1)
-	}
-	o.plain = p
-	o.done = last
-	return nil
-}
-
-func (o *openReader) Read(p []byte) (int, error) {
-	for len(o.plain) == 0 {
-		if o.err != nil {
-			return 0, o.err
-		}
-		if o.done {
-			return 0, io.EOF
-		}
-		if err := o.next(); err != nil {
-			o.err = err
-			return 0, err
-		}
-	}
-	n := copy(p, o.plain)
-	o.plain = o.plain[n:]
-	return n, nil
+	}), nil
 }
