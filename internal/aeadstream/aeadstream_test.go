@@ -60,7 +60,9 @@ func seal(t testing.TB, plain []byte, size int) []byte {
 
 func open(t testing.TB, sealed []byte, size int) ([]byte, error) {
 	r := aeadstream.NewReader(bytes.NewReader(sealed), aead(t), layout{}, size, 4096,
-		func(f aeadstream.Failure, i uint64) error { return fmt.Errorf("%w: failure %d at chunk %d", errTampered, f, i) })
+		func(f aeadstream.Failure, i uint64) error {
+			return fmt.Errorf("%w: failure %d at chunk %d", errTampered, f, i)
+		})
 	return io.ReadAll(r)
 }
 
