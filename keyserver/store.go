@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -25,6 +24,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/trainyard/trainyard/errdefs"
+	"github.com/trainyard/trainyard/internal/ids"
 )
 
 // Errors callers branch on.
@@ -59,10 +59,8 @@ const TokenPrefix = "tyks_"
 // azaion fragments are opaque bytes).
 const MaxFragmentSize = 4096
 
-var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
 // ValidName reports whether s is acceptable as an archive or device name.
-func ValidName(s string) bool { return nameRe.MatchString(s) }
+func ValidName(s string) bool { return ids.Valid(s) }
 
 // Token is a stored token; the secret itself is never stored.
 type Token struct {

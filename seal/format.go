@@ -17,6 +17,8 @@ import (
 	"io"
 	"regexp"
 	"time"
+
+	"github.com/trainyard/trainyard/internal/ids"
 )
 
 // Errors callers branch on. Every refusal wraps exactly one of them.
@@ -84,11 +86,9 @@ type Header struct {
 	Images   []Image `json:"images"`
 }
 
-var archiveIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
 // ValidArchiveID reports whether s may be used as an archive id (also the
 // key server's key, so it is kept to a safe alphabet).
-func ValidArchiveID(s string) bool { return archiveIDRe.MatchString(s) }
+func ValidArchiveID(s string) bool { return ids.Valid(s) }
 
 func (h *Header) validate() error {
 	switch {

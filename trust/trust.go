@@ -20,12 +20,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 	"unicode"
 
+	"github.com/trainyard/trainyard/internal/ids"
 	"github.com/trainyard/trainyard/protocol/hardened"
 
 	"github.com/trainyard/trainyard/errdefs"
@@ -53,12 +53,10 @@ var (
 	ErrDuplicateKey = errdefs.New("public key already registered under another id", errdefs.ErrExists)
 )
 
-var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
-
 // ValidID checks a station or user id: it becomes part of target names and
 // registry repositories, so only a plain, short name is allowed.
 func ValidID(id string) error {
-	if !idPattern.MatchString(id) {
+	if !ids.Valid(id) {
 		return fmt.Errorf("invalid id %q: use letters, digits, '.', '_' and '-' (max 128)", id)
 	}
 	return nil
