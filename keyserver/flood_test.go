@@ -234,7 +234,7 @@ func TestServeFlushesRefusalsAtShutdown(t *testing.T) {
 	addrc := make(chan net.Addr, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- Serve(ctx, "127.0.0.1:0", data, "", "", func(a net.Addr) { addrc <- a }, WithLogger(quiet()))
+		errc <- Serve(ctx, Listen{Addr: "127.0.0.1:0", DataDir: data, Ready: func(a net.Addr) { addrc <- a }}, WithLogger(quiet()))
 	}()
 	url := "http://" + (<-addrc).String()
 	for i := 0; i < 3; i++ {
