@@ -124,6 +124,11 @@ func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result,
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
 		return res, fmt.Errorf("creating bundle: %w", err)
 	}
+	// Explicitly, not through the station's umask (077 in a hardened
+	// service would leave a non-root train unable to reach its own files).
+	if err := os.Chmod(rootfs, 0o755); err != nil {
+		return res, fmt.Errorf("creating bundle: %w", err)
+	}
 	unpack := r.unpack
 	var shift uint32
 	if r.userns != nil {

@@ -466,3 +466,20 @@ func FuzzOOMKillCount(f *testing.F) {
 	f.Add("oom_kill x\n")
 	f.Fuzz(func(t *testing.T, s string) { oomKillCount(strings.NewReader(s)) })
 }
+
+// TestRuncNonRootUnderStrictUmask: a station started with umask 077 (a
+// hardened service) still gives a non-root train a root filesystem it can
+// use: the bundle and the unpacked directories get their modes explicitly,
+// not through the umask.
+func TestRuncNonRootUnderStrictUmask(t *testing.T) {
+	r := needRunc(t)
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	results := t.TempDir()
+	os.Chmod(results, 0o777)
+	o := runProbe(t, r, RunSpec{ResultsDir: results, User: "1000:1000"}, "id")
+	wantOK(t, o)
+	if strings.TrimSpace(o.stdout) != "1000:1000" {
+		t.Fatalf("id = %q", o.stdout)
+	}
+}

@@ -244,7 +244,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		return fmt.Errorf("unpack %q: %w", hdr.Name, err)
 	}
 	if dir := path.Dir(name); dir != "." {
-		if err := u.root.MkdirAll(dir, 0o755); err != nil {
+		if err := u.mkParents(dir); err != nil {
 			return fail(err)
 		}
 	}
@@ -325,6 +325,27 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		if !hdr.ModTime.IsZero() && hdr.Typeflag != tar.TypeDir {
 			_ = u.root.Chtimes(name, hdr.ModTime, hdr.ModTime)
+		}
+	}
+	return nil
+}
+
+// mkParents makes the missing directories of dir 0755, set explicitly: a
+// layer that names a file but not its parents must not get parents only
+// the station's user can enter because of the station's umask.
+func (u *unpacker) mkParents(dir string) error {
+	p := ""
+	for _, part := range strings.Split(dir, "/") {
+		p = path.Join(p, part)
+		err := u.root.Mkdir(p, 0o755)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := u.root.Chmod(p, 0o755); err != nil {
+			return err
 		}
 	}
 	return nil
