@@ -112,8 +112,11 @@ func ParseExpect(s, version string) (Expect, error) {
 			return Expect{}, fmt.Errorf("expect %q: %w", s, err)
 		}
 	}
+	// Names carry no registry, so a host-qualified one-part name
+	// ("host/busybox") must come out as the header names it matches are
+	// compared: canonicalName, idempotent ("library/busybox").
 	n, _ := NameFor(ref)
-	return Expect{Name: n, Digest: dg}, nil
+	return Expect{Name: canonicalName(n), Digest: dg}, nil
 }
 
 func hasTag(ref string) bool {
