@@ -61,8 +61,6 @@ func (a serverAdmin) Run(ctx context.Context, ref string) (*Stop, error) {
 	return a.srv.runOne(ctx, ref, "")
 }
 
-func (s *Server) admin() Admin { return serverAdmin{Station: s.Station, srv: s} }
-
 type peerKey struct{}
 
 // ServeAdmin listens on the unix socket path and serves a's admin API

@@ -415,6 +415,11 @@ func mayRun(prev *Stop, input string) error {
 	case Running:
 		return fmt.Errorf("%w: stop %d of train %s is running", hardened.ErrReplay, prev.Index, prev.Train)
 	}
+	return replayed(prev)
+}
+
+// replayed refuses a stop that ended already, saying how and when.
+func replayed(prev *Stop) error {
 	return fmt.Errorf("%w: stop %d of train %s was already %s at this station (%s)%s", hardened.ErrReplay, prev.Index, prev.Train,
 		prev.State, prev.Updated.Format(time.RFC3339), reasonSuffix(prev.Reason))
 }

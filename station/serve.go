@@ -470,7 +470,7 @@ func (s *Server) Serve(ctx context.Context, addr string, ready func(net.Addr)) e
 		lnAddr = ln.Addr()
 	}
 	if s.AdminSocket != "" {
-		closeAdmin, err := ServeAdmin(s.AdminSocket, s.admin())
+		closeAdmin, err := ServeAdmin(s.AdminSocket, s.Admin())
 		if err != nil {
 			return err
 		}
@@ -514,7 +514,7 @@ func (s *Server) listenerHandler() http.Handler {
 
 // Admin is the admin API of this serve (the station's, with serve's own
 // status), for a console in the same process.
-func (s *Server) Admin() Admin { return s.admin() }
+func (s *Server) Admin() Admin { return serverAdmin{Station: s.Station, srv: s} }
 
 func isLoopback(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)

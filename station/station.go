@@ -312,8 +312,7 @@ func handled(prev *Stop) error {
 		return ErrUnderReview
 	}
 	if prev.State.Final() {
-		return fmt.Errorf("%w: this train was already %s at this station (%s)%s", hardened.ErrReplay, prev.State,
-			prev.Updated.Format(time.RFC3339), reasonSuffix(prev.Reason))
+		return replayed(prev)
 	}
 	return nil
 }
