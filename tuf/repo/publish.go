@@ -12,6 +12,8 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trainyard/trainyard/tuf"
+	"github.com/trainyard/trainyard/tuf/keys"
+	"github.com/trainyard/trainyard/tuf/ocistore"
 )
 
 // Publishing never destroys what is in the registry.
@@ -214,3 +216,204 @@ func (p *Publisher) HasMetadata() bool {
 
 // Dir is the publisher's state directory.
 func (p *Publisher) Dir() string { return p.dir }
+
+// signRole signs md with every available key of role, checking the
+// threshold the delegator (root or top-level targets) sets.
+func (p *Publisher) signRole(role string, keyIDs []string, threshold int, sign func([]keys.Signer) error) error {
+	signers, err := p.signers(role, keyIDs)
+	if err != nil {
+		return err
+	}
+	if len(signers) < threshold {
+		return fmt.Errorf("%w: role %s needs %d signatures, %d keys available", ErrThreshold, role, threshold, len(signers))
+	}
+	return sign(signers)
+}
+
+// PushMetadata re-signs the top-level targets role and every changed
+// delegated role, then a new snapshot and timestamp, and publishes in the
+// order that keeps clients consistent: target blobs (already pushed) and
+// the keeper manifest, new roots, delegated roles, targets, snapshot, and
+// the timestamp tag last.
+func (p *Publisher) PushMetadata(ctx context.Context) error {
+	return p.withRoot(func(root *metadata.Metadata[metadata.RootType], st *state) error {
+		now := p.now().UTC()
+		top, err := p.targets(Targets)
+		if err != nil {
+			return err
+		}
+		type pending struct {
+			file string
+			data []byte
+		}
+		var delegated []pending
+		snap := metadata.Snapshot(now.Add(p.lifetime(Snapshot)))
+		if old, err := readMeta(p.metaPath(Snapshot), metadata.Snapshot()); err == nil {
+			snap.Signed.Meta = old.Signed.Meta
+		}
+		for _, dr := range delegatedRoles(top) {
+			md, err := p.targets(dr.Name)
+			if err != nil {
+				return err
+			}
+			if st.Dirty[dr.Name] || st.Published[dr.Name] == 0 {
+				md.Signed.Version = st.Published[dr.Name] + 1
+				md.Signed.Expires = now.Add(p.lifetime(dr.Name))
+				md.ClearSignatures()
+				if err := p.signRole(dr.Name, dr.KeyIDs, dr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(md, s...) }); err != nil {
+					return err
+				}
+				if err := top.VerifyDelegate(dr.Name, md); err != nil {
+					return fmt.Errorf("%w: %s: %w", ErrThreshold, dr.Name, err)
+				}
+				data, err := md.ToBytes(true)
+				if err != nil {
+					return err
+				}
+				delegated = append(delegated, pending{fmt.Sprintf("%d.%s.json", md.Signed.Version, dr.Name), data})
+				if err := writeMeta(p.metaPath(dr.Name), md); err != nil {
+					return err
+				}
+			}
+			data, err := md.ToBytes(true)
+			if err != nil {
+				return err
+			}
+			snap.Signed.Meta[dr.Name+".json"] = hashedMetaFile(md.Signed.Version, data)
+		}
+		// top-level targets
+		top.Signed.Version = st.Published[Targets] + 1
+		top.Signed.Expires = now.Add(p.lifetime(Targets))
+		top.ClearSignatures()
+		tr := root.Signed.Roles[Targets]
+		if err := p.signRole(Targets, tr.KeyIDs, tr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(top, s...) }); err != nil {
+			return err
+		}
+		if err := root.VerifyDelegate(Targets, top); err != nil {
+			return fmt.Errorf("%w: targets: %w", ErrThreshold, err)
+		}
+		topData, err := top.ToBytes(true)
+		if err != nil {
+			return err
+		}
+		snap.Signed.Meta[Targets+".json"] = hashedMetaFile(top.Signed.Version, topData)
+		// snapshot and timestamp
+		ts, tail, err := p.signSnapshotAndTimestamp(root, st, snap)
+		if err != nil {
+			return err
+		}
+		// publish: roots, delegated, targets, snapshot, timestamp; the keeper
+		// once the first versioned file is ours (see publish)
+		var files []pubFile
+		for v := st.Published[Root] + 1; v <= root.Signed.Version; v++ {
+			data, err := os.ReadFile(p.rootHistoryPath(v))
+			if err != nil {
+				return fmt.Errorf("root version %d: %w", v, err)
+			}
+			files = append(files, pubFile{fmt.Sprintf("%d.root.json", v), data, []string{ocistore.RootTag}})
+		}
+		for _, d := range delegated {
+			files = append(files, pubFile{d.file, d.data, nil})
+		}
+		files = append(files, pubFile{fmt.Sprintf("%d.targets.json", top.Signed.Version), topData, nil})
+		files = append(files, tail...)
+		if err := p.publish(ctx, st, files, true); err != nil {
+			return err
+		}
+		// record
+		if err := writeMeta(p.metaPath(Targets), top); err != nil {
+			return err
+		}
+		if err := writeMeta(p.metaPath(Snapshot), snap); err != nil {
+			return err
+		}
+		if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
+			return err
+		}
+		st.Published[Root] = root.Signed.Version
+		st.Published[Targets] = top.Signed.Version
+		st.Published[Snapshot] = snap.Signed.Version
+		st.Published[Timestamp] = ts.Signed.Version
+		for _, dr := range delegatedRoles(top) {
+			md, err := p.targets(dr.Name)
+			if err != nil {
+				return err
+			}
+			st.Published[dr.Name] = md.Signed.Version
+		}
+		st.Dirty = map[string]bool{}
+		st.Pending = nil
+		return p.saveState(st)
+	})
+}
+
+// signSnapshotAndTimestamp signs snap as the next snapshot version and a
+// timestamp over it, and returns the two files to publish last, in order.
+func (p *Publisher) signSnapshotAndTimestamp(root *metadata.Metadata[metadata.RootType], st *state, snap *metadata.Metadata[metadata.SnapshotType]) (*metadata.Metadata[metadata.TimestampType], []pubFile, error) {
+	snap.Signed.Version = st.Published[Snapshot] + 1
+	sr := root.Signed.Roles[Snapshot]
+	if err := p.signRole(Snapshot, sr.KeyIDs, sr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(snap, s...) }); err != nil {
+		return nil, nil, err
+	}
+	if err := root.VerifyDelegate(Snapshot, snap); err != nil {
+		return nil, nil, fmt.Errorf("%w: snapshot: %w", ErrThreshold, err)
+	}
+	snapData, err := snap.ToBytes(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts, tsData, err := p.signTimestamp(root, st, snapData, snap.Signed.Version)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ts, []pubFile{
+		{fmt.Sprintf("%d.snapshot.json", snap.Signed.Version), snapData, nil},
+		{fmt.Sprintf("%d.timestamp.json", ts.Signed.Version), tsData, []string{ocistore.TimestampTag}},
+	}, nil
+}
+
+func (p *Publisher) signTimestamp(root *metadata.Metadata[metadata.RootType], st *state, snapData []byte, snapVersion int64) (*metadata.Metadata[metadata.TimestampType], []byte, error) {
+	ts := metadata.Timestamp(p.now().UTC().Add(p.lifetime(Timestamp)))
+	ts.Signed.Version = st.Published[Timestamp] + 1
+	sum := sha256.Sum256(snapData)
+	mf := metadata.MetaFile(snapVersion)
+	mf.Length = int64(len(snapData))
+	mf.Hashes = metadata.Hashes{"sha256": sum[:]}
+	ts.Signed.Meta[Snapshot+".json"] = mf
+	r := root.Signed.Roles[Timestamp]
+	if err := p.signRole(Timestamp, r.KeyIDs, r.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(ts, s...) }); err != nil {
+		return nil, nil, err
+	}
+	if err := root.VerifyDelegate(Timestamp, ts); err != nil {
+		return nil, nil, fmt.Errorf("%w: timestamp: %w", ErrThreshold, err)
+	}
+	data, err := ts.ToBytes(true)
+	return ts, data, err
+}
+
+// RefreshTimestamp re-signs only the timestamp (new version, new expiry)
+// for the published snapshot: a cron job needs the timestamp key alone.
+func (p *Publisher) RefreshTimestamp(ctx context.Context) error {
+	return p.withRoot(func(root *metadata.Metadata[metadata.RootType], st *state) error {
+		if st.Published[Snapshot] == 0 {
+			return errors.New("nothing published yet: run push-metadata first")
+		}
+		snapData, err := os.ReadFile(p.metaPath(Snapshot))
+		if err != nil {
+			return err
+		}
+		ts, tsData, err := p.signTimestamp(root, st, snapData, st.Published[Snapshot])
+		if err != nil {
+			return err
+		}
+		if err := p.publish(ctx, st, []pubFile{{fmt.Sprintf("%d.timestamp.json", ts.Signed.Version), tsData, []string{ocistore.TimestampTag}}}, false); err != nil {
+			return err
+		}
+		if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
+			return err
+		}
+		st.Published[Timestamp] = ts.Signed.Version
+		st.Pending = nil
+		return p.saveState(st)
+	})
+}

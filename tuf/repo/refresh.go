@@ -17,7 +17,6 @@ import (
 	"github.com/trainyard/trainyard/internal/fsutil"
 	"github.com/trainyard/trainyard/tuf"
 	"github.com/trainyard/trainyard/tuf/client"
-	"github.com/trainyard/trainyard/tuf/internal/flock"
 )
 
 // A role is due for re-signing when less than half of its lifetime is
@@ -119,7 +118,7 @@ func (p *Publisher) Refresh(ctx context.Context) ([]string, error) {
 // version and expiry) and a timestamp for it: the snapshot and timestamp
 // keys suffice, the targets key may stay offline.
 func (p *Publisher) refreshSnapshot(ctx context.Context) error {
-	return p.locked(func(root *metadata.Metadata[metadata.RootType], st *state) error {
+	return p.withRoot(func(root *metadata.Metadata[metadata.RootType], st *state) error {
 		old, err := readMeta(p.metaPath(Snapshot), metadata.Snapshot())
 		if err != nil {
 			return err
@@ -147,19 +146,12 @@ func (p *Publisher) refreshSnapshot(ctx context.Context) error {
 
 // markDirty makes PushMetadata re-sign delegated roles that are due.
 func (p *Publisher) markDirty(roles []string) error {
-	unlock, err := flock.Lock(p.dir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, err := p.loadState()
-	if err != nil {
-		return err
-	}
-	for _, r := range roles {
-		st.Dirty[r] = true
-	}
-	return p.saveState(st)
+	return p.withState(func(st *state) error {
+		for _, r := range roles {
+			st.Dirty[r] = true
+		}
+		return p.saveState(st)
+	})
 }
 
 // Pull replaces this state's metadata with the registry's current,
@@ -172,12 +164,11 @@ func (p *Publisher) Pull(ctx context.Context, trustedRoot []byte) error {
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return err
 	}
-	unlock, err := flock.Lock(p.dir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
+	return p.locked(func() error { return p.pull(ctx, trustedRoot) })
+}
 
+func (p *Publisher) pull(ctx context.Context, trustedRoot []byte) error {
+	var err error
 	anchor := trustedRoot
 	if anchor == nil {
 		if anchor, err = os.ReadFile(p.metaPath(Root)); errors.Is(err, os.ErrNotExist) {
