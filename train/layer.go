@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/trainyard/trainyard/internal/pipe"
 )
 
 // LayerWriter streams a layer tarball into a temporary file while hashing
@@ -30,7 +32,7 @@ import (
 // finished v1.Layer backed by that file.
 type LayerWriter struct {
 	f        *os.File
-	buf      *asyncWriter
+	buf      *pipe.Writer
 	gz       *gzip.Writer // nil for an uncompressed layer
 	tw       *tar.Writer
 	compSum  hash.Hash
@@ -46,81 +48,6 @@ type LayerWriter struct {
 // Write sizes: large enough that a 256 MiB layer costs a few hundred write
 // syscalls, small enough to stay a constant next to the data.
 const layerBufSize = 1 << 20
-
-// asyncWriter hands full 1 MiB buffers to one goroutine that writes them
-// to w in order; three buffers bound its memory. An error of w is returned
-// by the next Write or by Close, and later buffers are dropped.
-type asyncWriter struct {
-	w     io.Writer
-	cur   []byte
-	free  chan []byte
-	work  chan []byte
-	done  chan struct{}
-	err   error // set by the writer goroutine, read after done or failed
-	fail  chan struct{}
-	state int // 0 running, 1 closed
-}
-
-func newAsyncWriter(w io.Writer) *asyncWriter {
-	a := &asyncWriter{w: w, free: make(chan []byte, 3), work: make(chan []byte, 3), done: make(chan struct{}), fail: make(chan struct{})}
-	for i := 0; i < 2; i++ {
-		a.free <- make([]byte, 0, layerBufSize)
-	}
-	a.cur = make([]byte, 0, layerBufSize)
-	go func() {
-		defer close(a.done)
-		for b := range a.work {
-			if a.err == nil {
-				if _, err := a.w.Write(b); err != nil {
-					a.err = err
-					close(a.fail)
-				}
-			}
-			a.free <- b[:0]
-		}
-	}()
-	return a
-}
-
-func (a *asyncWriter) failed() error {
-	select {
-	case <-a.fail:
-		return a.err
-	default:
-		return nil
-	}
-}
-
-func (a *asyncWriter) Write(p []byte) (int, error) {
-	if err := a.failed(); err != nil {
-		return 0, err
-	}
-	n := 0
-	for len(p) > 0 {
-		c := copy(a.cur[len(a.cur):cap(a.cur)], p)
-		a.cur = a.cur[:len(a.cur)+c]
-		p, n = p[c:], n+c
-		if len(a.cur) == cap(a.cur) {
-			a.work <- a.cur
-			a.cur = <-a.free
-		}
-	}
-	return n, nil
-}
-
-// Close writes what is buffered, stops the goroutine and returns the first
-// write error. It may be called more than once.
-func (a *asyncWriter) Close() error {
-	if a.state == 0 {
-		a.state = 1
-		if len(a.cur) > 0 {
-			a.work <- a.cur
-		}
-		close(a.work)
-		<-a.done
-	}
-	return a.err
-}
 
 // IsUncompressed reports whether mt is a plain-tar layer media type.
 func IsUncompressed(mt types.MediaType) bool {
@@ -138,7 +65,7 @@ func NewLayerWriter(dir string, mt types.MediaType) (*LayerWriter, error) {
 	w := &LayerWriter{f: f, compSum: sha256.New(), dirs: map[string]bool{}, names: map[string]bool{}, mt: mt}
 	// The digest of the stored bytes and the write run beside the producer
 	// (encryption, SHA-512, gzip), on the second core when there is one.
-	w.buf = newAsyncWriter(io.MultiWriter(f, w.compSum))
+	w.buf = pipe.NewWriter(io.MultiWriter(f, w.compSum), layerBufSize, 3)
 	w.compSize = &countWriter{w: w.buf}
 	if IsUncompressed(mt) {
 		w.tw = tar.NewWriter(w.compSize)

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -177,39 +176,5 @@ func BenchmarkLayerWriter(b *testing.B) {
 			}
 			b.ReportMetric(pct, "compressed-%")
 		})
-	}
-}
-
-type failAfter struct{ n int }
-
-func (f *failAfter) Write(p []byte) (int, error) {
-	if f.n -= len(p); f.n < 0 {
-		return 0, errors.New("disk full")
-	}
-	return len(p), nil
-}
-
-// TestAsyncWriterError: a write error of the file (a full disk) surfaces
-// from a later Write or from Close, never hangs, and Close is idempotent.
-func TestAsyncWriterError(t *testing.T) {
-	a := newAsyncWriter(&failAfter{n: 3 << 20})
-	chunk := make([]byte, 100<<10)
-	var werr error
-	for i := 0; i < 200 && werr == nil; i++ {
-		_, werr = a.Write(chunk)
-	}
-	cerr := a.Close()
-	if werr == nil && cerr == nil {
-		t.Fatal("20 MiB into a 3 MiB disk: no error")
-	}
-	if cerr == nil || cerr.Error() != "disk full" {
-		t.Fatalf("Close: %v", cerr)
-	}
-	if a.Close() == nil {
-		t.Fatal("second Close forgot the error")
-	}
-	ok := newAsyncWriter(io.Discard)
-	if _, err := ok.Write(chunk); err != nil || ok.Close() != nil {
-		t.Fatal("a good write failed")
 	}
 }

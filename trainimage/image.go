@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/trainyard/trainyard/internal/pipe"
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/train"
@@ -248,11 +249,16 @@ func Read(ctx context.Context, img v1.Image, tmp string, progress io.Writer, ver
 	if o.layerVerified {
 		comp.h = nil // the layer's own reader checks the digest
 	}
-	var body io.Reader = comp
+	// The download and the layer's digest run on a second goroutine,
+	// beside the spooling and the blobs' signed digests on this one. comp
+	// is inspected only through check(ra), after ra returned an error or EOF.
+	ra := pipe.NewReader(comp, 0, 0)
+	defer ra.Close()
+	var body io.Reader = ra
 	var gz *gzip.Reader
 	switch desc.MediaType {
 	case types.DockerLayer, types.OCILayer:
-		if gz, err = gzip.NewReader(comp); err != nil {
+		if gz, err = gzip.NewReader(ra); err != nil {
 			return nil, nil, fmt.Errorf("%w: state layer: %w", ErrImage, err)
 		}
 		body = gz
@@ -271,7 +277,7 @@ func Read(ctx context.Context, img v1.Image, tmp string, progress io.Writer, ver
 		// rest of the layer is read (when it is no larger than the signed
 		// sizes allow) and its digest decides.
 		if desc.Size <= plain.limit+stateSlack && ctx.Err() == nil {
-			if cerr := comp.check(desc.Digest); cerr != nil {
+			if cerr := comp.check(ra, desc.Digest); cerr != nil {
 				return nil, nil, fmt.Errorf("%w: state layer %s: %v (found while reading it: %v)", ErrTransfer, desc.Digest, cerr, err)
 			}
 		}
@@ -287,7 +293,7 @@ func Read(ctx context.Context, img v1.Image, tmp string, progress io.Writer, ver
 			return nil, nil, fmt.Errorf("%w: state layer: %w", ErrImage, err)
 		}
 	}
-	if err := comp.check(desc.Digest); err != nil {
+	if err := comp.check(ra, desc.Digest); err != nil {
 		return nil, nil, fmt.Errorf("state layer: %w", err)
 	}
 	return st, v, nil
@@ -485,10 +491,10 @@ func (d *digestReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// check drains what is left (at most the descriptor's size) and compares
-// the digest.
-func (d *digestReader) check(want v1.Hash) error {
-	if _, err := io.Copy(io.Discard, d); err != nil {
+// check drains what is left of d through rest (d itself, or a read-ahead
+// of it: at most the descriptor's size) and compares the digest.
+func (d *digestReader) check(rest io.Reader, want v1.Hash) error {
+	if _, err := io.Copy(io.Discard, rest); err != nil {
 		return err
 	}
 	if d.h == nil {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+
+	"github.com/trainyard/trainyard/internal/pipe"
 )
 
 // Option tunes Create, PreRun, PostRun and OpenResults.
@@ -97,8 +99,12 @@ func sealTree(ctx context.Context, fsys fs.FS, w io.Writer, chunk int, maxBytes 
 	if _, err = rand.Read(key); err != nil {
 		return nil, nil, ref, err
 	}
+	// The ciphertext is hashed and written on a second goroutine, beside
+	// the reads, the plaintext hashing and the sealing on this one.
 	ch := &countingHash{w: w, h: sha256.New()}
-	sw, err := NewSealWriter(ch, key, chunk)
+	pw := pipe.NewWriter(ch, 0, 0)
+	defer pw.Close()
+	sw, err := NewSealWriter(pw, key, chunk)
 	if err != nil {
 		return nil, nil, ref, err
 	}
@@ -106,6 +112,9 @@ func sealTree(ctx context.Context, fsys fs.FS, w io.Writer, chunk int, maxBytes 
 		return nil, nil, ref, err
 	}
 	if err = sw.Close(); err != nil {
+		return nil, nil, ref, err
+	}
+	if err = pw.Close(); err != nil {
 		return nil, nil, ref, err
 	}
 	return key, m, ch.ref(), nil
@@ -138,7 +147,12 @@ func openTree(ctx context.Context, blob io.Reader, ref BlobRef, key []byte, dir,
 	if verified {
 		hr.h = nil // checked by the caller; the size is still held
 	}
-	pr, err := NewOpenReader(hr, key)
+	// The blob is read and hashed on a second goroutine, beside the
+	// decryption, the plaintext hashing and the writes on this one. hr is
+	// inspected only after ra returned EOF, when that goroutine is done.
+	ra := pipe.NewReader(hr, 0, 0)
+	defer ra.Close()
+	pr, err := NewOpenReader(ra, key)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -150,7 +164,7 @@ func openTree(ctx context.Context, blob io.Reader, ref BlobRef, key []byte, dir,
 	if _, err := io.Copy(io.Discard, pr); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if _, err := io.Copy(io.Discard, hr); err != nil {
+	if _, err := io.Copy(io.Discard, ra); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if hr.h == nil {
