@@ -17,6 +17,7 @@ import (
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
+	"github.com/trainyard/trainyard/train"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -224,7 +225,7 @@ func TestStatusFinishedRoute(t *testing.T) {
 	code := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := trainrun.BuildStatic(ctx, "../demo/aggregate", filepath.Join(code, "aggregate")); err != nil {
+	if err := train.BuildStatic(ctx, "../demo/aggregate", filepath.Join(code, "aggregate")); err != nil {
 		t.Fatal(err)
 	}
 	route := []string{"st1", "st2"}
@@ -276,7 +277,7 @@ func TestStatusFailingTrainTellsCreator(t *testing.T) {
 	code := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := trainrun.BuildStatic(ctx, "../demo/aggregate", filepath.Join(code, "aggregate")); err != nil {
+	if err := train.BuildStatic(ctx, "../demo/aggregate", filepath.Join(code, "aggregate")); err != nil {
 		t.Fatal(err)
 	}
 	route := []string{"st1", "st2"}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -95,7 +96,7 @@ func trainRoute(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	exec := hardened.ExecConfig{Entrypoint: []string{"/opt/pht_train/aggregate"}, WorkingDir: "/opt/pht_train"}
+	exec := aggregateExec
 	base := train.ScratchImage() // empty, but with the os/architecture the OCI spec requires
 	digest, err := creator.ApprovalDigest(ctx, code, exec, base)
 	if err != nil {
@@ -218,7 +219,7 @@ func buildAggregate(ctx context.Context, dir string) (string, error) {
 	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module aggregate\n\ngo 1.22\n"), 0o644); err != nil {
 		return "", err
 	}
-	if err := trainrun.BuildStatic(ctx, src, filepath.Join(code, "aggregate")); err != nil {
+	if err := train.BuildStatic(ctx, src, filepath.Join(code, "aggregate")); err != nil {
 		return "", fmt.Errorf("building the demo train needs the go command: %w", err)
 	}
 	return code, nil
@@ -272,13 +273,19 @@ func forgedTrain(ctx context.Context, e *env, p *people, ts *trust.Store, networ
 	if err := os.WriteFile(filepath.Join(dir, "aggregate"), []byte("#!/bin/sh\ncat /opt/pht_data/*\n"), 0o755); err != nil {
 		return err
 	}
-	exec := hardened.ExecConfig{Entrypoint: []string{"/opt/pht_train/aggregate"}, WorkingDir: "/opt/pht_train"}
+	exec := aggregateExec
 	_, err := creator.Create(ctx, ts, hardened.Spec{ID: "forged", Creator: "alice", Route: stationIDs, Exec: exec}, p.creator, dir, train.ScratchImage(), e.dir)
 	if !errors.Is(err, hardened.ErrUnapproved) {
 		return fmt.Errorf("a train with unapproved code was not refused (%v)", err)
 	}
 	e.say("a train with changed code is refused before it leaves: %s", firstClause(err))
 	return nil
+}
+
+// aggregateExec runs the demo's program from the train's code directory.
+var aggregateExec = hardened.ExecConfig{
+	Entrypoint: []string{"/" + path.Join(train.TrainDir, "aggregate")},
+	WorkingDir: "/" + train.TrainDir,
 }
 
 func short(d string) string {

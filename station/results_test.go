@@ -17,6 +17,7 @@ import (
 
 	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/protocol/hardened"
+	"github.com/trainyard/trainyard/train"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -35,7 +36,7 @@ func probeCode(t testing.TB) string {
 		if probeErr == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			probeErr = trainrun.BuildStatic(ctx, "../trainrun/testdata/probe", filepath.Join(probeDir, "probe"))
+			probeErr = train.BuildStatic(ctx, "../trainrun/testdata/probe", filepath.Join(probeDir, "probe"))
 		}
 	})
 	if probeErr != nil {

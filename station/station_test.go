@@ -25,6 +25,7 @@ import (
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/registry"
 	"github.com/trainyard/trainyard/station"
+	"github.com/trainyard/trainyard/train"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -42,7 +43,7 @@ func aggregateCode(t *testing.T) string {
 		if buildErr == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			buildErr = trainrun.BuildStatic(ctx, "../demo/aggregate", filepath.Join(codeDir, "aggregate"))
+			buildErr = train.BuildStatic(ctx, "../demo/aggregate", filepath.Join(codeDir, "aggregate"))
 		}
 	})
 	if buildErr != nil {
@@ -264,7 +265,7 @@ func TestStationRefusesTamperedImage(t *testing.T) {
 			return out
 		},
 		"extra base layer": func(t *testing.T, img v1.Image) v1.Image {
-			l, err := trainrun.ImageFromBinary(filepath.Join(aggregateCode(t), "aggregate"))
+			l, err := train.ImageFromBinary(filepath.Join(aggregateCode(t), "aggregate"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/trainyard/trainyard/station"
-	"github.com/trainyard/trainyard/trainrun"
+	"github.com/trainyard/trainyard/train"
 )
 
 // TestTrainOutputKeptApart runs a train that prints a forged station log
@@ -24,7 +24,7 @@ func TestTrainOutputKeptApart(t *testing.T) {
 	code := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := trainrun.BuildStatic(ctx, "testdata/noisy", filepath.Join(code, "aggregate")); err != nil {
+	if err := train.BuildStatic(ctx, "testdata/noisy", filepath.Join(code, "aggregate")); err != nil {
 		t.Fatal(err)
 	}
 	n := newNet(t, runner, "st1")

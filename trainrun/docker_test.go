@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/trainyard/trainyard/internal/testutil"
+	"github.com/trainyard/trainyard/train"
 )
 
 // needDocker returns the Docker backend on the test binary's private dockerd
@@ -109,7 +110,7 @@ func probeImageOrSkip(t *testing.T) v1.Image {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "x")
 	os.WriteFile(bin, []byte("not a program"), 0o755)
-	img, err := ImageFromBinary(bin)
+	img, err := train.ImageFromBinary(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func TestDockerNonRootUser(t *testing.T) {
 	d := needDocker(t)
 	probeImage(t) // builds the probe binary into probe.dir
 	bin := filepath.Join(probe.dir, "probe")
-	img, err := ImageFromBinary(bin, WithImageUser("1000:1000"))
+	img, err := train.ImageFromBinary(bin, train.WithImageUser("1000:1000"))
 	if err != nil {
 		t.Fatal(err)
 	}

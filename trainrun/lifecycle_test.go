@@ -16,6 +16,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/trainyard/trainyard/internal/testutil"
+	"github.com/trainyard/trainyard/train"
 )
 
 // testStationEnv makes the test binary a "station" that runs one long train
@@ -23,7 +24,7 @@ import (
 const testStationEnv = "TRAINRUN_TEST_STATION"
 
 func testStationMain() int {
-	img, err := ImageFromBinary(os.Getenv("TRAINRUN_TEST_PROBE"))
+	img, err := train.ImageFromBinary(os.Getenv("TRAINRUN_TEST_PROBE"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/trainyard/trainyard/internal/testutil"
+	"github.com/trainyard/trainyard/train"
 )
 
 var probe struct {
@@ -49,7 +50,7 @@ func probeImage(t *testing.T) v1.Image {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		probe.img, probe.err = ImageFromGoPackage(ctx, "testdata/probe", probe.dir)
+		probe.img, probe.err = train.ImageFromGoPackage(ctx, "testdata/probe", probe.dir)
 	})
 	if probe.err != nil {
 		t.Fatalf("building the probe image: %v", probe.err)
@@ -254,8 +255,8 @@ func TestRuncImageConfigAndOverrides(t *testing.T) {
 	r := needRunc(t)
 	o := runProbe(t, r, RunSpec{}, "pwd")
 	wantOK(t, o)
-	if strings.TrimSpace(o.stdout) != TrainCodeDir {
-		t.Fatalf("working dir = %q, want the image's %s", o.stdout, TrainCodeDir)
+	if strings.TrimSpace(o.stdout) != "/"+train.TrainDir {
+		t.Fatalf("working dir = %q, want the image's /%s", o.stdout, train.TrainDir)
 	}
 	o = runProbe(t, r, RunSpec{WorkingDir: "/opt/pht_results"}, "pwd")
 	wantOK(t, o)
@@ -335,7 +336,7 @@ func TestRuncRejectsBadSpec(t *testing.T) {
 }
 
 func ExampleRunc_Run() {
-	img, err := ImageFromBinary("/path/to/static-train")
+	img, err := train.ImageFromBinary("/path/to/static-train")
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -23,11 +23,13 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/trainyard/trainyard/train"
 )
 
 // Paths inside the container, kept from the PHT train layout.
 const (
-	ResultsPath     = "/opt/pht_results"
+	ResultsPath     = "/" + train.ResultsDir
 	DefaultDataPath = "/opt/pht_data"
 )
 
@@ -146,7 +148,7 @@ func (s RunSpec) withDefaults() (RunSpec, error) {
 		return s, fmt.Errorf("%w: DataPath %q must be a clean absolute path", ErrInvalidSpec, s.DataPath)
 	}
 	// The data must not shadow or sit inside another mount of the run.
-	for _, m := range []string{ResultsPath, "/proc", "/sys", "/dev", "/tmp", TrainCodeDir} {
+	for _, m := range []string{ResultsPath, "/proc", "/sys", "/dev", "/tmp", "/" + train.TrainDir} {
 		if s.DataPath == m || strings.HasPrefix(s.DataPath, m+"/") || strings.HasPrefix(m, s.DataPath+"/") {
 			return s, fmt.Errorf("%w: DataPath %q overlaps %s", ErrInvalidSpec, s.DataPath, m)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/trainyard/trainyard/internal/testutil"
 
 	"github.com/trainyard/trainyard/internal/kdftest"
+	"github.com/trainyard/trainyard/train"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -51,7 +52,7 @@ func newCLINet(t *testing.T) *cliNet {
 	t.Setenv("TRAINYARD_NETWORK", host+"/net")
 	n.code = p("code")
 	os.MkdirAll(n.code, 0o755)
-	if err := trainrun.BuildStatic(context.Background(), "../../demo/aggregate", filepath.Join(n.code, "aggregate")); err != nil {
+	if err := train.BuildStatic(context.Background(), "../../demo/aggregate", filepath.Join(n.code, "aggregate")); err != nil {
 		t.Fatal(err)
 	}
 	n.data = p("data")

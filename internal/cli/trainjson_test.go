@@ -47,7 +47,7 @@ func TestTrainV1ShowAndJSON(t *testing.T) {
 	t.Setenv("TRAINYARD_NETWORK", host+"/net")
 	code := p("code")
 	os.MkdirAll(code, 0o755)
-	if err := trainrun.BuildStatic(context.Background(), "../../demo/aggregate", filepath.Join(code, "aggregate")); err != nil {
+	if err := train.BuildStatic(context.Background(), "../../demo/aggregate", filepath.Join(code, "aggregate")); err != nil {
 		t.Fatal(err)
 	}
 	data := p("data")

@@ -16,6 +16,7 @@ import (
 	"github.com/trainyard/trainyard/protocol/hardened"
 	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/station/console"
+	"github.com/trainyard/trainyard/train"
 	"github.com/trainyard/trainyard/trainrun"
 )
 
@@ -47,7 +48,7 @@ func TestBrowserRealStop(t *testing.T) {
 	code := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := trainrun.BuildStatic(ctx, "../../trainrun/testdata/probe", filepath.Join(code, "probe")); err != nil {
+	if err := train.BuildStatic(ctx, "../../trainrun/testdata/probe", filepath.Join(code, "probe")); err != nil {
 		t.Fatal(err)
 	}
 	exec := hardened.ExecConfig{Entrypoint: []string{"/opt/pht_train/probe", "write", "/opt/pht_results/summary.csv", "site,patients\nhospital-a,51\n"},

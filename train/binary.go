@@ -1,8 +1,9 @@
-package trainrun
+package train
 
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,14 +16,21 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// TrainCodeDir is where the train's program lives in the PHT layout.
-const TrainCodeDir = "/opt/pht_train"
+// ErrBuild reports input ImageFromBinary cannot build an image from (a bad
+// binary name or extra-file path, a binary that is not a regular file).
+var ErrBuild = errors.New("invalid train image build input")
+
+// codeDir is TrainDir as an absolute path, the form an image config uses.
+const codeDir = "/" + TrainDir
+
+// imagePath is the PATH of a built image: Docker's default, which is also
+// what the runtime gives a train whose image sets none.
+const imagePath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // ImageOption adjusts an image built by ImageFromBinary.
 type ImageOption func(*imageOpts)
@@ -62,7 +70,7 @@ func WithFile(p string, data []byte, mode int64) ImageOption {
 	return func(o *imageOpts) { o.files = append(o.files, extraFile{path: p, data: data, mode: mode}) }
 }
 
-// ImageFromBinary returns a one-layer image (on empty.Image) that holds the
+// ImageFromBinary returns a one-layer image (on ScratchImage) that holds the
 // static executable binPath at /opt/pht_train/NAME, empty /opt/pht_results
 // and /tmp directories, and an entrypoint that runs the program with
 // /opt/pht_train as working directory. The layer is read from binPath
@@ -75,11 +83,11 @@ func ImageFromBinary(binPath string, opts ...ImageOption) (v1.Image, error) {
 		f(&o)
 	}
 	if o.name == "" || strings.ContainsAny(o.name, "/\x00") || o.name == "." || o.name == ".." {
-		return nil, fmt.Errorf("%w: bad binary name %q", ErrInvalidSpec, o.name)
+		return nil, fmt.Errorf("%w: bad binary name %q", ErrBuild, o.name)
 	}
 	for _, f := range o.files {
 		if !path.IsAbs(f.path) || path.Clean(f.path) != f.path || f.path == "/" {
-			return nil, fmt.Errorf("%w: extra file path %q must be absolute and clean", ErrInvalidSpec, f.path)
+			return nil, fmt.Errorf("%w: extra file path %q must be absolute and clean", ErrBuild, f.path)
 		}
 	}
 	fi, err := os.Stat(binPath)
@@ -87,7 +95,7 @@ func ImageFromBinary(binPath string, opts ...ImageOption) (v1.Image, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInvalidSpec, binPath)
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrBuild, binPath)
 	}
 	size := fi.Size()
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
@@ -98,22 +106,20 @@ func ImageFromBinary(binPath string, opts ...ImageOption) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
+	img, err := mutate.AppendLayers(ScratchImage(), layer)
 	if err != nil {
 		return nil, err
 	}
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		return nil, err
 	}
 	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture = "linux", runtime.GOARCH
 	cfg.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
-	cfg.Config.Entrypoint = []string{path.Join(TrainCodeDir, o.name)}
+	cfg.Config.Entrypoint = []string{path.Join(codeDir, o.name)}
 	cfg.Config.Cmd = o.cmd
-	cfg.Config.WorkingDir = TrainCodeDir
-	cfg.Config.Env = append([]string{defaultPath}, o.env...)
+	cfg.Config.WorkingDir = codeDir
+	cfg.Config.Env = append([]string{imagePath}, o.env...)
 	cfg.Config.User = o.user
 	return mutate.ConfigFile(img, cfg)
 }
@@ -142,7 +148,7 @@ func writeTrainLayer(w io.Writer, binPath string, size int64, o imageOpts) error
 	for _, d := range []struct {
 		p string
 		m int64
-	}{{"opt/pht_train", 0o755}, {"tmp", 0o1777}} {
+	}{{TrainDir, 0o755}, {"tmp", 0o1777}} {
 		if err := addDir(d.p, d.m); err != nil {
 			return err
 		}
@@ -150,7 +156,7 @@ func writeTrainLayer(w io.Writer, binPath string, size int64, o imageOpts) error
 	// The results directory belongs to the image's user, so that a runtime
 	// that copies it into a volume (Docker) leaves it writable for the train.
 	uid, gid := numericUser(o.user)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "opt/pht_results/", Mode: 0o755, Uid: uid, Gid: gid, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: ResultsDir + "/", Mode: 0o755, Uid: uid, Gid: gid, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
 		return err
 	}
 	for _, f := range o.files {
@@ -170,7 +176,7 @@ func writeTrainLayer(w io.Writer, binPath string, size int64, o imageOpts) error
 		return err
 	}
 	defer bin.Close()
-	name := strings.TrimPrefix(path.Join(TrainCodeDir, o.name), "/")
+	name := strings.TrimPrefix(path.Join(codeDir, o.name), "/")
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o755, Size: size, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
 		return err
 	}
