@@ -76,8 +76,15 @@ func (c *Client) LegacyFragment(ctx context.Context, archive string) ([]byte, er
 	return c.get(ctx, p)
 }
 
+// ErrUnavailable: the key server could not be reached or failed (a network
+// error, a timeout, a 5xx answer). Unlike a refusal it is transient: the same
+// request may succeed later, so callers retry or report an outage, never a
+// wrong key.
+var ErrUnavailable = errors.New("key server unavailable")
+
 // HTTPError is a refusal from the key server; it unwraps to ErrUnauthorized,
-// ErrForbidden, ErrNotFound, ErrAmbiguous or ErrRateLimited when it maps.
+// ErrForbidden, ErrNotFound, ErrAmbiguous or ErrRateLimited when it maps, and
+// to ErrUnavailable for a 5xx answer.
 type HTTPError struct {
 	Status  int
 	Message string
@@ -103,6 +110,9 @@ func (e *HTTPError) Unwrap() error {
 		return ErrAmbiguous
 	case http.StatusTooManyRequests:
 		return ErrRateLimited
+	}
+	if e.Status >= 500 {
+		return ErrUnavailable
 	}
 	return nil
 }
@@ -141,12 +151,12 @@ func (c *Client) getOnce(ctx context.Context, path string) ([]byte, time.Duratio
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("key server: %w", err)
+		return nil, 0, unavailable(ctx, "", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxFragmentSize+1))
 	if err != nil {
-		return nil, 0, fmt.Errorf("key server: reading answer: %w", err)
+		return nil, 0, unavailable(ctx, "reading answer: ", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var ae apiError
@@ -161,4 +171,13 @@ func (c *Client) getOnce(ctx context.Context, path string) ([]byte, time.Duratio
 		return nil, 0, fmt.Errorf("%w (%d bytes, want 1 to %d)", ErrBadFragment, len(body), MaxFragmentSize)
 	}
 	return body, 0, nil
+}
+
+// unavailable marks a transport failure as ErrUnavailable, except when the
+// caller's own context ended it: that is a cancellation, not an outage.
+func unavailable(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("key server: %s%w", what, err)
+	}
+	return fmt.Errorf("%w: %s%w", ErrUnavailable, what, err)
 }

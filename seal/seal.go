@@ -91,6 +91,22 @@ func WithDevices(names ...string) SealOption {
 	return func(c *sealConfig) { c.devices = append(c.devices, names...) }
 }
 
+// defaultDevice names the one share made when WithDevices is not given.
+const defaultDevice = "default"
+
+// checkDevices refuses device names that are not ids (they become file
+// names and key-server keys) or that repeat.
+func checkDevices(devices []string) error {
+	seen := map[string]bool{}
+	for _, d := range devices {
+		if !ValidArchiveID(d) || seen[d] {
+			return fmt.Errorf("seal: invalid or duplicate device name %q", d)
+		}
+		seen[d] = true
+	}
+	return nil
+}
+
 // Sealed is what Seal returns: the header written and the key shares, which
 // the caller hands out (device key to the site, fragment to the key server)
 // and must not keep together.
@@ -127,14 +143,10 @@ func Seal(ctx context.Context, w io.Writer, images []Source, opts ...SealOption)
 		return nil, fmt.Errorf("seal: invalid archive id %q (letters, digits, . _ -; up to 128)", cfg.archiveID)
 	}
 	if len(cfg.devices) == 0 {
-		cfg.devices = []string{"default"}
+		cfg.devices = []string{defaultDevice}
 	}
-	seenDev := map[string]bool{}
-	for _, d := range cfg.devices {
-		if !ValidArchiveID(d) || seenDev[d] {
-			return nil, fmt.Errorf("seal: invalid or duplicate device name %q", d)
-		}
-		seenDev[d] = true
+	if err := checkDevices(cfg.devices); err != nil {
+		return nil, err
 	}
 
 	// The header lists manifest digests, so resolve them before any byte is written.

@@ -4,9 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -86,38 +83,27 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 				// remote.Image checks each layer against its digest as it streams.
 				srcs = append(srcs, seal.Source{Name: n, Image: img, Source: r.String(), Verified: true})
 			}
-			if keysDir == "" {
-				keysDir = filepath.Dir(out)
-			}
-			if err := os.MkdirAll(keysDir, 0o700); err != nil {
-				return err
-			}
 			// Open the key-server store first: it may be locked by a running server.
-			var st *keyserver.Store
+			d := seal.Delivery{KeysDir: keysDir}
 			if ksData != "" {
-				var err error
-				if st, err = keyserver.Open(ksData); err != nil {
+				st, err := keyserver.Open(ksData)
+				if err != nil {
 					return err
 				}
 				defer st.Close()
-			}
-			// Refuse before sealing rather than after: shares are never overwritten.
-			for _, d := range devicesOrDefault(devices) {
-				for _, p := range []string{d + ".device-key.json", d + ".fragment"} {
-					if _, err := os.Stat(filepath.Join(keysDir, p)); err == nil {
-						return fmt.Errorf("seal: %s already exists; use another --keys-dir", filepath.Join(keysDir, p))
-					}
-				}
+				d.Store = st
 			}
 			opts := []seal.SealOption{seal.WithDevices(devices...), seal.WithArchiveID(archiveID), seal.WithReplace(force), seal.WithProgress(progressWriter(cmd))}
 			if chunkSize > 0 {
 				opts = append(opts, seal.WithChunkSize(chunkSize))
 			}
-			res, err := seal.SealFile(ctx, out, srcs, opts...)
-			if errors.Is(err, seal.ErrArchiveExists) {
+			res, err := seal.SealAndDeliver(ctx, out, srcs, d, opts...)
+			switch {
+			case errors.Is(err, seal.ErrArchiveExists):
 				return fmt.Errorf("seal: %w: its key shares would open nothing; choose another --out, or --force to replace it", err)
-			}
-			if err != nil {
+			case errors.Is(err, seal.ErrShareExists):
+				return fmt.Errorf("%w; use another --keys-dir", err)
+			case err != nil:
 				return err
 			}
 			w := cmd.OutOrStdout()
@@ -125,24 +111,13 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 			for _, im := range res.Header.Images {
 				fmt.Fprintf(w, "  %s@%s\n", im.Name, im.Digest)
 			}
-			for _, s := range res.Shares {
-				dk := filepath.Join(keysDir, s.Device+".device-key.json")
-				fr := filepath.Join(keysDir, s.Device+".fragment")
-				if err := seal.WriteDeviceKeyFile(dk, res.Header.ArchiveID, s); err != nil {
-					return err
-				}
-				if st != nil {
-					if err := st.AddFragment(res.Header.ArchiveID, s.Device, s.Fragment); err != nil {
-						return err
-					}
-					fmt.Fprintf(w, "device %s: device key %s (ship with the archive); fragment stored in key server %s\n", s.Device, dk, ksData)
+			for _, s := range res.Devices {
+				if s.FragmentFile == "" {
+					fmt.Fprintf(w, "device %s: device key %s (ship with the archive); fragment stored in key server %s\n", s.Device, s.DeviceKeyFile, ksData)
 					continue
 				}
-				if err := writeSecretFile(fr, s.Fragment); err != nil {
-					return err
-				}
 				fmt.Fprintf(w, "device %s: device key %s (ship with the archive), fragment %s:\n  trainyard keyserver fragment add --archive %s --device %s --file %s && rm %s\n",
-					s.Device, dk, fr, res.Header.ArchiveID, s.Device, fr, fr)
+					s.Device, s.DeviceKeyFile, s.FragmentFile, res.Header.ArchiveID, s.Device, s.FragmentFile, s.FragmentFile)
 			}
 			return nil
 		},
@@ -177,25 +152,6 @@ the key server with 'trainyard keyserver fragment add', then delete it). Neither
 	return cmd
 }
 
-func devicesOrDefault(d []string) []string {
-	if len(d) == 0 {
-		return []string{"default"}
-	}
-	return d
-}
-
-func writeSecretFile(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // unsealExit gives scripts distinct exit codes: 3 an expected image is
 // missing or different, 4 the archive is tampered or malformed, 5 wrong key
 // or refused by the key server.
@@ -214,23 +170,23 @@ func unsealExit(err error) error {
 	return err
 }
 
-// readFragmentFile reads --fragment-file with the key server's size bound, so
-// an empty or oversized file is the same key refusal (exit 5) as such an
-// answer from the key server, and a huge file is never read whole.
-func readFragmentFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+// fragmentSource is --fragment-file when given, else a key-server client.
+func fragmentSource(ksURL, token, caFile, fragmentFile string) (seal.FragmentSource, error) {
+	if fragmentFile != "" {
+		return seal.FragmentFile(fragmentFile), nil
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, keyserver.MaxFragmentSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("fragment file %s: %w", path, err)
+	if ksURL == "" {
+		return nil, errors.New("unseal: give --keyserver URL (TRAINYARD_KEYSERVER) or --fragment-file")
 	}
-	if len(b) == 0 || len(b) > keyserver.MaxFragmentSize {
-		return nil, fmt.Errorf("fragment file %s: %w", path, keyserver.ErrBadFragment)
+	var opts []keyserver.ClientOption
+	if caFile != "" {
+		o, err := keyserver.WithCAFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o)
 	}
-	return b, nil
+	return keyserver.NewClient(ksURL, token, opts...)
 }
 
 func newUnsealCmd() *cobra.Command {
@@ -276,38 +232,17 @@ image is missing or has another digest. --format azaion-v1 reads the azaion seed
 				return err
 			}
 		}
-		fetch := func(archive string, legacy bool) ([]byte, error) {
-			if fragmentFile != "" {
-				return readFragmentFile(fragmentFile)
-			}
-			if ksURL == "" {
-				return nil, errors.New("unseal: give --keyserver URL (TRAINYARD_KEYSERVER) or --fragment-file")
-			}
-			var opts []keyserver.ClientOption
-			if caFile != "" {
-				o, err := keyserver.WithCAFile(caFile)
-				if err != nil {
-					return nil, err
-				}
-				opts = append(opts, o)
-			}
-			kc, err := keyserver.NewClient(ksURL, token, opts...)
-			if err != nil {
-				return nil, err
-			}
-			if legacy {
-				return kc.LegacyFragment(ctx, archive)
-			}
-			return kc.Fragment(ctx, archive)
+		if format != seal.FormatV1 && format != seal.FormatAzaionV1 && format != "" {
+			return &ExitError{Code: 2, Err: fmt.Errorf("unseal: unknown --format %q (want %s or %s)", format, seal.FormatV1, seal.FormatAzaionV1)}
 		}
+		frags, err := fragmentSource(ksURL, token, caFile, fragmentFile)
+		if err != nil {
+			return err
+		}
+		uopts := []seal.UnsealOption{seal.WithExpect(es...), seal.WithUnsealProgress(progressWriter(cmd))}
 		w := cmd.OutOrStdout()
-		switch format {
-		case seal.FormatAzaionV1:
-			frag, err := fetch("", true)
-			if err != nil {
-				return err
-			}
-			res, err := seal.UnsealLegacy(ctx, path, frag, t, seal.WithExpect(es...), seal.WithUnsealProgress(progressWriter(cmd)))
+		if format == seal.FormatAzaionV1 {
+			res, err := seal.UnsealLegacyFrom(ctx, path, frags, t, uopts...)
 			if err != nil {
 				return err
 			}
@@ -315,29 +250,11 @@ image is missing or has another digest. --format azaion-v1 reads the azaion seed
 				fmt.Fprintf(w, "loaded %s (image id %s)\n", seal.LoadedRef(t, n), res.IDs[n])
 			}
 			return nil
-		case seal.FormatV1, "":
-		default:
-			return &ExitError{Code: 2, Err: fmt.Errorf("unseal: unknown --format %q (want %s or %s)", format, seal.FormatV1, seal.FormatAzaionV1)}
 		}
 		if deviceKey == "" {
 			return errors.New("unseal: give --device-key FILE (TRAINYARD_DEVICE_KEY)")
 		}
-		dk, err := seal.ReadDeviceKeyFile(deviceKey)
-		if err != nil {
-			return err
-		}
-		h, err := seal.Inspect(path)
-		if err != nil {
-			return err
-		}
-		if dk.ArchiveID != h.ArchiveID {
-			return fmt.Errorf("unseal: device key is for archive %s, the archive is %s: %w", dk.ArchiveID, h.ArchiveID, seal.ErrWrongKey)
-		}
-		frag, err := fetch(h.ArchiveID, false)
-		if err != nil {
-			return err
-		}
-		res, err := seal.Unseal(ctx, path, seal.Keys{DeviceKey: dk.Key, Fragment: frag}, t, seal.WithExpect(es...), seal.WithUnsealProgress(progressWriter(cmd)))
+		res, err := seal.UnsealFrom(ctx, path, deviceKey, frags, t, uopts...)
 		if err != nil {
 			return err
 		}
