@@ -146,7 +146,7 @@ func (a *Admin) putKey(ctx context.Context, what string, target func(string) str
 	if err != nil {
 		return err
 	}
-	return a.p.PutTargetBytes(ctx, target(id), "", b)
+	return a.p.AddTarget(ctx, target(id), repo.FromBytes(b))
 }
 
 // userKey looks a user up in the working metadata.
@@ -220,7 +220,7 @@ func (a *Admin) Approve(ctx context.Context, d *ApprovalDoc) error {
 	if b, err = jsonIndent(merged); err != nil {
 		return err
 	}
-	return a.p.PutTargetBytes(ctx, ApprovalTarget(d.Digest), "", b)
+	return a.p.AddTarget(ctx, ApprovalTarget(d.Digest), repo.FromBytes(b))
 }
 
 // SetApprovalThreshold stages the directory's approval threshold (k of n
@@ -233,7 +233,7 @@ func (a *Admin) SetApprovalThreshold(ctx context.Context, k int) error {
 	if err != nil {
 		return err
 	}
-	return a.p.PutTargetBytes(ctx, SettingsTarget, "", b)
+	return a.p.AddTarget(ctx, SettingsTarget, repo.FromBytes(b))
 }
 
 // Publish signs and pushes the staged changes (snapshot, timestamp last).

@@ -146,7 +146,7 @@ func TestApprovalTampering(t *testing.T) {
 			}
 			b, err := json.Marshal(d)
 			must(t, err)
-			must(t, f.admin.Publisher().PutTargetBytes(f.ctx, trust.ApprovalTarget(digest), "", b))
+			must(t, f.admin.Publisher().AddTarget(f.ctx, trust.ApprovalTarget(digest), repo.FromBytes(b)))
 			must(t, f.admin.Publish(f.ctx))
 			if _, err := f.store.TrainApproval(f.ctx, digest); !errors.Is(err, hardened.ErrUnapproved) {
 				t.Fatalf("got %v, want ErrUnapproved", err)

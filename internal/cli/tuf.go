@@ -126,7 +126,7 @@ func newTUFCmd() *cobra.Command {
 	var role string
 	pt := master("push-target REPO TARGET FILE|@TARGET...", "Upload files (or reuse existing targets' parts with @TARGET) as TARGET, the parts in order", cobra.MinimumNArgs(3),
 		func(cmd *cobra.Command, p *repo.Publisher, args []string) error {
-			return p.PushTargetParts(cmd.Context(), args[0], role, args[1:]...)
+			return p.AddTarget(cmd.Context(), args[0], targetSources(args[1:]), repo.InRole(role))
 		})
 	pt.Flags().StringVar(&role, "role", "", "delegated role that signs the target (default: targets)")
 	var paths []string
@@ -654,4 +654,18 @@ func writeTUFExpirations(w io.Writer, format string, exps []tuf.Expiration) erro
 		fmt.Fprintf(w, "%s: %s\n", e.Role, e.Expires.Format(time.RFC3339))
 	}
 	return nil
+}
+
+// targetSources maps push-target's arguments (dtuf's syntax: a file, or
+// @TARGET for an existing target's parts) to the parts of one target.
+func targetSources(args []string) repo.Source {
+	srcs := make([]repo.Source, len(args))
+	for i, a := range args {
+		if name, ok := strings.CutPrefix(a, "@"); ok {
+			srcs[i] = repo.FromTarget(name)
+		} else {
+			srcs[i] = repo.FromFile(a)
+		}
+	}
+	return repo.Concat(srcs...)
 }

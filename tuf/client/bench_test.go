@@ -65,18 +65,18 @@ func benchRepo(b *testing.B) (*ocistore.Store, *repo.Publisher) {
 func BenchmarkPullMetadata10000Targets(b *testing.B) {
 	ctx := context.Background()
 	store, p := benchRepo(b)
-	if err := p.PutTargetBytes(ctx, "seed", "", []byte("seed")); err != nil {
+	if err := p.AddTarget(ctx, "seed", repo.FromBytes([]byte("seed"))); err != nil {
 		b.Fatal(err)
 	}
 	tf, err := metadata.TargetFile().FromBytes("seed", []byte("seed"), "sha256")
 	if err != nil {
 		b.Fatal(err)
 	}
-	many := map[string]*metadata.TargetFiles{}
+	many := map[string]repo.Source{}
 	for i := 0; i < 10000; i++ {
-		many[fmt.Sprintf("dir%02d/target-%05d.bin", i%100, i)] = tf
+		many[fmt.Sprintf("dir%02d/target-%05d.bin", i%100, i)] = repo.FromBlob(*tf)
 	}
-	if err := p.AddTargets(ctx, "", many); err != nil {
+	if err := p.AddTargets(ctx, many); err != nil {
 		b.Fatal(err)
 	}
 	if err := p.PushMetadata(ctx); err != nil {
@@ -128,7 +128,7 @@ func BenchmarkPullTarget1GiB(b *testing.B) {
 		b.Fatal(err)
 	}
 	f.Close()
-	if err := p.PushTarget(ctx, "big.bin", src, ""); err != nil {
+	if err := p.AddTarget(ctx, "big.bin", repo.FromFile(src)); err != nil {
 		b.Fatal(err)
 	}
 	os.Remove(src)
@@ -188,7 +188,7 @@ func BenchmarkPullTargetBesideCraneBlob(b *testing.B) {
 		b.Fatal(err)
 	}
 	f.Close()
-	if err := p.PushTarget(ctx, "big.bin", src, ""); err != nil {
+	if err := p.AddTarget(ctx, "big.bin", repo.FromFile(src)); err != nil {
 		b.Fatal(err)
 	}
 	os.Remove(src)

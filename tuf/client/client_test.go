@@ -87,7 +87,7 @@ func (e *env) pushFile(name, content string) {
 	e.t.Helper()
 	p := filepath.Join(e.t.TempDir(), "f")
 	e.must(os.WriteFile(p, []byte(content), 0o644))
-	e.must(e.pub.PushTarget(e.ctx, name, p, ""))
+	e.must(e.pub.AddTarget(e.ctx, name, repo.FromFile(p)))
 }
 
 func (e *env) rootJSON() []byte {
@@ -143,7 +143,7 @@ func TestPublishPullUpdate(t *testing.T) {
 	// update: a new target, a changed one, reuse with @
 	e.pushFile("hello.txt", "hello again\n")
 	e.pushFile("b.bin", "bbbb")
-	e.must(e.pub.PushTarget(e.ctx, "c.bin", "@b.bin", ""))
+	e.must(e.pub.AddTarget(e.ctx, "c.bin", repo.FromTarget("b.bin")))
 	e.must(e.pub.PushMetadata(e.ctx))
 	changed, err = c.PullMetadata(e.ctx)
 	e.must(err)
@@ -516,10 +516,10 @@ func TestDelegation(t *testing.T) {
 	e.must(e.pub.AddDelegation(e.ctx, "releases", []string{"releases/*"}, 1, true))
 	p := filepath.Join(t.TempDir(), "r")
 	e.must(os.WriteFile(p, []byte("release 1"), 0o644))
-	if err := e.pub.PushTarget(e.ctx, "other/x", p, "releases"); err == nil {
+	if err := e.pub.AddTarget(e.ctx, "other/x", repo.FromFile(p), repo.InRole("releases")); err == nil {
 		t.Fatal("target outside the delegated paths accepted")
 	}
-	e.must(e.pub.PushTarget(e.ctx, "releases/v1", p, "releases"))
+	e.must(e.pub.AddTarget(e.ctx, "releases/v1", repo.FromFile(p), repo.InRole("releases")))
 	e.must(e.pub.PushMetadata(e.ctx))
 	c := e.bootstrapped()
 	names, err := c.TargetNames()
@@ -652,17 +652,17 @@ func TestThresholdRootRotation(t *testing.T) {
 // pushParts stages a target made of parts: file contents, or "@name".
 func (e *env) pushParts(name string, srcs ...string) {
 	e.t.Helper()
-	var args []string
+	var parts []repo.Source
 	for i, s := range srcs {
-		if strings.HasPrefix(s, "@") {
-			args = append(args, s)
+		if other, ok := strings.CutPrefix(s, "@"); ok {
+			parts = append(parts, repo.FromTarget(other))
 			continue
 		}
 		p := filepath.Join(e.t.TempDir(), fmt.Sprintf("part%d", i))
 		e.must(os.WriteFile(p, []byte(s), 0o644))
-		args = append(args, p)
+		parts = append(parts, repo.FromFile(p))
 	}
-	e.must(e.pub.PushTargetParts(e.ctx, name, "", args...))
+	e.must(e.pub.AddTarget(e.ctx, name, repo.Concat(parts...)))
 }
 
 func sha256hex(s string) string {
@@ -677,7 +677,7 @@ func TestMultiPartTarget(t *testing.T) {
 	// three parts, the middle one reused from b.bin
 	e.pushParts("multi", "first part\n", "@b.bin", "third")
 	// a multi-part target reused whole, and as parts of a longer one
-	e.must(e.pub.PushTarget(e.ctx, "copy", "@multi", ""))
+	e.must(e.pub.AddTarget(e.ctx, "copy", repo.FromTarget("multi")))
 	e.pushParts("longer", "@multi", "!")
 	e.must(e.pub.PushMetadata(e.ctx))
 	c := e.bootstrapped()
@@ -774,10 +774,10 @@ func TestMultiPartTarget(t *testing.T) {
 		t.Fatalf("keeper = %+v", kept)
 	}
 	// a missing @target and a reserved name are refused
-	if err := e.pub.PushTargetParts(e.ctx, "x", "", "@nope", p1); !errors.Is(err, tuf.ErrNotFound) {
+	if err := e.pub.AddTarget(e.ctx, "x", repo.Concat(repo.FromTarget("nope"), repo.FromFile(p1))); !errors.Is(err, tuf.ErrNotFound) {
 		t.Fatalf("@nope: %v", err)
 	}
-	if err := e.pub.PushTargetParts(e.ctx, "../x", "", p1, p2); !errors.Is(err, tuf.ErrReserved) {
+	if err := e.pub.AddTarget(e.ctx, "../x", repo.Concat(repo.FromFile(p1), repo.FromFile(p2))); !errors.Is(err, tuf.ErrReserved) {
 		t.Fatalf("reserved name: %v", err)
 	}
 }

@@ -34,7 +34,7 @@ func Example() {
 		pub.CreateKey(role, false)
 	}
 	pub.CreateMetadata(ctx, nil)
-	pub.PutTargetBytes(ctx, "stations.json", "", []byte(`{"stations":["a","b"]}`))
+	pub.AddTarget(ctx, "stations.json", repo.FromBytes([]byte(`{"stations":["a","b"]}`)))
 	if err := pub.PushMetadata(ctx); err != nil {
 		fmt.Println(err)
 		return
@@ -48,7 +48,8 @@ func Example() {
 	fmt.Println(string(doc), err)
 
 	// replace the document; the client sees the new signed version
-	pub.PublishTarget(ctx, "stations.json", "", []byte(`{"stations":["a","b","c"]}`))
+	pub.AddTarget(ctx, "stations.json", repo.FromBytes([]byte(`{"stations":["a","b","c"]}`)))
+	pub.PushMetadata(ctx)
 	doc, err = c.Fetch(ctx, "stations.json", 1<<20)
 	fmt.Println(string(doc), err)
 	// Output:

@@ -49,8 +49,12 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	// 2. Publish a target: upload, re-sign targets, snapshot, timestamp.
-	if err := pub.PublishTarget(ctx, "stations/hospital-a.pub", repo.Targets, []byte("hospital-a key")); err != nil {
+	// 2. Stage a target (uploaded at once), then publish: re-sign targets,
+	// snapshot, timestamp.
+	if err := pub.AddTarget(ctx, "stations/hospital-a.pub", repo.FromBytes([]byte("hospital-a key"))); err != nil {
+		log.Fatal(err)
+	}
+	if err := pub.PushMetadata(ctx); err != nil {
 		log.Fatal(err)
 	}
 	names, _ := pub.ListTargets()

@@ -134,11 +134,11 @@ func TestNewerVersionRefusedThenPull(t *testing.T) {
 	a := newPublisher(t, g.store, dirA)
 	mustOK(t, a.PushMetadata(g.ctx))
 	b := repo.New(g.store, copyDir(t, dirA), repo.WithPasswords(pw))
-	mustOK(t, b.PushTarget(g.ctx, "from-b", writeFile(t, "b"), ""))
+	mustOK(t, b.AddTarget(g.ctx, "from-b", repo.FromFile(writeFile(t, "b"))))
 	mustOK(t, b.PushMetadata(g.ctx))
 	before := g.tags()
 
-	mustOK(t, a.PushTarget(g.ctx, "from-a", writeFile(t, "a"), ""))
+	mustOK(t, a.AddTarget(g.ctx, "from-a", repo.FromFile(writeFile(t, "a"))))
 	err := a.PushMetadata(g.ctx)
 	if !errors.Is(err, tuf.ErrConflict) {
 		t.Fatalf("stale admin published: %v", err)
@@ -149,7 +149,7 @@ func TestNewerVersionRefusedThenPull(t *testing.T) {
 	}
 
 	mustOK(t, a.Pull(g.ctx, nil))
-	mustOK(t, a.PushTarget(g.ctx, "from-a", writeFile(t, "a"), ""))
+	mustOK(t, a.AddTarget(g.ctx, "from-a", repo.FromFile(writeFile(t, "a"))))
 	mustOK(t, a.PushMetadata(g.ctx))
 	names := clientTargets(t, g, dirA)
 	if !slices.Equal(names, []string{"from-a", "from-b"}) {
@@ -189,7 +189,7 @@ func TestVersionedTagNeverOverwritten(t *testing.T) {
 	// someone else's 2.targets.json (the timestamp still says version 1)
 	mustOK(t, g.store.PutMetadata(g.ctx, "2.targets.json", []byte(`{"not":"ours"}`)))
 	before := g.tags()
-	mustOK(t, p.PushTarget(g.ctx, "x", writeFile(t, "x"), ""))
+	mustOK(t, p.AddTarget(g.ctx, "x", repo.FromFile(writeFile(t, "x"))))
 	if err := p.PushMetadata(g.ctx); !errors.Is(err, tuf.ErrConflict) {
 		t.Fatalf("versioned tag overwritten: %v", err)
 	}
@@ -204,7 +204,7 @@ func TestRetryAfterFailedPublish(t *testing.T) {
 	dir := t.TempDir()
 	p := newPublisher(t, g.store, dir)
 	mustOK(t, p.PushMetadata(g.ctx))
-	mustOK(t, p.PushTarget(g.ctx, "x", writeFile(t, "x"), ""))
+	mustOK(t, p.AddTarget(g.ctx, "x", repo.FromFile(writeFile(t, "x"))))
 	ctx, cancel := context.WithCancel(g.ctx)
 	slow := repo.New(g.store, dir, repo.WithPasswords(pw), repo.WithSettle(time.Second))
 	go func() { time.Sleep(300 * time.Millisecond); cancel() }()
@@ -233,8 +233,8 @@ func TestConcurrentPublishers(t *testing.T) {
 		mustOK(t, a.PushMetadata(g.ctx))
 		dirB := copyDir(t, dirA)
 		b := repo.New(g.store, dirB, repo.WithPasswords(pw))
-		mustOK(t, a.PushTarget(g.ctx, "from-a", writeFile(t, "a"), ""))
-		mustOK(t, b.PushTarget(g.ctx, "from-b", writeFile(t, "b"), ""))
+		mustOK(t, a.AddTarget(g.ctx, "from-a", repo.FromFile(writeFile(t, "a"))))
+		mustOK(t, b.AddTarget(g.ctx, "from-b", repo.FromFile(writeFile(t, "b"))))
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		start := make(chan struct{})
@@ -267,7 +267,7 @@ func TestConcurrentPublishers(t *testing.T) {
 		if want == "from-b" {
 			other = "from-a"
 		}
-		mustOK(t, loser.PushTarget(g.ctx, other, writeFile(t, other), ""))
+		mustOK(t, loser.AddTarget(g.ctx, other, repo.FromFile(writeFile(t, other))))
 		mustOK(t, loser.PushMetadata(g.ctx))
 		if names := clientTargets(t, g, winDir); !slices.Equal(names, []string{"from-a", "from-b"}) {
 			t.Fatalf("round %d: after the loser's retry: %v", round, names)

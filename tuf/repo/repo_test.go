@@ -82,11 +82,11 @@ func TestGarbageCollection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(p.PushTarget(ctx, "a", writeFile(t, "shared content"), ""))
-	must(p.PushTarget(ctx, "b", "@a", ""))
-	must(p.PushTarget(ctx, "c", writeFile(t, "only c"), ""))
+	must(p.AddTarget(ctx, "a", repo.FromFile(writeFile(t, "shared content"))))
+	must(p.AddTarget(ctx, "b", repo.FromTarget("a")))
+	must(p.AddTarget(ctx, "c", repo.FromFile(writeFile(t, "only c"))))
 	must(p.PushMetadata(ctx))
-	must(p.PushTarget(ctx, "staged", writeFile(t, "staged, not yet published"), ""))
+	must(p.AddTarget(ctx, "staged", repo.FromFile(writeFile(t, "staged, not yet published"))))
 	must(p.DelTarget(ctx, "a"))
 	must(p.DelTarget(ctx, "c"))
 	if err := p.DelTarget(ctx, "nope"); !errors.Is(err, tuf.ErrNotFound) {
@@ -195,20 +195,20 @@ func TestAddTargetsChecksBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newPublisher(t, store, t.TempDir())
-	if err := p.PutTargetBytes(ctx, "doc.json", "", []byte(`{"a":1}`)); err != nil {
+	if err := p.AddTarget(ctx, "doc.json", repo.FromBytes([]byte(`{"a":1}`))); err != nil {
 		t.Fatal(err)
 	}
 	tf, _ := metadata.TargetFile().FromBytes("x", []byte(`{"a":1}`), "sha256")
 	lie := *tf
 	lie.Length++
-	if err := p.AddTargets(ctx, "", map[string]*metadata.TargetFiles{"lie": &lie}); !errors.Is(err, tuf.ErrTampered) {
+	if err := p.AddTarget(ctx, "lie", repo.FromBlob(lie)); !errors.Is(err, tuf.ErrTampered) {
 		t.Fatalf("wrong length accepted: %v", err)
 	}
 	missing, _ := metadata.TargetFile().FromBytes("x", []byte("not pushed"), "sha256")
-	if err := p.AddTargets(ctx, "", map[string]*metadata.TargetFiles{"m": missing}); !errors.Is(err, tuf.ErrNotFound) {
+	if err := p.AddTarget(ctx, "m", repo.FromBlob(*missing)); !errors.Is(err, tuf.ErrNotFound) {
 		t.Fatalf("missing blob accepted: %v", err)
 	}
-	if err := p.AddTargets(ctx, "", map[string]*metadata.TargetFiles{"alias.json": tf}); err != nil {
+	if err := p.AddTarget(ctx, "alias.json", repo.FromBlob(*tf)); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.PushMetadata(ctx); err != nil {
@@ -240,12 +240,12 @@ func TestGarbageCollectionMultiPart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(p.PushTarget(ctx, "a", writeFile(t, "shared part"), ""))
+	must(p.AddTarget(ctx, "a", repo.FromFile(writeFile(t, "shared part"))))
 	// m reuses a's blob as its middle part; gone's parts: one shared with m, one its own
-	must(p.PushTargetParts(ctx, "m", "", writeFile(t, "head "), "@a", writeFile(t, " tail")))
-	must(p.PushTargetParts(ctx, "gone", "", writeFile(t, "only gone"), writeFile(t, " tail")))
+	must(p.AddTarget(ctx, "m", repo.Concat(repo.FromFile(writeFile(t, "head ")), repo.FromTarget("a"), repo.FromFile(writeFile(t, " tail")))))
+	must(p.AddTarget(ctx, "gone", repo.Concat(repo.FromFile(writeFile(t, "only gone")), repo.FromFile(writeFile(t, " tail")))))
 	must(p.PushMetadata(ctx))
-	must(p.PushTargetParts(ctx, "staged", "", writeFile(t, "staged one"), writeFile(t, "staged two")))
+	must(p.AddTarget(ctx, "staged", repo.Concat(repo.FromFile(writeFile(t, "staged one")), repo.FromFile(writeFile(t, "staged two")))))
 	must(p.DelTarget(ctx, "a", "gone"))
 	must(p.PushMetadata(ctx))
 	stop()
@@ -319,15 +319,15 @@ func TestAddTargetsMultiPart(t *testing.T) {
 	if err := tuf.SetParts(&missing, []tuf.Part{part("one"), part("owt")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.AddTargets(ctx, "", map[string]*metadata.TargetFiles{"m": &missing}); !errors.Is(err, tuf.ErrNotFound) {
+	if err := p.AddTarget(ctx, "m", repo.FromBlob(missing)); !errors.Is(err, tuf.ErrNotFound) {
 		t.Fatalf("missing part accepted: %v", err)
 	}
 	short := *whole
 	short.Length--
-	if err := p.AddTargets(ctx, "", map[string]*metadata.TargetFiles{"m": &short}); !errors.Is(err, tuf.ErrTampered) {
+	if err := p.AddTarget(ctx, "m", repo.FromBlob(short)); !errors.Is(err, tuf.ErrTampered) {
 		t.Fatalf("parts not adding up to the length accepted: %v", err)
 	}
-	if err := p.AddTargets(ctx, "", map[string]*metadata.TargetFiles{"m": whole}); err != nil {
+	if err := p.AddTarget(ctx, "m", repo.FromBlob(*whole)); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.PushMetadata(ctx); err != nil {
@@ -341,5 +341,57 @@ func TestAddTargetsMultiPart(t *testing.T) {
 	got, err := c.Fetch(ctx, "m", 100)
 	if err != nil || string(got) != "onetwo" {
 		t.Fatalf("m = %q, %v", got, err)
+	}
+}
+
+// Every kind of Source, alone and as a part, signs what a client then
+// reads back; a batch stages all its targets; an empty source is refused.
+func TestAddTargetSources(t *testing.T) {
+	ctx := context.Background()
+	host, stop := distRegistry(t, t.TempDir())
+	defer stop()
+	store, err := ocistore.New(registry.NewClient(registry.WithInsecure(true)), host+"/add/sources")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPublisher(t, store, t.TempDir())
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.PushTargetBytes(ctx, []byte("blob")); err != nil {
+		t.Fatal(err)
+	}
+	blob, _ := metadata.TargetFile().FromBytes("x", []byte("blob"), "sha256")
+	must(p.AddTargets(ctx, map[string]repo.Source{
+		"file":  repo.FromFile(writeFile(t, "file")),
+		"bytes": repo.FromBytes([]byte("bytes")),
+		"blob":  repo.FromBlob(*blob),
+	}))
+	must(p.AddTarget(ctx, "copy", repo.FromTarget("bytes")))
+	must(p.AddTarget(ctx, "one", repo.Concat(repo.FromBytes([]byte("alone")))))
+	must(p.AddTarget(ctx, "all", repo.Concat(repo.FromBytes([]byte("a-")),
+		repo.Concat(repo.FromFile(writeFile(t, "b-")), repo.FromBlob(*blob)), repo.FromTarget("file"))))
+	for _, bad := range []repo.Source{{}, repo.Concat(), repo.Concat(repo.FromBytes([]byte("x")), repo.Source{})} {
+		if err := p.AddTarget(ctx, "bad", bad); err == nil || !strings.Contains(err.Error(), "source") {
+			t.Fatalf("empty source %+v: %v", bad, err)
+		}
+	}
+	must(p.PushMetadata(ctx))
+	want := map[string]string{"file": "file", "bytes": "bytes", "blob": "blob", "copy": "bytes",
+		"one": "alone", "all": "a-b-blobfile"}
+	for name, w := range want {
+		got, err := p.ReadTarget(ctx, name, 100)
+		must(err)
+		if string(got) != w {
+			t.Fatalf("%s = %q, want %q", name, got, w)
+		}
+	}
+	names, err := p.ListTargets()
+	must(err)
+	if len(names) != len(want) {
+		t.Fatalf("targets %v", names)
 	}
 }
