@@ -53,8 +53,12 @@ type Client struct {
 // Limits are the largest metadata files accepted (endless-data attack).
 type Limits struct{ Root, Timestamp, Snapshot, Targets int64 }
 
-// DefaultLimits are go-tuf's defaults, with room for ~20,000 targets.
-var DefaultLimits = Limits{Root: 512000, Timestamp: 16384, Snapshot: 2000000, Targets: 10000000}
+// DefaultLimits returns the limits a Client has unless WithLimits says
+// otherwise: go-tuf's defaults, with room for ~20,000 targets. A function,
+// not a variable, so no importer can loosen every client's limits.
+func DefaultLimits() Limits {
+	return Limits{Root: 512000, Timestamp: 16384, Snapshot: 2000000, Targets: 10000000}
+}
 
 // Option configures a Client.
 type Option func(*Client)
@@ -70,7 +74,7 @@ func WithLimits(l Limits) Option { return func(c *Client) { c.limits = l } }
 
 // New returns a client of store with trusted state in dir.
 func New(store *ocistore.Store, dir string, opts ...Option) *Client {
-	c := &Client{store: store, dir: dir, limits: DefaultLimits}
+	c := &Client{store: store, dir: dir, limits: DefaultLimits()}
 	for _, o := range opts {
 		o(c)
 	}
