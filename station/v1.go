@@ -14,14 +14,13 @@ import (
 
 // v1Stop is a trainyard/v1 train at this station.
 type v1Stop struct {
-	s       *Station
-	img     v1.Image
-	work    string
-	sealed  *trainimage.Sealed
-	v       *hardened.Verified
-	base    []v1.Layer
-	sess    *hardened.Session
-	cleanup []func()
+	s      *Station
+	img    v1.Image
+	work   string
+	sealed *trainimage.Sealed
+	v      *hardened.Verified
+	base   []v1.Layer
+	sess   *hardened.Session
 }
 
 // openV1 verifies the envelope (inside readTrain, before any blob is kept)
@@ -111,17 +110,12 @@ func (t *v1Stop) seal(ctx context.Context, resultsDir string, _ *Stop) (v1.Image
 	if err != nil {
 		return nil, err
 	}
-	next, release, err := trainimage.WriteState(t.img, t.work, env, t.sealed.Code, resultsPath)
-	if err != nil {
-		return nil, err
-	}
-	t.cleanup = append(t.cleanup, release)
-	return next, nil
+	// Spliced: the sealed results are not copied into a layer file; they
+	// and the spooled code stay in the work dir until close, after the push
+	// or the copy kept for review.
+	return trainimage.SpliceState(t.img, env, t.sealed.Code, resultsPath)
 }
 
 func (t *v1Stop) close() {
-	for _, f := range t.cleanup {
-		f()
-	}
 	t.sealed.Close()
 }

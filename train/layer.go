@@ -43,6 +43,7 @@ type LayerWriter struct {
 	names    map[string]bool
 	mt       types.MediaType
 	closed   bool
+	splice   *spliceSink // set by NewSpliceWriter: no file, see splice.go
 }
 
 // Write sizes: large enough that a 256 MiB layer costs a few hundred write
@@ -158,6 +159,10 @@ func (w *LayerWriter) Header(hdr *tar.Header) error {
 
 // Abort discards the layer.
 func (w *LayerWriter) Abort() {
+	if w.splice != nil {
+		w.closed = true
+		return
+	}
 	if !w.closed {
 		w.closed = true
 		w.buf.Close()
@@ -172,6 +177,9 @@ func (w *LayerWriter) Abort() {
 // pushed or saved, and the store it is saved to (registry, OCI layout)
 // makes it durable; a crash before that loses nothing that was promised.
 func (w *LayerWriter) Close() (*FileLayer, error) {
+	if w.splice != nil {
+		return nil, errors.New("layer: a spliced layer is finished by Splice")
+	}
 	if w.closed {
 		return nil, errors.New("layer: already closed")
 	}

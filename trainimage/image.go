@@ -511,8 +511,8 @@ func (d *digestReader) check(rest io.Reader, want v1.Hash) error {
 }
 
 // WriteState returns img with a fresh state layer holding the envelope and
-// the sealed blobs (results may be ""). The layer's temp file backs the
-// image until release is called.
+// the sealed blobs (results may be ""). The layer's temp file (under tmp)
+// backs the image until release is called; code and results may go at once.
 func WriteState(img v1.Image, tmp string, env *hardened.Envelope, code, results string) (v1.Image, func(), error) {
 	cfg, err := env.Marshal()
 	if err != nil {
@@ -538,30 +538,41 @@ func WriteState(img v1.Image, tmp string, env *hardened.Envelope, code, results 
 	return out, func() { l.Remove() }, nil
 }
 
+// SpliceState is WriteState without a copy of the blobs: the state layer
+// reads code and results in place (hashed once now, streamed again when the
+// image is pushed or stored), so those files must stay unchanged while the
+// image is used. A station's sealed results are then written once, by the
+// sealing itself.
+func SpliceState(img v1.Image, env *hardened.Envelope, code, results string) (v1.Image, error) {
+	cfg, err := env.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	w, err := train.NewSplicedStateWriter(img)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeStateBody(w, cfg, code, results); err != nil {
+		return nil, err
+	}
+	l, err := w.Splice()
+	if err != nil {
+		return nil, err
+	}
+	return train.WithState(img, l)
+}
+
 func writeStateBody(w *train.LayerWriter, cfg []byte, code, results string) error {
 	if err := w.File(train.ConfigPath, 0o644, int64(len(cfg)), bytes.NewReader(cfg)); err != nil {
 		return err
 	}
-	if err := addFile(w, CodeBlob, code); err != nil {
+	if err := w.FileAt(CodeBlob, 0o644, code); err != nil {
 		return err
 	}
 	if results == "" {
 		return nil
 	}
-	return addFile(w, ResultsBlob, results)
-}
-
-func addFile(w *train.LayerWriter, name, p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	return w.File(name, 0o644, fi.Size(), f)
+	return w.FileAt(ResultsBlob, 0o644, results)
 }
 
 // Pull fetches the train image at ref. The manifest's size is checked
