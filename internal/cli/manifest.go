@@ -377,88 +377,55 @@ func newManifestConvertCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			var blobs manifest.BlobFetcher = manifest.BlobFetcherFunc(src.fetchBlob)
+			opts := manifest.ConvertOptions{Blobs: manifest.BlobFetcherFunc(src.fetchBlob), MaxConfigSize: e.maxSize, Name: repo, Tag: tag, Key: k}
 			switch {
 			case blobsDir != "":
-				blobs = dirBlobs(blobsDir)
+				opts.Blobs = dirBlobs(blobsDir)
 			case blobsFrom != "":
 				cl := newClient(cmd, e.insecure)
-				repo, err := cl.ParseRepository(blobsFrom)
+				r, err := cl.ParseRepository(blobsFrom)
 				if err != nil {
 					return err
 				}
-				blobs = blobFetcher(repo, cl)
+				opts.Blobs = blobFetcher(r, cl)
 			}
-			switch m := src.m.(type) {
-			case *manifest.Image:
-				if target != manifest.KindSchema1 {
-					out, err := manifest.ConvertImage(m, target)
-					if err != nil {
-						return err
-					}
-					return writeOut(cmd, output, out)
-				}
-				var config []byte
-				if configPath != "" {
-					config, err = readLimited(configPath, e.maxSize)
-				} else {
-					config, err = fetchAll(ctx, blobs, m.Config().Digest, e.maxSize)
-				}
-				if err != nil {
+			if _, ok := src.m.(*manifest.Image); ok && target == manifest.KindSchema1 && configPath != "" {
+				if opts.Config, err = readLimited(configPath, e.maxSize); err != nil {
 					return fmt.Errorf("config: %w (give it with --config FILE)", err)
 				}
-				if src.ref != nil {
-					if repo == "" {
-						repo = src.ref.Context().RepositoryStr()
-					}
-					if t, ok := src.ref.(name.Tag); ok && tag == "" {
-						tag = t.TagStr()
-					}
-				}
-				if repo == "" || tag == "" {
-					return &ExitError{Code: 2, Err: errors.New("schema1 needs a repository and tag: give --name and --tag")}
-				}
-				out, err := manifest.ToSchema1(m, config, repo, tag)
-				if err != nil {
-					return err
-				}
-				if k != nil {
-					if out, err = manifest.SignSchema1(out, k); err != nil {
-						return err
-					}
-				} else {
-					fmt.Fprintln(cmd.ErrOrStderr(), "trainyard: no --key: the schema1 manifest is unsigned (application/vnd.docker.distribution.manifest.v1+json)")
-				}
-				return writeOut(cmd, output, out)
-			case *manifest.Schema1:
-				if target == manifest.KindSchema1 {
-					if k == nil {
-						return writeOut(cmd, output, m.Raw())
-					}
-					out, err := manifest.SignSchema1(m.Payload(), k)
-					if err != nil {
-						return err
-					}
-					return writeOut(cmd, output, out)
-				}
-				if configOut == "" {
-					return &ExitError{Code: 2, Err: errors.New("schema1 -> " + to + " creates a config blob: give --config-out FILE")}
-				}
-				infos, err := manifest.InspectLayers(ctx, m, blobs)
-				if err != nil {
-					return fmt.Errorf("layer sizes and diff ids need the layer blobs (IMAGE-REF or --blobs DIR): %w", err)
-				}
-				mf, cfg, err := manifest.FromSchema1(m, target, infos)
-				if err != nil {
-					return err
-				}
-				if err := fsutil.WriteFileAtomic(configOut, cfg, 0o644); err != nil {
-					return err
-				}
-				return writeOut(cmd, output, mf)
 			}
-			return fmt.Errorf("%w: %s cannot be converted (convert its children)", manifest.ErrUnsupported, src.m.Kind())
+			if src.ref != nil {
+				if opts.Name == "" {
+					opts.Name = src.ref.Context().RepositoryStr()
+				}
+				if t, ok := src.ref.(name.Tag); ok && opts.Tag == "" {
+					opts.Tag = t.TagStr()
+				}
+			}
+			if _, ok := src.m.(*manifest.Schema1); ok && target != manifest.KindSchema1 && configOut == "" {
+				return &ExitError{Code: 2, Err: errors.New("schema1 -> " + to + " creates a config blob: give --config-out FILE")}
+			}
+			res, err := manifest.Convert(cmd.Context(), src.m, target, opts)
+			var ie *manifest.InputError
+			switch {
+			case errors.As(err, &ie) && ie.Input == "name":
+				return &ExitError{Code: 2, Err: errors.New("schema1 needs a repository and tag: give --name and --tag")}
+			case errors.As(err, &ie) && ie.Input == "config":
+				return fmt.Errorf("config: %w (give it with --config FILE)", ie.Err)
+			case errors.As(err, &ie) && ie.Input == "layers":
+				return fmt.Errorf("layer sizes and diff ids need the layer blobs (IMAGE-REF or --blobs DIR): %w", ie.Err)
+			case err != nil:
+				return err
+			}
+			if res.Unsigned {
+				fmt.Fprintln(cmd.ErrOrStderr(), "trainyard: no --key: the schema1 manifest is unsigned (application/vnd.docker.distribution.manifest.v1+json)")
+			}
+			if res.Config != nil {
+				if err := fsutil.WriteFileAtomic(configOut, res.Config, 0o644); err != nil {
+					return err
+				}
+			}
+			return writeOut(cmd, output, res.Manifest)
 		},
 	}
 	e.flags(cmd)
@@ -473,22 +440,6 @@ func newManifestConvertCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write the manifest to FILE (default stdout)")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
-}
-
-func fetchAll(ctx context.Context, f manifest.BlobFetcher, d digest.Digest, limit int64) ([]byte, error) {
-	rc, err := f.FetchBlob(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, manifest.ErrTooLarge
-	}
-	return b, nil
 }
 
 func newManifestKeygenCmd() *cobra.Command {
