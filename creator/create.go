@@ -2,10 +2,12 @@ package creator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -32,12 +34,56 @@ type Built struct {
 	Release  func()
 }
 
+// ErrOptions reports Options that Create cannot build a train from.
+var ErrOptions = errors.New("creator: incomplete options")
+
+// Options is what Create builds a train from.
+type Options struct {
+	// Trust is the creator's view of the trust directory: the route's
+	// station keys and the train's approval (required).
+	Trust hardened.TrustStore
+	// Spec names the train (ID, Creator, Route, Exec; hardened.Create checks
+	// it). Spec.Base is set from Base.
+	Spec hardened.Spec
+	// Key is Spec.Creator's private key, which signs the train (required).
+	Key *hardened.PrivateKey
+	// CodeDir is the train's code tree, sealed into the image (required).
+	CodeDir string
+	// Base is the image the train runs on (required; train.ScratchImage()
+	// for none). It is part of what approvers sign.
+	Base v1.Image
+	// TempDir holds the temp files behind the image's state layer until
+	// Built.Release; default os.TempDir().
+	TempDir string
+}
+
+// missing names the required fields o leaves unset.
+func (o Options) missing() []string {
+	var m []string
+	for _, f := range []struct {
+		name  string
+		unset bool
+	}{{"Trust", o.Trust == nil}, {"Key", o.Key == nil}, {"CodeDir", o.CodeDir == ""}, {"Base", o.Base == nil}} {
+		if f.unset {
+			m = append(m, f.name)
+		}
+	}
+	return m
+}
+
 // Create builds a trainyard/v1 train: the base image's layers, the exec
 // config, and a state layer with the creator-signed envelope and the sealed
-// code (wrapped to the route's stations, keys from trust). spec.Base is set
-// from the base image.
-func Create(ctx context.Context, trust hardened.TrustStore, spec hardened.Spec, creator *hardened.PrivateKey, codeDir string, base v1.Image, tmp string) (*Built, error) {
-	id, err := trainimage.BaseIDOf(base)
+// code (wrapped to the route's stations, keys from o.Trust). The new train is
+// verified as its first station will before it is returned.
+func Create(ctx context.Context, o Options) (*Built, error) {
+	if m := o.missing(); len(m) > 0 {
+		return nil, fmt.Errorf("%w: %s not set", ErrOptions, strings.Join(m, ", "))
+	}
+	trust, spec, tmp := o.Trust, o.Spec, o.TempDir
+	if tmp == "" {
+		tmp = os.TempDir()
+	}
+	id, err := trainimage.BaseIDOf(o.Base)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +98,7 @@ func Create(ctx context.Context, trust hardened.TrustStore, spec hardened.Spec, 
 	if err != nil {
 		return nil, err
 	}
-	env, err := hardened.Create(ctx, trust, spec, creator, os.DirFS(codeDir), f)
+	env, err := hardened.Create(ctx, trust, spec, o.Key, os.DirFS(o.CodeDir), f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -64,7 +110,7 @@ func Create(ctx context.Context, trust hardened.TrustStore, spec hardened.Spec, 
 	if err != nil {
 		return nil, err
 	}
-	img, err := trainimage.WithHistory(base)
+	img, err := trainimage.WithHistory(o.Base)
 	if err == nil {
 		img, err = trainimage.WithExec(img, spec.Exec)
 	}

@@ -117,8 +117,12 @@ func trainRoute(ctx context.Context, e *env) error {
 		return err
 	}
 	network := station.Network{Prefix: e.host + "/trainyard"}
-	built, err := creator.Create(ctx, aliceTrust, hardened.Spec{ID: "demo-train-1", Creator: "alice", Route: stationIDs, Exec: exec},
-		p.creator, code, base, e.dir)
+	built, err := creator.Create(ctx, creator.Options{
+		Trust:   aliceTrust,
+		Spec:    hardened.Spec{ID: "demo-train-1", Creator: "alice", Route: stationIDs, Exec: exec},
+		Key:     p.creator,
+		CodeDir: code, Base: base, TempDir: e.dir,
+	})
 	if err != nil {
 		return err
 	}
@@ -274,7 +278,12 @@ func forgedTrain(ctx context.Context, e *env, p *people, ts *trust.Store, networ
 		return err
 	}
 	exec := aggregateExec
-	_, err := creator.Create(ctx, ts, hardened.Spec{ID: "forged", Creator: "alice", Route: stationIDs, Exec: exec}, p.creator, dir, train.ScratchImage(), e.dir)
+	_, err := creator.Create(ctx, creator.Options{
+		Trust:   ts,
+		Spec:    hardened.Spec{ID: "forged", Creator: "alice", Route: stationIDs, Exec: exec},
+		Key:     p.creator,
+		CodeDir: dir, Base: train.ScratchImage(), TempDir: e.dir,
+	})
 	if !errors.Is(err, hardened.ErrUnapproved) {
 		return fmt.Errorf("a train with unapproved code was not refused (%v)", err)
 	}

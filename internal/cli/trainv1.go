@@ -66,7 +66,12 @@ under --network (TRAINYARD_NETWORK).`,
 			if err != nil {
 				return err
 			}
-			built, err := creator.Create(ctx, store, hardened.Spec{ID: id, Creator: creatorID, Route: route, Exec: exec.config()}, k, code, b, tmp)
+			built, err := creator.Create(ctx, creator.Options{
+				Trust:   store,
+				Spec:    hardened.Spec{ID: id, Creator: creatorID, Route: route, Exec: exec.config()},
+				Key:     k,
+				CodeDir: code, Base: b, TempDir: tmp,
+			})
 			if err != nil {
 				return err
 			}
