@@ -163,19 +163,11 @@ func newTUFCmd() *cobra.Command {
 			}),
 		withJSON(&format, master("list-master-targets REPO", "List the publisher's targets", cobra.ExactArgs(1),
 			func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
-				names, err := p.ListTargets()
-				if err != nil {
-					return err
-				}
-				return writeTUFTargets(cmd.OutOrStdout(), format, names)
+				return tufList(cmd, format, p.ListTargets, writeTUFTargets)
 			})),
 		withJSON(&format, master("get-master-expirations REPO", "Print each role's expiry", cobra.ExactArgs(1),
 			func(cmd *cobra.Command, p *repo.Publisher, _ []string) error {
-				exps, err := p.Expirations()
-				if err != nil {
-					return err
-				}
-				return writeTUFExpirations(cmd.OutOrStdout(), format, exps)
+				return tufList(cmd, format, p.Expirations, writeTUFExpirations)
 			})),
 	)
 	// client side
@@ -250,19 +242,11 @@ func newTUFCmd() *cobra.Command {
 			}),
 		withJSON(&format, copyCmd("list-copy-targets REPO", "List targets of the trusted local copy", cobra.ExactArgs(1),
 			func(cmd *cobra.Command, c *client.Client, _ []string) error {
-				names, err := c.TargetNames()
-				if err != nil {
-					return err
-				}
-				return writeTUFTargets(cmd.OutOrStdout(), format, names)
+				return tufList(cmd, format, c.TargetNames, writeTUFTargets)
 			})),
 		withJSON(&format, copyCmd("get-copy-expirations REPO", "Print each trusted role's expiry", cobra.ExactArgs(1),
 			func(cmd *cobra.Command, c *client.Client, _ []string) error {
-				exps, err := c.Expirations()
-				if err != nil {
-					return err
-				}
-				return writeTUFExpirations(cmd.OutOrStdout(), format, exps)
+				return tufList(cmd, format, c.Expirations, writeTUFExpirations)
 			})),
 		withJSON(&format, &cobra.Command{Use: "list-repos [HOST]", Example: examples["tuf list-repos"], Short: "List the registry's repositories (_catalog)", Args: cobra.MaximumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -626,6 +610,17 @@ func withJSON(format *string, c *cobra.Command) *cobra.Command {
 		return run(cmd, args)
 	}
 	return c
+}
+
+// tufList prints what list returns with write (-o text or json): the
+// listings of both sides, the publisher's working metadata and the
+// client's trusted copy.
+func tufList[T any](cmd *cobra.Command, format string, list func() (T, error), write func(io.Writer, string, T) error) error {
+	v, err := list()
+	if err != nil {
+		return err
+	}
+	return write(cmd.OutOrStdout(), format, v)
 }
 
 func writeTUFTargets(w io.Writer, format string, names []string) error {
