@@ -112,18 +112,11 @@ func (t *Tree) add(rel string, hdr *tar.Header, r io.Reader) error {
 		ModTime: hdr.ModTime, Uid: hdr.Uid, Gid: hdr.Gid,
 	}
 	if r != nil {
-		f, err := t.spool.create()
-		if err != nil {
-			return err
-		}
-		n, err := io.Copy(f, r)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
+		off, n, err := t.spool.write(func(w io.Writer) error { _, err := io.Copy(w, r); return err })
 		if err != nil {
 			return fmt.Errorf("spool /%s/%s: %w", t.Root, rel, err)
 		}
-		e.Size, e.spool = n, f.Name()
+		e.Size, e.spooled, e.off = n, true, off
 	}
 	t.Entries = append(t.Entries, e)
 	return nil
