@@ -6,7 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -97,8 +97,7 @@ func (c *countingSource) Fragment(ctx context.Context, archive string) ([]byte, 
 // refused token, a device key of another archive and a stopped server all
 // load nothing, each with its own error.
 func TestDeliverToKeyServerUnsealFrom(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	dir := t.TempDir()
 	keys, data := filepath.Join(dir, "keys"), filepath.Join(dir, "ks")
 	archive := filepath.Join(dir, "a.sealed")
@@ -106,6 +105,7 @@ func TestDeliverToKeyServerUnsealFrom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
 	imgs := testImages(t)
 	res, err := SealAndDeliver(ctx, archive, imgs, Delivery{KeysDir: keys, Store: st}, WithDevices("site-a", "site-b"), WithArchiveID("ar-ks"))
 	if err != nil {
@@ -133,22 +133,10 @@ func TestDeliverToKeyServerUnsealFrom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Close()
-
-	addrc := make(chan net.Addr, 1)
-	errc := make(chan error, 1)
-	sctx, stop := context.WithCancel(ctx)
-	go func() {
-		errc <- keyserver.Serve(sctx, keyserver.Listen{Addr: "127.0.0.1:0", DataDir: data, Ready: func(a net.Addr) { addrc <- a }},
-			keyserver.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	}()
-	var url string
-	select {
-	case a := <-addrc:
-		url = "http://" + a.String()
-	case err := <-errc:
-		t.Fatal(err)
-	}
+	// The real key-server handler on the store the fragments went into.
+	srv := httptest.NewServer(keyserver.NewServer(st, keyserver.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))))
+	defer srv.Close()
+	url := srv.URL
 	client := func(tok string) FragmentSource {
 		c, err := keyserver.NewClient(url, tok)
 		if err != nil {
@@ -200,10 +188,7 @@ func TestDeliverToKeyServerUnsealFrom(t *testing.T) {
 		t.Fatalf("%d key-server requests for a device key of another archive", cs.n)
 	}
 
-	stop()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	srv.Close()
 	refused("server-down", dkA, client(tokA), keyserver.ErrUnavailable, ErrWrongKey, keyserver.ErrUnauthorized, keyserver.ErrForbidden, keyserver.ErrNotFound)
 }
 

@@ -66,9 +66,12 @@ func TestArchiveReadErrorIsNotTampering(t *testing.T) {
 
 // TestRegistryOutageAfterLoadIsNotMissingImage: the registry accepts the
 // upload, then fails the check; that is a registry error, not
-// ErrExpectation ("image missing", exit 3). A real 404 still is.
+// ErrExpectation ("image missing", exit 3). A real 404 still is. Both
+// formats, which share the check.
 func TestRegistryOutageAfterLoadIsNotMissingImage(t *testing.T) {
 	fx := sealFixture(t)
+	fragment := []byte("0123456789abcdef0123456789abcdef-legacy")
+	enc := makeAzaionArchive(t, fx.images[:1], fragment)
 	inner := testutil.QuietRegistry()
 	mode := "ok"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -86,15 +89,31 @@ func TestRegistryOutageAfterLoadIsNotMissingImage(t *testing.T) {
 	}))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
-	mode = "outage"
-	_, err := Unseal(context.Background(), fx.path, fx.keys, NewRegistryTarget(host, nil))
-	if err == nil || errors.Is(err, ErrExpectation) || errors.Is(err, ErrTampered) {
-		t.Fatalf("outage: %v, want a plain registry error", err)
-	}
-	mode = "gone"
-	_, err = Unseal(context.Background(), fx.path, fx.keys, NewRegistryTarget(host, nil))
-	if !errors.Is(err, ErrExpectation) {
-		t.Fatalf("404 after load: %v, want ErrExpectation", err)
+	for _, f := range []struct {
+		name   string
+		unseal func() error
+	}{
+		{"v1", func() error {
+			_, err := Unseal(context.Background(), fx.path, fx.keys, NewRegistryTarget(host, nil))
+			return err
+		}},
+		{"azaion-v1", func() error {
+			_, err := UnsealLegacy(context.Background(), enc, fragment, NewRegistryTarget(host, nil))
+			return err
+		}},
+	} {
+		mode = "outage"
+		if err := f.unseal(); err == nil || errors.Is(err, ErrExpectation) || errors.Is(err, ErrTampered) {
+			t.Fatalf("%s outage: %v, want a plain registry error", f.name, err)
+		}
+		mode = "gone"
+		if err := f.unseal(); !errors.Is(err, ErrExpectation) {
+			t.Fatalf("%s 404 after load: %v, want ErrExpectation", f.name, err)
+		}
+		mode = "ok"
+		if err := f.unseal(); err != nil {
+			t.Fatalf("%s: %v", f.name, err)
+		}
 	}
 }
 

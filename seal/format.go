@@ -37,8 +37,9 @@ var (
 // FormatV1 names the chunked AEAD format in the header.
 const FormatV1 = "trainyard-sealed-v1"
 
-// Magic opens every sealed archive; the last byte is the format version.
-var Magic = [8]byte{'T', 'Y', 'S', 'E', 'A', 'L', 0, 1}
+// magic opens every sealed archive; the last byte is the format version. A
+// constant, so no importer can change what every archive starts with.
+const magic = "TYSEAL\x00\x01"
 
 const (
 	// DefaultChunkSize is the plaintext size of every chunk but the last.
@@ -130,7 +131,7 @@ func encodeHeader(h *Header) ([]byte, error) {
 		return nil, fmt.Errorf("header too large (%d bytes)", len(js))
 	}
 	buf := make([]byte, 0, 12+len(js))
-	buf = append(buf, Magic[:]...)
+	buf = append(buf, magic...)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(js)))
 	return append(buf, js...), nil
 }
@@ -143,7 +144,7 @@ func ReadHeader(r io.Reader) (*Header, []byte, error) {
 	if _, err := io.ReadFull(r, pre[:]); err != nil {
 		return nil, nil, fmt.Errorf("%w: reading header: %v", ErrMalformed, err)
 	}
-	if !bytes.Equal(pre[:8], Magic[:]) {
+	if string(pre[:8]) != magic {
 		return nil, nil, fmt.Errorf("%w: not a trainyard sealed archive (bad magic)", ErrMalformed)
 	}
 	n := binary.BigEndian.Uint32(pre[8:])
