@@ -2,9 +2,7 @@ package station
 
 import (
 	"context"
-	"crypto/rsa"
 	"fmt"
-	"os"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -149,10 +147,4 @@ func trainName(ref, id string) string {
 		return id
 	}
 	return "latest"
-}
-
-// LoadLegacyKey reads a PHT station key (PEM, PKCS#1 or PKCS#8, maybe
-// encrypted with PRIVATE_KEY_PASSWORD).
-func LoadLegacyKey(path string) (*rsa.PrivateKey, error) {
-	return phtv2.LoadPrivateKeyFile(path, []byte(os.Getenv("PRIVATE_KEY_PASSWORD")))
 }

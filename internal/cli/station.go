@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trainyard/trainyard/protocol/phtv2"
 	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/station/console"
 	"github.com/trainyard/trainyard/trainrun"
@@ -37,7 +38,7 @@ func (f *stationFlags) add(cmd *cobra.Command) {
 	f.trust.add(cmd)
 	p := cmd.PersistentFlags()
 	p.StringVar(&f.id, "id", envOr("TRAINYARD_STATION_ID", envOr("STATION_ID", "")), "this station's id (TRAINYARD_STATION_ID or STATION_ID)")
-	p.StringVar(&f.key, "key", envOr("TRAINYARD_STATION_KEY", envOr("PRIVATE_KEY_PATH", "")), "this station's private key file (TRAINYARD_STATION_KEY or PRIVATE_KEY_PATH)")
+	p.StringVar(&f.key, "key", envOr("TRAINYARD_STATION_KEY", envOr("PRIVATE_KEY_PATH", "")), "this station's private key file (TRAINYARD_STATION_KEY or PRIVATE_KEY_PATH; an encrypted pht-v2 key takes its password from PRIVATE_KEY_PASSWORD)")
 	p.StringVar(&f.data, "data", envOr("TRAINYARD_STATION_DATA", ""), "data directory mounted read-only at /opt/pht_data; required unless --no-data (TRAINYARD_STATION_DATA)")
 	p.BoolVar(&f.noData, "no-data", false, "run trains with no data directory (instead of --data)")
 	p.StringVar(&f.stateDir, "state-dir", envOr("TRAINYARD_STATION_STATE", ""), "the station's state: database, train logs, work files, results under review, admin socket (TRAINYARD_STATION_STATE; default TRAINYARD_STATE_HOME/station-ID, else /var/lib/trainyard/station-ID as root, ~/.local/state/trainyard/station-ID otherwise)")
@@ -155,7 +156,7 @@ func (f *stationFlags) station(cmd *cobra.Command, private ...string) (*station.
 		}
 		s.Key = key
 	case station.ProtocolPHTv2:
-		key, err := station.LoadLegacyKey(f.key)
+		key, err := phtv2.LoadPrivateKeyFile(f.key, []byte(os.Getenv("PRIVATE_KEY_PASSWORD")))
 		if err != nil {
 			return nil, err
 		}
