@@ -10,21 +10,10 @@ import (
 
 // resultsOp runs the operations that attack the results bounds; false for
 // an unknown op.
-func resultsOp(op string, args []string) bool {
-	arg := func(i int) string {
-		if i >= len(args) {
-			fail(fmt.Errorf("missing argument %d", i))
-		}
-		return args[i]
-	}
-	num := func(i int) int64 {
-		n, err := strconv.ParseInt(arg(i), 10, 64)
-		check(err)
-		return n
-	}
+func resultsOp(op string, a argv) bool {
 	switch op {
 	case "fill": // fill PATH: writes 1 MiB blocks until a write fails; prints the bytes written
-		f, err := os.Create(arg(0))
+		f, err := os.Create(a.str(0))
 		check(err)
 		buf := make([]byte, 1<<20)
 		for i := range buf {
@@ -40,35 +29,35 @@ func resultsOp(op string, args []string) bool {
 			}
 		}
 	case "alloc-file": // alloc-file PATH MiB: a file of that many MiB of data
-		f, err := os.Create(arg(0))
+		f, err := os.Create(a.str(0))
 		check(err)
 		buf := make([]byte, 1<<20)
-		for i := int64(0); i < num(1); i++ {
+		for i := int64(0); i < a.int(1); i++ {
 			_, err := f.Write(buf)
 			check(err)
 		}
 		check(f.Close())
 	case "sparse": // sparse PATH SIZE: a file of SIZE bytes that holds no data
-		f, err := os.Create(arg(0))
+		f, err := os.Create(a.str(0))
 		check(err)
-		check(f.Truncate(num(1)))
+		check(f.Truncate(a.int(1)))
 		check(f.Close())
 	case "nest": // nest DIR N: N directories, each inside the last
-		check(os.Chdir(arg(0)))
-		for i := int64(0); i < num(1); i++ {
+		check(os.Chdir(a.str(0)))
+		for i := int64(0); i < a.int(1); i++ {
 			check(os.Mkdir("d", 0o755))
 			check(os.Chdir("d"))
 		}
 	case "longpath": // longpath DIR LEN: nested 200-byte names until the path is longer than LEN
-		check(os.Chdir(arg(0)))
+		check(os.Chdir(a.str(0)))
 		name := strings.Repeat("n", 200)
-		for total := int64(0); total <= num(1); total += 201 {
+		for total := int64(0); total <= a.int(1); total += 201 {
 			check(os.Mkdir(name, 0o755))
 			check(os.Chdir(name))
 		}
 	case "many": // many DIR N: N empty files
-		for i := int64(0); i < num(1); i++ {
-			f, err := os.Create(filepath.Join(arg(0), strconv.FormatInt(i, 10)))
+		for i := int64(0); i < a.int(1); i++ {
+			f, err := os.Create(filepath.Join(a.str(0), strconv.FormatInt(i, 10)))
 			check(err)
 			check(f.Close())
 		}
