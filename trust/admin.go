@@ -125,9 +125,8 @@ func (a *Admin) putKey(ctx context.Context, what string, target func(string) str
 	// One key, one identity: a key under two ids would let one holder act
 	// (sign, approve, receive results) as both.
 	for _, n := range names {
-		kind, rest, _ := strings.Cut(n, "/")
-		other, ok := strings.CutSuffix(rest, ".pem")
-		if (kind != "stations" && kind != "users") || !ok || n == target(id) {
+		kind, other, err := ParseTarget(n)
+		if err != nil || (kind != KindStation && kind != KindUser) || n == target(id) {
 			continue
 		}
 		b, err := a.p.ReadTarget(ctx, n, maxKeyDoc)
@@ -139,7 +138,7 @@ func (a *Admin) putKey(ctx context.Context, what string, target func(string) str
 			continue
 		}
 		if ok2.Sign.Equal(k.Sign) || (ok2.Enc != nil && k.Enc != nil && ok2.Enc.Equal(k.Enc)) {
-			return fmt.Errorf("%w: it is %s %s's key", ErrDuplicateKey, strings.TrimSuffix(kind, "s"), other)
+			return fmt.Errorf("%w: it is %s %s's key", ErrDuplicateKey, kind, other)
 		}
 	}
 	b, err := k.MarshalPEM()

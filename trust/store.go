@@ -223,6 +223,50 @@ func (s *Store) Approval(ctx context.Context, digest string) (ApprovalInfo, erro
 	return info, nil
 }
 
+// Listing is what the directory holds (trust show).
+type Listing struct {
+	Stations          []string
+	Users             []string
+	Approvals         []ApprovalInfo // one per approval target, Problem set when it is unusable
+	ApprovalThreshold int
+}
+
+// List updates the metadata and lists the directory's stations, users and
+// approvals (each described as Approval does), and the approval threshold.
+// Targets that are none of the directory's (ParseTarget) are left out.
+func (s *Store) List(ctx context.Context) (*Listing, error) {
+	if _, err := s.c.PullMetadata(ctx); err != nil {
+		return nil, err
+	}
+	names, err := s.c.TargetNames()
+	if err != nil {
+		return nil, err
+	}
+	l := &Listing{Stations: []string{}, Users: []string{}, Approvals: []ApprovalInfo{}}
+	for _, n := range names {
+		kind, id, err := ParseTarget(n)
+		if err != nil {
+			continue
+		}
+		switch kind {
+		case KindStation:
+			l.Stations = append(l.Stations, id)
+		case KindUser:
+			l.Users = append(l.Users, id)
+		case KindApproval:
+			a, err := s.Approval(ctx, id)
+			if err != nil {
+				a.Problem = err.Error()
+			}
+			l.Approvals = append(l.Approvals, a)
+		}
+	}
+	if l.ApprovalThreshold, err = s.Threshold(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
 // refreshLocked updates the metadata when it is older than the max age.
 func (s *Store) refreshLocked(ctx context.Context) error {
 	if s.targets != nil && s.now().Sub(s.refreshed) < s.maxAge {

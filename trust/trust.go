@@ -12,6 +12,9 @@
 //	                          stations it may run at, an optional label and
 //	                          expiry, and approvers' signatures
 //	directory/settings.json   directory settings: the approval threshold
+//
+// StationTarget, UserTarget, ApprovalTarget and SettingsTarget build these
+// names; ParseTarget reads one back (kind and id) and refuses any other.
 package trust
 
 import (
@@ -71,6 +74,58 @@ func UserTarget(id string) string { return "users/" + id + ".pem" }
 // ApprovalTarget names the approval of a train definition digest.
 func ApprovalTarget(digest string) string {
 	return "approvals/" + strings.TrimPrefix(digest, "sha256:") + ".json"
+}
+
+// Kinds of the directory's targets, as ParseTarget reports them.
+const (
+	KindStation  = "station"
+	KindUser     = "user"
+	KindApproval = "approval"
+	KindSettings = "settings"
+)
+
+// ErrNotDirectoryTarget is wrapped when a target name is none that the
+// directory writes.
+var ErrNotDirectoryTarget = errdefs.New("not a trust directory target", errdefs.ErrMalformed)
+
+// ParseTarget is the inverse of StationTarget, UserTarget, ApprovalTarget
+// and SettingsTarget: the kind of a directory target and its id (a
+// station's or user's id, an approval's "sha256:<hex>" digest, "" for the
+// settings). Any other name, an invalid id or digest among them, fails
+// with ErrNotDirectoryTarget, so a reader never takes a stray target for a
+// key or an approval.
+func ParseTarget(name string) (kind, id string, err error) {
+	if name == SettingsTarget {
+		return KindSettings, "", nil
+	}
+	dir, file, _ := strings.Cut(name, "/")
+	switch dir {
+	case "stations", "users":
+		if id, ok := strings.CutSuffix(file, ".pem"); ok && ValidID(id) == nil {
+			if dir == "stations" {
+				return KindStation, id, nil
+			}
+			return KindUser, id, nil
+		}
+	case "approvals":
+		if h, ok := strings.CutSuffix(file, ".json"); ok && isSHA256Hex(h) {
+			return KindApproval, "sha256:" + h, nil
+		}
+	}
+	return "", "", fmt.Errorf("%w: %q", ErrNotDirectoryTarget, name)
+}
+
+// isSHA256Hex: 64 lowercase hex digits, the form digests are written in.
+func isSHA256Hex(h string) bool {
+	if len(h) != 64 {
+		return false
+	}
+	for _, c := range h {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // ApprovalDoc is the signed approval of one train definition. Every

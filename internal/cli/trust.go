@@ -504,33 +504,11 @@ type roleExpiry struct {
 }
 
 func describe(ctx context.Context, s *trust.Store) (*directoryView, error) {
-	if _, err := s.Client().PullMetadata(ctx); err != nil {
-		return nil, err
-	}
-	names, err := s.Client().TargetNames()
+	l, err := s.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	v := &directoryView{Stations: []string{}, Users: []string{}, Approvals: []trust.ApprovalInfo{}}
-	for _, n := range names {
-		kind, id, _ := strings.Cut(n, "/")
-		id = strings.TrimSuffix(strings.TrimSuffix(id, ".pem"), ".json")
-		switch kind {
-		case "stations":
-			v.Stations = append(v.Stations, id)
-		case "users":
-			v.Users = append(v.Users, id)
-		case "approvals":
-			a, err := s.Approval(ctx, "sha256:"+id)
-			if err != nil {
-				a.Problem = err.Error()
-			}
-			v.Approvals = append(v.Approvals, a)
-		}
-	}
-	if v.ApprovalThreshold, err = s.Threshold(ctx); err != nil {
-		return nil, err
-	}
+	v := &directoryView{Stations: l.Stations, Users: l.Users, Approvals: l.Approvals, ApprovalThreshold: l.ApprovalThreshold}
 	exps, err := s.Client().Expirations()
 	if err != nil {
 		return nil, err
