@@ -18,50 +18,15 @@ cd "$(dirname "$0")/.."
 BYTES=${TRAINYARD_BENCH_LEGACY_BYTES:-268435456}
 ROUNDS=${ROUNDS:-3}
 FRAG=bench-fragment-0123456789
-work=$(mktemp -d)
-regpid=
-cleanup() {
-	[ -n "$regpid" ] && kill "$regpid" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
 
 ggcr=$(go list -m -f '{{.Version}}' github.com/google/go-containerregistry)
 echo "image: $BYTES bytes in 4 uncompressed layers; $(nproc) CPUs; $(openssl version); crane $ggcr"
-go build -o "$work/trainyard" ./cmd/trainyard
-go build -o "$work/crane" github.com/google/go-containerregistry/cmd/crane
-if [ -n "${BASELINE:-}" ]; then
-	mkdir "$work/base"
-	git archive "$BASELINE" | tar -x -C "$work/base"
-	(cd "$work/base" && go build -o "$work/base-trainyard" ./cmd/trainyard)
-fi
+bench_build
 python3 bench/legacy_seed.py gen "$work" "$BYTES" "$FRAG"
 printf '%s' "$FRAG" >"$work/fragment"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-host=127.0.0.1:$port
+bench_port
 
-# fresh: a new, empty registry (blobs already there would skip uploads);
-# called in the main shell, which keeps its pid.
-fresh() {
-	if [ -n "$regpid" ]; then
-		kill "$regpid" 2>/dev/null || echo "(the registry had exited: $(tail -n 3 "$work/reg.log"))" >&2
-		wait "$regpid" 2>/dev/null || true
-	fi
-	rm -rf "$work/reg"
-	"$work/trainyard" registry serve --addr "$host" --data "$work/reg" >"$work/reg.log" 2>&1 &
-	regpid=$!
-	for _ in $(seq 50); do
-		curl -fs "http://$host/v2/" >/dev/null 2>&1 && return
-		sleep 0.1
-	done
-	echo "registry did not start" >&2
-	exit 1
-}
-# tm CMD...: wall seconds and peak RSS MiB of one command.
-tm() {
-	/usr/bin/time -o "$work/t" -f '%e %M' "$@" >/dev/null
-	awk '{ printf "%.2f %.0f\n", $1, $2 / 1024 }' "$work/t"
-}
 unseal() {
 	tm "$1" unseal --format azaion-v1 --fragment-file "$work/fragment" --to "registry://$host" "$work/images.enc"
 }
@@ -77,18 +42,18 @@ iv=$(head -c 16 "$work/images.enc" | od -An -tx1 | tr -d ' \n')
 printf '\n%-5s %-28s %8s %8s %10s\n' round what "wall s" "RSS MiB" "ty/it"
 for r in $(seq 1 "$ROUNDS"); do
 	fresh
-	read -r ty tyrss < <(unseal "$work/trainyard")
+	read -r ty tyrss _ < <(unseal "$work/trainyard")
 	row "$r" trainyard "$ty" "$tyrss"
 	if [ -n "${BASELINE:-}" ]; then
 		fresh
-		read -r bl blrss < <(unseal "$work/base-trainyard")
+		read -r bl blrss _ < <(unseal "$work/base-trainyard")
 		row "$r" "baseline $BASELINE" "$bl" "$blrss"
 	fi
 	fresh
 	sd=$(/usr/bin/time -o "$work/t2" -f '%M' python3 bench/legacy_seed.py run "$work" "$FRAG" "$host" "$work/crane")
 	sdrss=$(awk '{ printf "%.0f", $1 / 1024 }' "$work/t2")
 	row "$r" "seed way (python + crane)" "$sd" "${sdrss}*"
-	read -r os osrss < <(tm sh -c "tail -c +17 '$work/images.enc' | openssl enc -d -aes-256-cbc -K $key -iv $iv >/dev/null")
+	read -r os osrss _ < <(tm sh -c "tail -c +17 '$work/images.enc' | openssl enc -d -aes-256-cbc -K $key -iv $iv >/dev/null")
 	row "$r" "openssl enc -d (1 pass)" "$os" "$osrss"
 done
 echo

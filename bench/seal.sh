@@ -11,8 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MIB=${SEAL_BENCH_MIB:-1024}
 BYTES=$((MIB * 1048576))
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. bench/lib.sh
 
 now() { date +%s.%N; }
 rate() { awk -v b="$BYTES" -v s="$1" -v e="$2" 'BEGIN { printf "%.0f", b / (e - s) / 1e6 }'; }

@@ -11,32 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BYTES=${TRAINYARD_BENCH_SEAL_BYTES:-268435456}
 ROUNDS=${ROUNDS:-3}
-work=$(mktemp -d)
-regpid=
-cleanup() {
-	[ -n "$regpid" ] && kill "$regpid" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
 
 ggcr=$(go list -m -f '{{.Version}}' github.com/google/go-containerregistry)
 echo "image: $BYTES bytes in 4 random layers; $(nproc) CPUs; $(openssl version); crane $ggcr"
-go build -o "$work/trainyard" ./cmd/trainyard
-go build -o "$work/crane" github.com/google/go-containerregistry/cmd/crane
-if [ -n "${BASELINE:-}" ]; then
-	mkdir "$work/base"
-	git archive "$BASELINE" | tar -x -C "$work/base"
-	(cd "$work/base" && go build -o "$work/base-trainyard" ./cmd/trainyard)
-fi
+bench_build
 python3 bench/legacy_seed.py tar "$work" "$BYTES"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-host=127.0.0.1:$port
-"$work/trainyard" registry serve --addr "$host" --data "$work/reg" >"$work/reg.log" 2>&1 &
-regpid=$!
-for _ in $(seq 50); do
-	curl -fs "http://$host/v2/" >/dev/null 2>&1 && break
-	sleep 0.1
-done
+bench_port
+fresh
 img=$host/bench/seal:1
 "$work/crane" push --insecure "$work/images.tar" "$img" >/dev/null 2>&1
 rm -f "$work/images.tar"
@@ -49,11 +31,6 @@ echo "blobs: $(stat -c %s "$work/blobs") bytes"
 key=$(openssl rand -hex 32)
 iv=$(openssl rand -hex 16)
 
-# tm CMD...: wall seconds, peak RSS MiB and CPU seconds of one command.
-tm() {
-	/usr/bin/time -o "$work/t" -f '%e %M %U %S' "$@" >/dev/null
-	awk '{ printf "%.2f %.0f %.2f\n", $1, $2 / 1024, $3 + $4 }' "$work/t"
-}
 seal() {
 	rm -rf "$work/out" && mkdir "$work/out"
 	tm "$1" seal --images "$img" --out "$work/out/x.sealed" --keys-dir "$work/out"

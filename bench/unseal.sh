@@ -12,42 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BYTES=${TRAINYARD_BENCH_UNSEAL_BYTES:-268435456}
 ROUNDS=${ROUNDS:-3}
-work=$(mktemp -d)
-regpid=
-cleanup() {
-	[ -n "$regpid" ] && kill "$regpid" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
 
 echo "image: $BYTES bytes in 4 random layers; $(nproc) CPUs; $(openssl version)"
-go build -o "$work/trainyard" ./cmd/trainyard
-go build -o "$work/crane" github.com/google/go-containerregistry/cmd/crane
-if [ -n "${BASELINE:-}" ]; then
-	mkdir "$work/base"
-	git archive "$BASELINE" | tar -x -C "$work/base"
-	(cd "$work/base" && go build -o "$work/base-trainyard" ./cmd/trainyard)
-fi
+bench_build
 python3 bench/legacy_seed.py tar "$work" "$BYTES"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-host=127.0.0.1:$port
+bench_port
 
-# fresh: a new, empty registry; called in the main shell, which keeps its pid.
-fresh() {
-	if [ -n "$regpid" ]; then
-		kill "$regpid" 2>/dev/null || true
-		wait "$regpid" 2>/dev/null || true
-	fi
-	rm -rf "$work/reg"
-	"$work/trainyard" registry serve --addr "$host" --data "$work/reg" >"$work/reg.log" 2>&1 &
-	regpid=$!
-	for _ in $(seq 50); do
-		curl -fs "http://$host/v2/" >/dev/null 2>&1 && return
-		sleep 0.1
-	done
-	echo "registry did not start: $(cat "$work/reg.log")" >&2
-	exit 1
-}
 fresh
 "$work/crane" push --insecure "$work/images.tar" "$host/bench/unseal:1" >/dev/null 2>&1
 rm -f "$work/images.tar"
@@ -55,10 +26,6 @@ mkdir "$work/keys"
 "$work/trainyard" seal --images "$host/bench/unseal:1" --out "$work/a.sealed" --keys-dir "$work/keys" >/dev/null
 echo "archive: $(stat -c %s "$work/a.sealed") bytes"
 
-tm() {
-	/usr/bin/time -o "$work/t" -f '%e %M %U %S' "$@" >/dev/null
-	awk '{ printf "%.2f %.0f %.2f\n", $1, $2 / 1024, $3 + $4 }' "$work/t"
-}
 unseal() { # BIN TO
 	tm "$1" unseal --device-key "$work/keys/default.device-key.json" --fragment-file "$work/keys/default.fragment" --to "$2" "$work/a.sealed"
 }
