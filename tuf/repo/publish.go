@@ -217,9 +217,16 @@ func (p *Publisher) HasMetadata() bool {
 // Dir is the publisher's state directory.
 func (p *Publisher) Dir() string { return p.dir }
 
-// signRole signs md with every available key of role, checking the
-// threshold the delegator (root or top-level targets) sets.
-func (p *Publisher) signRole(role string, keyIDs []string, threshold int, sign func([]keys.Signer) error) error {
+// delegator is metadata that delegates to a role: root, or the top-level
+// targets role for delegated roles.
+type delegator interface {
+	VerifyDelegate(role string, md any) error
+}
+
+// signAs signs md with every available key of role (keyIDs, threshold:
+// what its delegator sets) and checks it as a client will, against the
+// delegator.
+func signAs[T metadata.Roles](p *Publisher, by delegator, role string, keyIDs []string, threshold int, md *metadata.Metadata[T]) error {
 	signers, err := p.signers(role, keyIDs)
 	if err != nil {
 		return err
@@ -227,7 +234,19 @@ func (p *Publisher) signRole(role string, keyIDs []string, threshold int, sign f
 	if len(signers) < threshold {
 		return fmt.Errorf("%w: role %s needs %d signatures, %d keys available", ErrThreshold, role, threshold, len(signers))
 	}
-	return sign(signers)
+	if err := keys.SignMetadata(md, signers...); err != nil {
+		return err
+	}
+	if err := by.VerifyDelegate(role, md); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrThreshold, role, err)
+	}
+	return nil
+}
+
+// signTopLevel is signAs for a role root delegates to.
+func signTopLevel[T metadata.Roles](p *Publisher, root *metadata.Metadata[metadata.RootType], role string, md *metadata.Metadata[T]) error {
+	r := root.Signed.Roles[role]
+	return signAs(p, root, role, r.KeyIDs, r.Threshold, md)
 }
 
 // PushMetadata re-signs the top-level targets role and every changed
@@ -260,11 +279,8 @@ func (p *Publisher) PushMetadata(ctx context.Context) error {
 				md.Signed.Version = st.Published[dr.Name] + 1
 				md.Signed.Expires = now.Add(p.lifetime(dr.Name))
 				md.ClearSignatures()
-				if err := p.signRole(dr.Name, dr.KeyIDs, dr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(md, s...) }); err != nil {
+				if err := signAs(p, top, dr.Name, dr.KeyIDs, dr.Threshold, md); err != nil {
 					return err
-				}
-				if err := top.VerifyDelegate(dr.Name, md); err != nil {
-					return fmt.Errorf("%w: %s: %w", ErrThreshold, dr.Name, err)
 				}
 				data, err := md.ToBytes(true)
 				if err != nil {
@@ -285,12 +301,8 @@ func (p *Publisher) PushMetadata(ctx context.Context) error {
 		top.Signed.Version = st.Published[Targets] + 1
 		top.Signed.Expires = now.Add(p.lifetime(Targets))
 		top.ClearSignatures()
-		tr := root.Signed.Roles[Targets]
-		if err := p.signRole(Targets, tr.KeyIDs, tr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(top, s...) }); err != nil {
+		if err := signTopLevel(p, root, Targets, top); err != nil {
 			return err
-		}
-		if err := root.VerifyDelegate(Targets, top); err != nil {
-			return fmt.Errorf("%w: targets: %w", ErrThreshold, err)
 		}
 		topData, err := top.ToBytes(true)
 		if err != nil {
@@ -324,16 +336,11 @@ func (p *Publisher) PushMetadata(ctx context.Context) error {
 		if err := writeMeta(p.metaPath(Targets), top); err != nil {
 			return err
 		}
-		if err := writeMeta(p.metaPath(Snapshot), snap); err != nil {
-			return err
-		}
-		if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
+		if err := p.recordTail(st, snap, ts); err != nil {
 			return err
 		}
 		st.Published[Root] = root.Signed.Version
 		st.Published[Targets] = top.Signed.Version
-		st.Published[Snapshot] = snap.Signed.Version
-		st.Published[Timestamp] = ts.Signed.Version
 		for _, dr := range delegatedRoles(top) {
 			md, err := p.targets(dr.Name)
 			if err != nil {
@@ -347,16 +354,25 @@ func (p *Publisher) PushMetadata(ctx context.Context) error {
 	})
 }
 
+// recordTail keeps a published snapshot and timestamp as the working
+// metadata and their versions as published.
+func (p *Publisher) recordTail(st *state, snap *metadata.Metadata[metadata.SnapshotType], ts *metadata.Metadata[metadata.TimestampType]) error {
+	if err := writeMeta(p.metaPath(Snapshot), snap); err != nil {
+		return err
+	}
+	if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
+		return err
+	}
+	st.Published[Snapshot], st.Published[Timestamp] = snap.Signed.Version, ts.Signed.Version
+	return nil
+}
+
 // signSnapshotAndTimestamp signs snap as the next snapshot version and a
 // timestamp over it, and returns the two files to publish last, in order.
 func (p *Publisher) signSnapshotAndTimestamp(root *metadata.Metadata[metadata.RootType], st *state, snap *metadata.Metadata[metadata.SnapshotType]) (*metadata.Metadata[metadata.TimestampType], []pubFile, error) {
 	snap.Signed.Version = st.Published[Snapshot] + 1
-	sr := root.Signed.Roles[Snapshot]
-	if err := p.signRole(Snapshot, sr.KeyIDs, sr.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(snap, s...) }); err != nil {
+	if err := signTopLevel(p, root, Snapshot, snap); err != nil {
 		return nil, nil, err
-	}
-	if err := root.VerifyDelegate(Snapshot, snap); err != nil {
-		return nil, nil, fmt.Errorf("%w: snapshot: %w", ErrThreshold, err)
 	}
 	snapData, err := snap.ToBytes(true)
 	if err != nil {
@@ -380,12 +396,8 @@ func (p *Publisher) signTimestamp(root *metadata.Metadata[metadata.RootType], st
 	mf.Length = int64(len(snapData))
 	mf.Hashes = metadata.Hashes{"sha256": sum[:]}
 	ts.Signed.Meta[Snapshot+".json"] = mf
-	r := root.Signed.Roles[Timestamp]
-	if err := p.signRole(Timestamp, r.KeyIDs, r.Threshold, func(s []keys.Signer) error { return keys.SignMetadata(ts, s...) }); err != nil {
+	if err := signTopLevel(p, root, Timestamp, ts); err != nil {
 		return nil, nil, err
-	}
-	if err := root.VerifyDelegate(Timestamp, ts); err != nil {
-		return nil, nil, fmt.Errorf("%w: timestamp: %w", ErrThreshold, err)
 	}
 	data, err := ts.ToBytes(true)
 	return ts, data, err

@@ -132,13 +132,9 @@ func (p *Publisher) refreshSnapshot(ctx context.Context) error {
 		if err := p.publish(ctx, st, files, false); err != nil {
 			return err
 		}
-		if err := writeMeta(p.metaPath(Snapshot), snap); err != nil {
+		if err := p.recordTail(st, snap, ts); err != nil {
 			return err
 		}
-		if err := writeMeta(p.metaPath(Timestamp), ts); err != nil {
-			return err
-		}
-		st.Published[Snapshot], st.Published[Timestamp] = snap.Signed.Version, ts.Signed.Version
 		st.Pending = nil
 		return p.saveState(st)
 	})

@@ -48,6 +48,19 @@ func writeFile(t *testing.T, content string) string {
 	return p
 }
 
+// freshPublisher is a publisher with keys and metadata for repository
+// path of a registry of its own, stopped when the test ends.
+func freshPublisher(t *testing.T, path string) (*ocistore.Store, *repo.Publisher) {
+	t.Helper()
+	host, stop := distRegistry(t, t.TempDir())
+	t.Cleanup(stop)
+	store, err := ocistore.New(registry.NewClient(registry.WithInsecure(true)), host+"/"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, newPublisher(t, store, t.TempDir())
+}
+
 func newPublisher(t *testing.T, store *ocistore.Store, dir string) *repo.Publisher {
 	t.Helper()
 	p := repo.New(store, dir, repo.WithPasswords(pw))
@@ -188,13 +201,7 @@ func TestPublisherRefusals(t *testing.T) {
 
 func TestAddTargetsChecksBlob(t *testing.T) {
 	ctx := context.Background()
-	host, stop := distRegistry(t, t.TempDir())
-	defer stop()
-	store, err := ocistore.New(registry.NewClient(registry.WithInsecure(true)), host+"/add/tuf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newPublisher(t, store, t.TempDir())
+	_, p := freshPublisher(t, "add/tuf")
 	if err := p.AddTarget(ctx, "doc.json", repo.FromBytes([]byte(`{"a":1}`))); err != nil {
 		t.Fatal(err)
 	}
@@ -295,13 +302,7 @@ func TestGarbageCollectionMultiPart(t *testing.T) {
 
 func TestAddTargetsMultiPart(t *testing.T) {
 	ctx := context.Background()
-	host, stop := distRegistry(t, t.TempDir())
-	defer stop()
-	store, err := ocistore.New(registry.NewClient(registry.WithInsecure(true)), host+"/add/multi")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newPublisher(t, store, t.TempDir())
+	store, p := freshPublisher(t, "add/multi")
 	for _, s := range []string{"one", "two"} {
 		if _, err := store.PushTargetBytes(ctx, []byte(s)); err != nil {
 			t.Fatal(err)
@@ -348,19 +349,8 @@ func TestAddTargetsMultiPart(t *testing.T) {
 // reads back; a batch stages all its targets; an empty source is refused.
 func TestAddTargetSources(t *testing.T) {
 	ctx := context.Background()
-	host, stop := distRegistry(t, t.TempDir())
-	defer stop()
-	store, err := ocistore.New(registry.NewClient(registry.WithInsecure(true)), host+"/add/sources")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newPublisher(t, store, t.TempDir())
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	store, p := freshPublisher(t, "add/sources")
+	must := func(err error) { t.Helper(); mustOK(t, err) }
 	if _, err := store.PushTargetBytes(ctx, []byte("blob")); err != nil {
 		t.Fatal(err)
 	}
