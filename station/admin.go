@@ -81,19 +81,15 @@ func (s *Station) Status(context.Context) (*Status, error) {
 		return nil, errNoDB
 	}
 	st := &Status{Station: s.ID, Inbox: s.Network.Inbox(s.ID), Hold: s.Hold, ReviewResults: s.ReviewResults, Counts: map[State]int{}}
-	all, err := s.DB.History(Filter{Limit: 1 << 30})
-	if err != nil {
+	var err error
+	if st.Counts, err = s.DB.Counts(); err != nil {
 		return nil, err
 	}
-	for i, h := range all {
-		st.Counts[h.State]++
-		switch h.State {
-		case Held, Accepted, Review, Retry:
-			st.Queued++
-		}
-		if i < 50 {
-			st.Recent = append(st.Recent, h)
-		}
+	for _, q := range []State{Held, Accepted, Review, Retry} {
+		st.Queued += st.Counts[q]
+	}
+	if st.Recent, err = s.DB.Recent(50); err != nil {
+		return nil, err
 	}
 	return st, nil
 }

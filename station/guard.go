@@ -1,6 +1,8 @@
 package station
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +34,11 @@ var (
 	bucketInputs = []byte("inputs") // input manifest digest -> stop key
 	bucketSeen   = []byte("seen")   // inbox tag -> manifest digest handled
 	bucketEvents = []byte("events") // sequence -> Event JSON (audit trail)
+	// Indexes kept by store and unstore, so that Status (every metrics
+	// scrape, every second of the console) reads a few keys instead of
+	// decoding a year of stops.
+	bucketCounts  = []byte("counts")  // state -> number of stops in it (8 bytes)
+	bucketUpdated = []byte("updated") // Updated (20-digit unix ns) "/" stop key -> nil
 )
 
 // Event is one transition of a stop, with who caused it.
@@ -72,8 +79,15 @@ func openDB(path string, wait time.Duration) (*DB, error) {
 	}
 	d := &DB{db: db, path: path}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketStops, bucketInputs, bucketSeen, bucketEvents} {
+		indexed := tx.Bucket(bucketCounts) != nil
+		for _, b := range [][]byte{bucketStops, bucketInputs, bucketSeen, bucketEvents, bucketCounts, bucketUpdated} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		if !indexed {
+			// A database from before the indexes: built once.
+			if err := reindex(tx); err != nil {
 				return err
 			}
 		}
@@ -117,11 +131,7 @@ func (d *DB) put(tx *bolt.Tx, st *Stop, by string) error {
 	// one per save.
 	changed := old == nil || old.State != st.State || old.Reason != st.Reason || by != ""
 	st.Updated = time.Now().UTC()
-	b, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	if err := tx.Bucket(bucketStops).Put([]byte(st.Key), b); err != nil {
+	if err := store(tx, old, st); err != nil {
 		return err
 	}
 	if st.Input != "" {
@@ -139,6 +149,82 @@ func (d *DB) put(tx *bolt.Tx, st *Stop, by string) error {
 	h := tx.Bucket(bucketEvents)
 	seq, _ := h.NextSequence()
 	return h.Put([]byte(fmt.Sprintf("%020d", seq)), ev)
+}
+
+// store writes st over old (nil: a new stop) and keeps the indexes.
+func store(tx *bolt.Tx, old, st *Stop) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if err := unstore(tx, old); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketStops).Put([]byte(st.Key), b); err != nil {
+		return err
+	}
+	return index(tx, st, 1)
+}
+
+// unstore removes old (nil: nothing) and its index entries.
+func unstore(tx *bolt.Tx, old *Stop) error {
+	if old == nil {
+		return nil
+	}
+	if err := tx.Bucket(bucketStops).Delete([]byte(old.Key)); err != nil {
+		return err
+	}
+	return index(tx, old, -1)
+}
+
+func updatedKey(st *Stop) []byte {
+	return []byte(fmt.Sprintf("%020d/%s", st.Updated.UnixNano(), st.Key))
+}
+
+// index adds (delta 1) or removes (-1) st in the count of its state and
+// the updated-time index.
+func index(tx *bolt.Tx, st *Stop, delta int64) error {
+	c := tx.Bucket(bucketCounts)
+	n := int64(0)
+	if v := c.Get([]byte(st.State)); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	if n += delta; n < 0 {
+		n = 0
+	}
+	if err := c.Put([]byte(st.State), binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
+		return err
+	}
+	u := tx.Bucket(bucketUpdated)
+	if delta < 0 {
+		return u.Delete(updatedKey(st))
+	}
+	return u.Put(updatedKey(st), nil)
+}
+
+// reindex builds the indexes from the stops.
+func reindex(tx *bolt.Tx) error {
+	return tx.Bucket(bucketStops).ForEach(func(k, v []byte) error {
+		var st Stop
+		if err := json.Unmarshal(v, &st); err != nil {
+			return fmt.Errorf("station db: stop %s: %w", k, err)
+		}
+		return index(tx, &st, 1)
+	})
+}
+
+// Counts returns how many stops are in each state.
+func (d *DB) Counts() (map[State]int, error) {
+	out := map[State]int{}
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCounts).ForEach(func(k, v []byte) error {
+			if n := int(binary.BigEndian.Uint64(v)); len(v) == 8 && n > 0 {
+				out[State(k)] = n
+			}
+			return nil
+		})
+	})
+	return out, err
 }
 
 func get(tx *bolt.Tx, key string) (*Stop, error) {
@@ -238,14 +324,14 @@ func (d *DB) Begin(st *Stop, hold bool) (prev *Stop, err error) {
 // genuine copy of the train its stop.
 func (d *DB) Restore(key string, prev *Stop) error {
 	return d.db.Update(func(tx *bolt.Tx) error {
-		if prev == nil {
-			return tx.Bucket(bucketStops).Delete([]byte(key))
-		}
-		b, err := json.Marshal(prev)
+		cur, err := get(tx, key)
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketStops).Put([]byte(key), b)
+		if prev == nil {
+			return unstore(tx, cur)
+		}
+		return store(tx, cur, prev)
 	})
 }
 
@@ -331,8 +417,26 @@ func (d *DB) History(f Filter) ([]Stop, error) {
 	return out, err
 }
 
-// Recent returns up to n most recently updated stops.
-func (d *DB) Recent(n int) ([]Stop, error) { return d.History(Filter{Limit: n}) }
+// Recent returns up to n most recently updated stops, newest first, from
+// the updated-time index.
+func (d *DB) Recent(n int) ([]Stop, error) {
+	var out []Stop
+	err := d.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketUpdated).Cursor()
+		for k, _ := c.Last(); k != nil && len(out) < n; k, _ = c.Prev() {
+			i := bytes.IndexByte(k, '/')
+			st, err := get(tx, string(k[i+1:]))
+			if err != nil {
+				return err
+			}
+			if st != nil {
+				out = append(out, *st)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
 
 // Events returns the audit trail of the stop key (all stops: ""), oldest
 // first, at most the last n.
