@@ -45,7 +45,7 @@ func ToSchema1(img *Image, config []byte, name, tag string) ([]byte, error) {
 		History []rawHistory `json:"history"`
 	}
 	if err := json.Unmarshal(config, &cfg); err != nil {
-		return nil, fmt.Errorf("%w: config: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: config: %w", ErrInvalid, err)
 	}
 	history := cfg.History
 	if len(history) == 0 { // OCI configs may omit history: one entry per layer
@@ -55,7 +55,7 @@ func ToSchema1(img *Image, config []byte, name, tag string) ([]byte, error) {
 	}
 	var leafCfg map[string]json.RawMessage
 	if err := json.Unmarshal(config, &leafCfg); err != nil {
-		return nil, fmt.Errorf("%w: config: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: config: %w", ErrInvalid, err)
 	}
 	delete(leafCfg, "history")
 	delete(leafCfg, "rootfs")
@@ -105,7 +105,7 @@ func ToSchema1(img *Image, config []byte, name, tag string) ([]byte, error) {
 				cc := map[string]json.RawMessage{}
 				if present(m["container_config"]) {
 					if err := json.Unmarshal(m["container_config"], &cc); err != nil {
-						return nil, fmt.Errorf("%w: config container_config: %v", ErrInvalid, err)
+						return nil, fmt.Errorf("%w: config container_config: %w", ErrInvalid, err)
 					}
 				}
 				cc["Cmd"], _ = json.Marshal([]string{h.CreatedBy})
@@ -228,7 +228,7 @@ func inspectBlob(ctx context.Context, d digest.Digest, f BlobFetcher) (LayerInfo
 		if _, rerr := io.Copy(io.Discard, br); rerr == nil && !verifier.Verified() {
 			return LayerInfo{}, fmt.Errorf("%w: layer blob does not hash to %s", ErrDigestMismatch, d)
 		}
-		return LayerInfo{}, fmt.Errorf("%w: layer %s: %v", ErrInvalid, d, err)
+		return LayerInfo{}, fmt.Errorf("%w: layer %s: %w", ErrInvalid, d, err)
 	}
 	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
@@ -315,7 +315,7 @@ func FromSchema1(s *Schema1, to Kind, layers []LayerInfo) (manifestJSON, configJ
 	}
 	var cfg map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(all[len(all)-1].RawV1Compatibility), &cfg); err != nil {
-		return nil, nil, fmt.Errorf("%w: leaf v1Compatibility: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: leaf v1Compatibility: %w", ErrInvalid, err)
 	}
 	for _, k := range []string{"id", "parent", "parent_id", "layer_id", "throwaway", "Size"} {
 		delete(cfg, k)

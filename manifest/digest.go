@@ -26,7 +26,7 @@ func ParseDigest(s string) (digest.Digest, error) {
 		return "", fmt.Errorf("%w: digest algorithm in %q", ErrUnsupported, clip(s))
 	}
 	if err != nil {
-		return "", fmt.Errorf("%w: digest %q: %v", ErrInvalid, clip(s), err)
+		return "", fmt.Errorf("%w: digest %q: %w", ErrInvalid, clip(s), err)
 	}
 	switch d.Algorithm() {
 	case SHA256, SHA512:

@@ -75,7 +75,7 @@ func parseJWK(raw json.RawMessage) (crypto.PublicKey, error) {
 		copy(pt[1+2*size-len(y):], y)
 		pub, err := ecdsa.ParseUncompressedPublicKey(curve, pt)
 		if err != nil {
-			return nil, fmt.Errorf("%w: jwk EC point: %v", ErrSignature, err)
+			return nil, fmt.Errorf("%w: jwk EC point: %w", ErrSignature, err)
 		}
 		return pub, nil
 	case "RSA":
@@ -212,7 +212,7 @@ func publicJWK(pub crypto.PublicKey) (jwk, error) {
 func KeyID(pub crypto.PublicKey) (string, error) {
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrUnsupported, err)
+		return "", fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
 	sum := sha256.Sum256(der)
 	s := strings.TrimRight(base32.StdEncoding.EncodeToString(sum[:30]), "=")

@@ -33,7 +33,7 @@ func ParsePrivateKeyPEM(b []byte) (crypto.Signer, error) {
 			continue // e.g. EC PARAMETERS before the key
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: private key: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: private key: %w", ErrInvalid, err)
 		}
 		s, ok := key.(crypto.Signer)
 		if !ok {

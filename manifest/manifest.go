@@ -147,7 +147,7 @@ func Parse(raw []byte, opts ...Option) (Manifest, error) {
 func detect(raw []byte, declaredMT string) (Kind, error) {
 	var p probe
 	if err := json.Unmarshal(raw, &p); err != nil {
-		return KindUnknown, fmt.Errorf("%w: not a JSON object: %v", ErrInvalid, err)
+		return KindUnknown, fmt.Errorf("%w: not a JSON object: %w", ErrInvalid, err)
 	}
 	declared := normalizeMediaType(declaredMT)
 	declaredKind := KindUnknown

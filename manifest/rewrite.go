@@ -83,7 +83,7 @@ func rewriteV1JSON(raw string, updated map[string]string) (json.RawMessage, erro
 	dec := json.NewDecoder(bytes.NewReader([]byte(raw)))
 	dec.UseNumber()
 	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("%w: v1Compatibility: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: v1Compatibility: %w", ErrInvalid, err)
 	}
 	if id, ok := m["id"].(string); ok {
 		m["id"] = updated[id]

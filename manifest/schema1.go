@@ -104,7 +104,7 @@ func parseSchema1(raw []byte) (*Schema1, error) {
 		Signatures json.RawMessage `json:"signatures"`
 	}
 	if err := json.Unmarshal(raw, &outer); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if outer.Signatures != nil {
 		payload, sigs, err := jwsPayload(raw, outer.Signatures)
@@ -191,7 +191,7 @@ func jwsPayload(raw []byte, sigsJSON json.RawMessage) ([]byte, []jwsSignature, e
 	}
 	var sigs []jwsSignature
 	if err := json.Unmarshal(sigsJSON, &sigs); err != nil {
-		return nil, nil, fmt.Errorf("%w: signatures: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: signatures: %w", ErrInvalid, err)
 	}
 	if len(sigs) == 0 {
 		return nil, nil, fmt.Errorf("%w: signatures is empty", ErrInvalid)
@@ -263,7 +263,7 @@ func Schema1Payload(raw []byte) ([]byte, error) {
 		Signatures json.RawMessage `json:"signatures"`
 	}
 	if err := json.Unmarshal(raw, &outer); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if outer.Signatures == nil {
 		return raw, nil
@@ -366,7 +366,7 @@ func parseV1Compatibility(s string) (V1Metadata, error) {
 	}
 	if present(v.ContainerConfig) {
 		if err := json.Unmarshal(v.ContainerConfig, &cc); err != nil {
-			return V1Metadata{}, fmt.Errorf("%w: container_config: %v", ErrInvalid, err)
+			return V1Metadata{}, fmt.Errorf("%w: container_config: %w", ErrInvalid, err)
 		}
 		if present(cc.Cmd) {
 			c, err := canonicalJSON(cc.Cmd)
@@ -381,7 +381,7 @@ func parseV1Compatibility(s string) (V1Metadata, error) {
 	}
 	if present(v.Config) {
 		if err := json.Unmarshal(v.Config, &cfg); err != nil {
-			return V1Metadata{}, fmt.Errorf("%w: config: %v", ErrInvalid, err)
+			return V1Metadata{}, fmt.Errorf("%w: config: %w", ErrInvalid, err)
 		}
 		m.Labels = cfg.Labels
 	}
@@ -395,7 +395,7 @@ func canonicalJSON(b []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return json.Marshal(v)
 }
@@ -483,6 +483,8 @@ func (s *Schema1) Verify() ([]SignatureInfo, error) {
 		return nil, ErrUnsigned
 	}
 	if s.payloadErr != nil {
+		// %v on purpose: the cause is itself a kind (ErrInvalid), and a
+		// failed Verify is ErrSignature only, as documented.
 		return nil, fmt.Errorf("%w: %v", ErrSignature, s.payloadErr)
 	}
 	encPayload := b64encode(s.payload)

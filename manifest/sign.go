@@ -55,7 +55,7 @@ func (b *Schema1Builder) Build() ([]byte, error) {
 	}{1, b.name, b.tag, b.arch, b.fsLayers, b.history}
 	out, err := json.MarshalIndent(doc, "", "   ")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if _, err := ParseSchema1(out); err != nil {
 		return nil, fmt.Errorf("build schema1: %w", err)

@@ -74,7 +74,7 @@ func checkJSON(b []byte, manifestKeys bool) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%w: JSON: %v", ErrInvalid, err)
+			return fmt.Errorf("%w: JSON: %w", ErrInvalid, err)
 		}
 		if len(stack) == 0 && seen {
 			return fmt.Errorf("%w: data after the JSON document", ErrInvalid)
@@ -134,7 +134,7 @@ func decodeStrict(b []byte, v any, manifestKeys bool) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }

@@ -64,6 +64,44 @@ func TestArchiveReadErrorIsNotTampering(t *testing.T) {
 	}
 }
 
+// TestHeaderAndLegacyReadErrorsAreNotDamage: a failing read of the header,
+// or of an azaion-v1 archive, is the I/O error (errors.Is finds it), not
+// ErrMalformed or ErrTampered; a file that ends inside its header is
+// malformed, and a broken azaion-v1 tar keeps its cause under ErrMalformed.
+func TestHeaderAndLegacyReadErrorsAreNotDamage(t *testing.T) {
+	fx := sealFixture(t)
+	b, err := os.ReadFile(fx.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int64{0, 5, 20} {
+		_, _, err := ReadHeader(&failingFile{r: strings.NewReader(string(b)), n: n})
+		if !errors.Is(err, syscall.EIO) || errors.Is(err, ErrMalformed) {
+			t.Fatalf("header read failing after %d bytes: %v", n, err)
+		}
+	}
+	if _, _, err := ReadHeader(strings.NewReader(string(b[:20]))); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("archive ending inside its header: %v", err)
+	}
+
+	fragment := []byte("0123456789abcdef0123456789abcdef-legacy")
+	enc, err := os.ReadFile(makeAzaionArchive(t, fx.images[:1], fragment))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, err := newCBCReader(&failingFile{r: strings.NewReader(string(enc)), n: int64(len(enc) / 2)}, LegacyKey(fragment))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = verifyLegacy(context.Background(), func() (io.ReadCloser, error) { return io.NopCloser(cr), nil })
+	if !errors.Is(err, syscall.EIO) || errors.Is(err, ErrMalformed) || errors.Is(err, ErrTampered) {
+		t.Fatalf("azaion-v1 read failing mid-archive: %v", err)
+	}
+	if err := legacyErr("reading tar", io.ErrUnexpectedEOF); !errors.Is(err, ErrMalformed) || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("broken azaion-v1 tar: %v", err)
+	}
+}
+
 // TestRegistryOutageAfterLoadIsNotMissingImage: the registry accepts the
 // upload, then fails the check; that is a registry error, not
 // ErrExpectation ("image missing", exit 3). A real 404 still is. Both

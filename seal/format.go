@@ -136,13 +136,22 @@ func encodeHeader(h *Header) ([]byte, error) {
 	return append(buf, js...), nil
 }
 
+// headerReadErr: a file that ends inside its header is malformed; any other
+// read failure is the file's (I/O, cancellation), not evidence about it.
+func headerReadErr(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: reading header: %w", ErrMalformed, err)
+	}
+	return fmt.Errorf("reading header: %w", &readError{err})
+}
+
 // ReadHeader reads and validates the header at the start of r. It returns the
 // header and its exact bytes (which the chunk stream is bound to). The header
 // is only authenticated once the first chunk decrypts under it.
 func ReadHeader(r io.Reader) (*Header, []byte, error) {
 	var pre [12]byte
 	if _, err := io.ReadFull(r, pre[:]); err != nil {
-		return nil, nil, fmt.Errorf("%w: reading header: %v", ErrMalformed, err)
+		return nil, nil, headerReadErr(err)
 	}
 	if string(pre[:8]) != magic {
 		return nil, nil, fmt.Errorf("%w: not a trainyard sealed archive (bad magic)", ErrMalformed)
@@ -154,13 +163,13 @@ func ReadHeader(r io.Reader) (*Header, []byte, error) {
 	raw := make([]byte, 12+int(n))
 	copy(raw, pre[:])
 	if _, err := io.ReadFull(r, raw[12:]); err != nil {
-		return nil, nil, fmt.Errorf("%w: reading header: %v", ErrMalformed, err)
+		return nil, nil, headerReadErr(err)
 	}
 	var h Header
 	dec := json.NewDecoder(bytes.NewReader(raw[12:]))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&h); err != nil {
-		return nil, nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+		return nil, nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
 	}
 	if dec.More() {
 		return nil, nil, fmt.Errorf("%w: trailing data after header JSON", ErrMalformed)

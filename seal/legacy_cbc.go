@@ -58,7 +58,7 @@ func (c *cbcReader) fill() error {
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		c.eof = true
 	} else if err != nil {
-		return err
+		return &readError{err} // the file's failure, not the archive's
 	}
 	if n%aes.BlockSize != 0 {
 		return fmt.Errorf("%w: azaion-v1 ciphertext is not a whole number of blocks (truncated?)", ErrTampered)

@@ -84,7 +84,7 @@ func verifyLegacy(ctx context.Context, open func() (io.ReadCloser, error)) (*Leg
 	}
 	var entries []dockerSaveEntry
 	if err := json.Unmarshal(manifest, &entries); err != nil || len(entries) == 0 {
-		return nil, nil, fmt.Errorf("%w: azaion-v1 manifest.json: %v", ErrMalformed, err)
+		return nil, nil, fmt.Errorf("%w: azaion-v1 manifest.json: %w", ErrMalformed, err)
 	}
 	res := &LegacyResult{IDs: map[string]string{}}
 	plan := &legacyPlan{
@@ -99,7 +99,7 @@ func verifyLegacy(ctx context.Context, open func() (io.ReadCloser, error)) (*Leg
 		}
 		var cf v1.ConfigFile
 		if err := json.Unmarshal(cb, &cf); err != nil {
-			return nil, nil, fmt.Errorf("%w: config %s: %v", ErrMalformed, e.Config, err)
+			return nil, nil, fmt.Errorf("%w: config %s: %w", ErrMalformed, e.Config, err)
 		}
 		if len(cf.RootFS.DiffIDs) != len(e.Layers) {
 			return nil, nil, fmt.Errorf("%w: config %s lists %d layers, manifest.json %d", ErrTampered, e.Config, len(cf.RootFS.DiffIDs), len(e.Layers))
@@ -139,7 +139,7 @@ func verifyLegacy(ctx context.Context, open func() (io.ReadCloser, error)) (*Leg
 		for _, tag := range e.RepoTags {
 			t, err := name.NewTag(tag)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%w: RepoTag %q: %v", ErrMalformed, tag, err)
+				return nil, nil, fmt.Errorf("%w: RepoTag %q: %w", ErrMalformed, tag, err)
 			}
 			n, _ := NameFor(t)
 			res.Images = append(res.Images, n)
@@ -171,7 +171,7 @@ func (p *legacyPlan) add(n string, mb []byte, md v1.Descriptor, m v1.Manifest, f
 func legacyBlob(fn string, sums map[string]string, sizes map[string]int64, mt types.MediaType) (v1.Descriptor, error) {
 	h, err := v1.NewHash(sums[fn])
 	if err != nil {
-		return v1.Descriptor{}, fmt.Errorf("%w: %s: %v", ErrMalformed, fn, err)
+		return v1.Descriptor{}, fmt.Errorf("%w: %s: %w", ErrMalformed, fn, err)
 	}
 	return v1.Descriptor{MediaType: mt, Size: sizes[fn], Digest: h}, nil
 }
@@ -205,7 +205,11 @@ func hashEntry(r io.Reader, size int64) (keep []byte, sum, usum string, err erro
 	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		u, err := gunzipSum(io.TeeReader(br, raw))
 		if err != nil {
-			return nil, "", "", fmt.Errorf("%w: bad gzip layer: %v", ErrTampered, err)
+			var re *readError
+			if errors.As(err, &re) {
+				return nil, "", "", err
+			}
+			return nil, "", "", fmt.Errorf("%w: bad gzip layer: %w", ErrTampered, err)
 		}
 		if _, err := io.Copy(raw, br); err != nil {
 			return nil, "", "", err
@@ -232,9 +236,14 @@ func gunzipSum(r io.Reader) (string, error) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// legacyErr keeps the sentinels, passes failures to read the file and
+// cancellation through (they say nothing about the archive), and calls
+// any other damage malformed, as wrapStreamErr does for the sealed format.
 func legacyErr(what string, err error) error {
-	if errors.Is(err, ErrTampered) || errors.Is(err, ErrWrongKey) || errors.Is(err, ErrMalformed) {
+	var re *readError
+	if errors.Is(err, ErrTampered) || errors.Is(err, ErrWrongKey) || errors.Is(err, ErrMalformed) ||
+		errors.As(err, &re) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("azaion-v1 %s: %w", what, err)
 	}
-	return fmt.Errorf("%w: azaion-v1 %s: %v (wrong fragment or damaged archive)", ErrMalformed, what, err)
+	return fmt.Errorf("%w: azaion-v1 %s: %w (wrong fragment or damaged archive)", ErrMalformed, what, err)
 }

@@ -476,7 +476,7 @@ func scan(ctx context.Context, r io.Reader, h *Header, inv *Inventory, t Target,
 				}
 				m, err := v1.ParseManifest(bytes.NewReader(b))
 				if err != nil {
-					return nil, fmt.Errorf("%w: manifest %s: %v", ErrMalformed, d, err)
+					return nil, fmt.Errorf("%w: manifest %s: %w", ErrMalformed, d, err)
 				}
 				for _, c := range append([]v1.Descriptor{m.Config}, m.Layers...) {
 					if c.Size < 0 || c.Digest.Algorithm != "sha256" {
@@ -581,7 +581,7 @@ func wrapStreamErr(what string, err error) error {
 		errors.As(err, &re) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	return fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
+	return fmt.Errorf("%w: %s: %w", ErrMalformed, what, err)
 }
 
 // readError marks a failure to read the archive file itself.
@@ -605,7 +605,7 @@ func readSmall(r io.Reader, size, limit int64) ([]byte, error) {
 func checkIndex(b []byte, h *Header) ([]v1.Descriptor, error) {
 	var idx v1.IndexManifest
 	if err := json.Unmarshal(b, &idx); err != nil {
-		return nil, fmt.Errorf("%w: index.json: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: index.json: %w", ErrMalformed, err)
 	}
 	if len(idx.Manifests) != len(h.Images) {
 		return nil, fmt.Errorf("%w: index.json lists %d images, header %d", ErrTampered, len(idx.Manifests), len(h.Images))
