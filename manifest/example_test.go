@@ -1,6 +1,8 @@
 package manifest_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -46,4 +48,30 @@ func ExampleImage_VerifyConfig() {
 	fmt.Println(m.(*manifest.Image).VerifyConfig(cfg) != nil)
 	// Output:
 	// true
+}
+
+// Convert a Docker schema2 manifest to OCI; converting to schema1 would
+// also need ConvertOptions.Name, Tag and the config (Config or Blobs).
+func ExampleConvert() {
+	raw := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",` +
+		`"config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,` +
+		`"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}`)
+	m, err := manifest.Parse(raw)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	out, err := manifest.Convert(context.Background(), m, manifest.KindOCIManifest, manifest.ConvertOptions{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	oci, _ := manifest.Parse(out.Manifest, manifest.WithMediaType(manifest.MediaTypeOCIManifest))
+	fmt.Println(oci.Kind(), oci.(*manifest.Image).Config().Digest == m.(*manifest.Image).Config().Digest)
+	_, err = manifest.Convert(context.Background(), m, manifest.KindSchema1, manifest.ConvertOptions{})
+	var ie *manifest.InputError
+	fmt.Println(errors.As(err, &ie), ie.Input)
+	// Output:
+	// OCI manifest true
+	// true config
 }
