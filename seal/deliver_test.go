@@ -196,6 +196,10 @@ func TestDeliverToKeyServerUnsealFrom(t *testing.T) {
 // refusal (ErrWrongKey), a missing one an I/O error, a good one its bytes.
 func TestFragmentFileBounds(t *testing.T) {
 	ctx := context.Background()
+	// A file holds what the key server would hand out, no more.
+	if MaxFragmentSize != keyserver.MaxFragmentSize {
+		t.Fatalf("MaxFragmentSize %d, the key server's %d", MaxFragmentSize, keyserver.MaxFragmentSize)
+	}
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		what string
