@@ -39,14 +39,13 @@ var ErrOptions = errors.New("creator: incomplete options")
 
 // Options is what Create builds a train from.
 type Options struct {
-	// Trust is the creator's view of the trust directory: the route's
-	// station keys and the train's approval (required).
-	Trust hardened.TrustStore
-	// Spec names the train (ID, Creator, Route, Exec; hardened.Create checks
-	// it). Spec.Base is set from Base.
+	// Creator signs the train: the user id, its private key, and its view
+	// of the trust directory (the route's station keys and the train's
+	// approval). Required.
+	Creator hardened.Party
+	// Spec names the train (ID, Route, Exec; hardened.Create checks it).
+	// Spec.Base is set from Base and Spec.Code from CodeDir.
 	Spec hardened.Spec
-	// Key is Spec.Creator's private key, which signs the train (required).
-	Key *hardened.PrivateKey
 	// CodeDir is the train's code tree, sealed into the image (required).
 	CodeDir string
 	// Base is the image the train runs on (required; train.ScratchImage()
@@ -63,7 +62,8 @@ func (o Options) missing() []string {
 	for _, f := range []struct {
 		name  string
 		unset bool
-	}{{"Trust", o.Trust == nil}, {"Key", o.Key == nil}, {"CodeDir", o.CodeDir == ""}, {"Base", o.Base == nil}} {
+	}{{"Creator.ID", o.Creator.ID == ""}, {"Creator.Key", o.Creator.Key == nil}, {"Creator.Trust", o.Creator.Trust == nil},
+		{"CodeDir", o.CodeDir == ""}, {"Base", o.Base == nil}} {
 		if f.unset {
 			m = append(m, f.name)
 		}
@@ -79,7 +79,7 @@ func Create(ctx context.Context, o Options) (*Built, error) {
 	if m := o.missing(); len(m) > 0 {
 		return nil, fmt.Errorf("%w: %s not set", ErrOptions, strings.Join(m, ", "))
 	}
-	trust, spec, tmp := o.Trust, o.Spec, o.TempDir
+	trust, spec, tmp := o.Creator.Trust, o.Spec, o.TempDir
 	if tmp == "" {
 		tmp = os.TempDir()
 	}
@@ -87,7 +87,7 @@ func Create(ctx context.Context, o Options) (*Built, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec.Base = id
+	spec.Base, spec.Code = id, os.DirFS(o.CodeDir)
 	dir, err := os.MkdirTemp(tmp, "create-")
 	if err != nil {
 		return nil, err
@@ -98,7 +98,7 @@ func Create(ctx context.Context, o Options) (*Built, error) {
 	if err != nil {
 		return nil, err
 	}
-	env, err := hardened.Create(ctx, trust, spec, o.Key, os.DirFS(o.CodeDir), f)
+	env, err := hardened.Create(ctx, o.Creator, spec, f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -129,20 +129,30 @@ func Create(ctx context.Context, o Options) (*Built, error) {
 // OpenOption configures OpenResults.
 type OpenOption func(*openOptions)
 
-type openOptions struct{ progress io.Writer }
+type openOptions struct {
+	progress io.Writer
+	tmp      string
+}
 
 // WithOpenProgress draws a download bar on w when it is a terminal.
 func WithOpenProgress(w io.Writer) OpenOption { return func(o *openOptions) { o.progress = w } }
 
+// WithOpenTempDir spools the sealed blobs under dir (default os.TempDir()).
+func WithOpenTempDir(dir string) OpenOption { return func(o *openOptions) { o.tmp = dir } }
+
 // OpenResults is the creator's last step: it verifies the finished train in
-// img (every stop, from the first) and decrypts the final results into dir.
-func OpenResults(ctx context.Context, trust hardened.TrustStore, userID string, key *hardened.PrivateKey, img v1.Image, dir, tmp string, opts ...OpenOption) (*hardened.Verified, error) {
+// img (every stop, from the first) against user's trust view and decrypts
+// the final results into dir with user's key.
+func OpenResults(ctx context.Context, user hardened.Party, img v1.Image, dir string, opts ...OpenOption) (*hardened.Verified, error) {
 	var o openOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	sealed, _, err := trainimage.Read(ctx, img, tmp, o.progress, func(env *hardened.Envelope) (*hardened.Verified, error) {
-		return hardened.Verify(ctx, trust, env)
+	if user.Trust == nil {
+		return nil, errors.New("creator: OpenResults needs the user's trust store")
+	}
+	sealed, _, err := trainimage.Read(ctx, img, o.tmp, o.progress, func(env *hardened.Envelope) (*hardened.Verified, error) {
+		return hardened.Verify(ctx, user.Trust, env)
 	})
 	if err != nil {
 		return nil, err
@@ -156,5 +166,5 @@ func OpenResults(ctx context.Context, trust hardened.TrustStore, userID string, 
 		return nil, err
 	}
 	defer f.Close()
-	return hardened.OpenResults(ctx, trust, userID, key, sealed.Envelope, f, dir)
+	return hardened.OpenResults(ctx, user, hardened.Train{Envelope: sealed.Envelope, Results: f}, dir)
 }

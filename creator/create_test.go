@@ -27,8 +27,8 @@ func completeOptions(t *testing.T) creator.Options {
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"board"}})
-	return creator.Options{Trust: n.trust, Spec: hardened.Spec{ID: "t1", Creator: "alice", Route: []string{"st1"}, Exec: n.exec},
-		Key: n.alice, CodeDir: code, Base: empty.Image, TempDir: t.TempDir()}
+	return creator.Options{Creator: hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust},
+		Spec: hardened.Spec{ID: "t1", Route: []string{"st1"}, Exec: n.exec}, CodeDir: code, Base: empty.Image, TempDir: t.TempDir()}
 }
 
 // Every required field left out is named in the one error, and nothing is
@@ -40,9 +40,10 @@ func TestCreateRequiresOptions(t *testing.T) {
 		drop func(*creator.Options)
 		want string
 	}{
-		{"all", func(o *creator.Options) { *o = creator.Options{} }, "Trust, Key, CodeDir, Base not set"},
-		{"trust", func(o *creator.Options) { o.Trust = nil }, ": Trust not set"},
-		{"key", func(o *creator.Options) { o.Key = nil }, ": Key not set"},
+		{"all", func(o *creator.Options) { *o = creator.Options{} }, "Creator.ID, Creator.Key, Creator.Trust, CodeDir, Base not set"},
+		{"creator", func(o *creator.Options) { o.Creator.ID = "" }, ": Creator.ID not set"},
+		{"trust", func(o *creator.Options) { o.Creator.Trust = nil }, ": Creator.Trust not set"},
+		{"key", func(o *creator.Options) { o.Creator.Key = nil }, ": Creator.Key not set"},
 		{"code", func(o *creator.Options) { o.CodeDir = "" }, ": CodeDir not set"},
 		{"base", func(o *creator.Options) { o.Base = nil }, ": Base not set"},
 	} {

@@ -52,9 +52,8 @@ func ExampleCreate() {
 	trust.Approve(hardened.Approval{Digest: digest, Approvers: []string{"ethics-board"}})
 
 	built, err := creator.Create(ctx, creator.Options{
-		Trust:   trust,
-		Spec:    hardened.Spec{ID: "study-1", Creator: "alice", Route: []string{"hospital"}, Exec: exec},
-		Key:     alice,
+		Creator: hardened.Party{ID: "alice", Key: alice, Trust: trust},
+		Spec:    hardened.Spec{ID: "study-1", Route: []string{"hospital"}, Exec: exec},
 		CodeDir: code,
 		Base:    base,
 		TempDir: work,
@@ -78,5 +77,5 @@ func ExampleCreate() {
 	// Output:
 	// train study-1 goes to hospital
 	// entrypoint [/opt/pht_train/count.sh]
-	// creator: incomplete options: Trust, Key, CodeDir not set
+	// creator: incomplete options: Creator.ID, Creator.Key, Creator.Trust, CodeDir not set
 }

@@ -65,7 +65,7 @@ func (n *testNet) create(t *testing.T, code string, route ...string) string {
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"board"}})
-	b, err := creator.Create(n.ctx, creator.Options{Trust: n.trust, Spec: hardened.Spec{ID: "t1", Creator: "alice", Route: route, Exec: n.exec}, Key: n.alice, CodeDir: code, Base: empty.Image, TempDir: t.TempDir()})
+	b, err := creator.Create(n.ctx, creator.Options{Creator: hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, Spec: hardened.Spec{ID: "t1", Route: route, Exec: n.exec}, CodeDir: code, Base: empty.Image, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,9 +118,8 @@ func trainRoute(ctx context.Context, e *env) error {
 	}
 	network := station.Network{Prefix: e.host + "/trainyard"}
 	built, err := creator.Create(ctx, creator.Options{
-		Trust:   aliceTrust,
-		Spec:    hardened.Spec{ID: "demo-train-1", Creator: "alice", Route: stationIDs, Exec: exec},
-		Key:     p.creator,
+		Creator: hardened.Party{ID: "alice", Key: p.creator, Trust: aliceTrust},
+		Spec:    hardened.Spec{ID: "demo-train-1", Route: stationIDs, Exec: exec},
 		CodeDir: code, Base: base, TempDir: e.dir,
 	})
 	if err != nil {
@@ -169,7 +168,7 @@ func trainRoute(ctx context.Context, e *env) error {
 		return err
 	}
 	out := filepath.Join(e.dir, "results")
-	v, err := creator.OpenResults(ctx, aliceTrust, "alice", p.creator, img, out, e.dir)
+	v, err := creator.OpenResults(ctx, hardened.Party{ID: "alice", Key: p.creator, Trust: aliceTrust}, img, out, creator.WithOpenTempDir(e.dir))
 	if err != nil {
 		return err
 	}
@@ -279,9 +278,8 @@ func forgedTrain(ctx context.Context, e *env, p *people, ts *trust.Store, networ
 	}
 	exec := aggregateExec
 	_, err := creator.Create(ctx, creator.Options{
-		Trust:   ts,
-		Spec:    hardened.Spec{ID: "forged", Creator: "alice", Route: stationIDs, Exec: exec},
-		Key:     p.creator,
+		Creator: hardened.Party{ID: "alice", Key: p.creator, Trust: ts},
+		Spec:    hardened.Spec{ID: "forged", Route: stationIDs, Exec: exec},
 		CodeDir: dir, Base: train.ScratchImage(), TempDir: e.dir,
 	})
 	if !errors.Is(err, hardened.ErrUnapproved) {

@@ -225,7 +225,7 @@ func TestStateLayerBombs(t *testing.T) {
 					if perr != nil {
 						t.Fatal(perr)
 					}
-					_, err = creator.OpenResults(n.ctx, n.trust, "alice", n.alice, pulled, t.TempDir(), s.WorkDir)
+					_, err = creator.OpenResults(n.ctx, hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, pulled, t.TempDir(), creator.WithOpenTempDir(s.WorkDir))
 				})
 				took := time.Since(start)
 				t.Logf("%s: %v (%s, disk peak %d, heap peak +%d)", who, err, took, disk, heap)
@@ -251,7 +251,7 @@ func TestStateLayerBombs(t *testing.T) {
 	}
 	// The genuine train is still accepted by the same reader (the checks
 	// above refuse the bombs, not every train).
-	if _, err := creator.OpenResults(n.ctx, n.trust, "alice", n.alice, img, t.TempDir(), t.TempDir()); err == nil ||
+	if _, err := creator.OpenResults(n.ctx, hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, img, t.TempDir(), creator.WithOpenTempDir(t.TempDir())); err == nil ||
 		!strings.Contains(err.Error(), "no results yet") {
 		t.Fatalf("genuine train: %v", err)
 	}
@@ -290,7 +290,7 @@ func TestStateLayerDigestChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = creator.OpenResults(n.ctx, n.trust, "alice", n.alice, evil, t.TempDir(), t.TempDir())
+	_, err = creator.OpenResults(n.ctx, hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, evil, t.TempDir(), creator.WithOpenTempDir(t.TempDir()))
 	if !errors.Is(err, hardened.ErrTampered) || !strings.Contains(err.Error(), "the manifest names") {
 		t.Fatalf("swapped state layer blob: %v", err)
 	}
@@ -334,7 +334,7 @@ func TestOversizedImageConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := creator.OpenResults(n.ctx, n.trust, "alice", n.alice, pulled, t.TempDir(), t.TempDir()); !errors.Is(err, trainimage.ErrLimit) {
+	if _, err := creator.OpenResults(n.ctx, hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, pulled, t.TempDir(), creator.WithOpenTempDir(t.TempDir())); !errors.Is(err, trainimage.ErrLimit) {
 		t.Fatalf("train open: %v", err)
 	}
 }

@@ -92,7 +92,7 @@ func (n *inspectNet) push(t *testing.T, dir string, base v1.Image, route []strin
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"ethics-board", "dpo"}, Stations: approvedAt})
-	b, err := creator.Create(n.ctx, creator.Options{Trust: n.trust, Spec: hardened.Spec{ID: "t1", Creator: "alice", Route: route, Exec: n.exec}, Key: n.alice, CodeDir: dir, Base: base, TempDir: t.TempDir()})
+	b, err := creator.Create(n.ctx, creator.Options{Creator: hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, Spec: hardened.Spec{ID: "t1", Route: route, Exec: n.exec}, CodeDir: dir, Base: base, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func TestStationRefusesSwappedBaseLayer(t *testing.T) {
 			t.Fatal(err)
 		}
 		n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"alice"}})
-		b, err := creator.Create(n.ctx, creator.Options{Trust: n.trust, Spec: hardened.Spec{ID: "t1", Creator: "alice", Route: []string{"st1"}, Exec: n.exec}, Key: n.alice, CodeDir: code, Base: base, TempDir: t.TempDir()})
+		b, err := creator.Create(n.ctx, creator.Options{Creator: hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, Spec: hardened.Spec{ID: "t1", Route: []string{"st1"}, Exec: n.exec}, CodeDir: code, Base: base, TempDir: t.TempDir()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +111,7 @@ func TestDamagedBaseLayerTransferRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"alice"}})
-	b, err := creator.Create(n.ctx, creator.Options{Trust: n.trust, Spec: hardened.Spec{ID: "t1", Creator: "alice", Route: []string{"st1"}, Exec: n.exec}, Key: n.alice, CodeDir: code, Base: base, TempDir: t.TempDir()})
+	b, err := creator.Create(n.ctx, creator.Options{Creator: hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, Spec: hardened.Spec{ID: "t1", Route: []string{"st1"}, Exec: n.exec}, CodeDir: code, Base: base, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -253,7 +253,7 @@ func TestPeekEnvelope(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d})
-	b, err := creator.Create(n.ctx, creator.Options{Trust: n.trust, Spec: hardened.Spec{ID: "t1", Creator: "alice", Route: []string{"st1"}, Exec: exec}, Key: n.alice, CodeDir: code, Base: empty.Image, TempDir: t.TempDir()})
+	b, err := creator.Create(n.ctx, creator.Options{Creator: hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, Spec: hardened.Spec{ID: "t1", Route: []string{"st1"}, Exec: exec}, CodeDir: code, Base: empty.Image, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

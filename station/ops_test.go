@@ -34,7 +34,7 @@ func probeTrain(t testing.TB, n *net, id string, route []string, args ...string)
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"alice"}})
-	b, err := creator.Create(n.ctx, creator.Options{Trust: n.trust, Spec: hardened.Spec{ID: id, Creator: "alice", Route: route, Exec: exec}, Key: n.alice, CodeDir: code, Base: empty.Image, TempDir: t.TempDir()})
+	b, err := creator.Create(n.ctx, creator.Options{Creator: hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, Spec: hardened.Spec{ID: id, Route: route, Exec: exec}, CodeDir: code, Base: empty.Image, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func hostileTrain(t *testing.T, n *net, station0 string, args ...string) string 
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"alice"}})
-	b, err := creator.Create(n.ctx, creator.Options{Trust: n.trust, Spec: hardened.Spec{ID: "t1", Creator: "alice", Route: []string{station0}, Exec: exec}, Key: n.alice, CodeDir: code, Base: empty.Image, TempDir: t.TempDir()})
+	b, err := creator.Create(n.ctx, creator.Options{Creator: hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, Spec: hardened.Spec{ID: "t1", Route: []string{station0}, Exec: exec}, CodeDir: code, Base: empty.Image, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -188,7 +188,7 @@ func (n *net) createFrom(t *testing.T, code string, route ...string) string {
 		t.Fatal(err)
 	}
 	n.trust.Approve(hardened.Approval{Digest: d, Approvers: []string{"alice"}})
-	b, err := creator.Create(n.ctx, creator.Options{Trust: n.trust, Spec: hardened.Spec{ID: "t1", Creator: "alice", Route: route, Exec: n.exec}, Key: n.alice, CodeDir: code, Base: base, TempDir: t.TempDir()})
+	b, err := creator.Create(n.ctx, creator.Options{Creator: hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, Spec: hardened.Spec{ID: "t1", Route: route, Exec: n.exec}, CodeDir: code, Base: base, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestRouteOfThreeStations(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	v, err := creator.OpenResults(n.ctx, n.trust, "alice", n.alice, img, out, t.TempDir())
+	v, err := creator.OpenResults(n.ctx, hardened.Party{ID: "alice", Key: n.alice, Trust: n.trust}, img, out, creator.WithOpenTempDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,8 @@ func (t *v1Stop) prepare(ctx context.Context, resultsDir string, st *Stop) (v1.I
 		return nil, nil, err
 	}
 	codeDir := filepath.Join(t.work, "code")
-	sess, err := hardened.PreRun(ctx, t.s.Trust, t.s.ID, t.s.Key, tr, codeDir, resultsDir, hardened.WithMaxResults(t.s.MaxResults))
+	sess, err := hardened.PreRun(ctx, hardened.Party{ID: t.s.ID, Key: t.s.Key, Trust: t.s.Trust}, tr,
+		hardened.Dirs{Code: codeDir, Results: resultsDir}, hardened.WithMaxResults(t.s.MaxResults))
 	closeTrain()
 	if err != nil {
 		return nil, nil, err

@@ -67,9 +67,8 @@ under --network (TRAINYARD_NETWORK).`,
 				return err
 			}
 			built, err := creator.Create(ctx, creator.Options{
-				Trust:   store,
-				Spec:    hardened.Spec{ID: id, Creator: creatorID, Route: route, Exec: exec.config()},
-				Key:     k,
+				Creator: hardened.Party{ID: creatorID, Key: k, Trust: store},
+				Spec:    hardened.Spec{ID: id, Route: route, Exec: exec.config()},
 				CodeDir: code, Base: b, TempDir: tmp,
 			})
 			if err != nil {
@@ -159,7 +158,7 @@ func newTrainOpenCmd() *cobra.Command {
 			if err := os.MkdirAll(out, 0o700); err != nil {
 				return err
 			}
-			v, err := creator.OpenResults(ctx, store, user, k, img, out, tmp, creator.WithOpenProgress(client.Progress()))
+			v, err := creator.OpenResults(ctx, hardened.Party{ID: user, Key: k, Trust: store}, img, out, creator.WithOpenTempDir(tmp), creator.WithOpenProgress(client.Progress()))
 			if err != nil {
 				return err
 			}

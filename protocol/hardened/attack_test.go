@@ -20,7 +20,7 @@ func (n *testNet) preRun(t *testing.T, trust TrustStore, station string, key *Pr
 	if results != nil {
 		tr.Results = bytes.NewReader(results)
 	}
-	s, err := PreRun(context.Background(), trust, station, key, tr, filepath.Join(dir, "code"), filepath.Join(dir, "res"), opts...)
+	s, err := PreRun(context.Background(), Party{ID: station, Key: key, Trust: trust}, tr, Dirs{Code: filepath.Join(dir, "code"), Results: filepath.Join(dir, "res")}, opts...)
 	if err != nil {
 		// A refused train leaves no plaintext behind.
 		for _, d := range []string{"code", "res"} {
@@ -96,7 +96,7 @@ func TestAttackForgedRebuild(t *testing.T) {
 		fake.AddStation(id, k.Public())
 	}
 	var blob bytes.Buffer
-	env, err := Create(ctx, fake, Spec{Creator: "alice", Route: n.route, Exec: n.exec}, mallory, os.DirFS(n.code), &blob)
+	env, err := Create(ctx, Party{ID: "alice", Key: mallory, Trust: fake}, Spec{Route: n.route, Exec: n.exec, Code: os.DirFS(n.code)}, &blob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestAttackForgedRebuild(t *testing.T) {
 
 	// An unknown user as creator.
 	fake.AddUser("mallory", mallory.Public())
-	env, err = Create(ctx, fake, Spec{Creator: "mallory", Route: n.route, Exec: n.exec}, mallory, os.DirFS(n.code), &blob)
+	env, err = Create(ctx, Party{ID: "mallory", Key: mallory, Trust: fake}, Spec{Route: n.route, Exec: n.exec, Code: os.DirFS(n.code)}, &blob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestAttackForgedRebuild(t *testing.T) {
 	wantErr(t, err, ErrUntrusted, `"mallory" is not in the trust store`)
 
 	// Creating under a trusted name with a key that is not that user's.
-	_, err = Create(ctx, n.trust, Spec{Creator: "alice", Route: n.route}, mallory, os.DirFS(n.code), &blob)
+	_, err = Create(ctx, Party{ID: "alice", Key: mallory, Trust: n.trust}, Spec{Route: n.route, Code: os.DirFS(n.code)}, &blob)
 	wantErr(t, err, ErrUntrusted, "does not match")
 }
 
@@ -384,7 +384,7 @@ func TestAttackChangedEntrypoint(t *testing.T) {
 func TestAttackUnapprovedTrain(t *testing.T) {
 	n := newTestNet(t)
 	var blob bytes.Buffer
-	env, err := Create(context.Background(), n.trust, Spec{Creator: "alice", Route: n.route, Exec: n.exec}, n.creator, os.DirFS(n.code), &blob)
+	env, err := Create(context.Background(), Party{ID: "alice", Key: n.creator, Trust: n.trust}, Spec{Route: n.route, Exec: n.exec, Code: os.DirFS(n.code)}, &blob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,11 +410,11 @@ func TestAttackWrongStation(t *testing.T) {
 
 	// The creator cannot read unfinished results.
 	part, _, res := n.roundTrip(t, 1)
-	_, err = OpenResults(context.Background(), n.trust, "alice", n.creator, part, bytes.NewReader(res), t.TempDir())
+	_, err = OpenResults(context.Background(), Party{ID: "alice", Key: n.creator, Trust: n.trust}, Train{Envelope: part, Results: bytes.NewReader(res)}, t.TempDir())
 	wantErr(t, err, ErrRoute, "finished 1 of 3")
 	// Nor can anyone else read final results.
 	full, _, res := n.roundTrip(t, 3)
-	_, err = OpenResults(context.Background(), n.trust, "mallory", outsider, full, bytes.NewReader(res), t.TempDir())
+	_, err = OpenResults(context.Background(), Party{ID: "mallory", Key: outsider, Trust: n.trust}, Train{Envelope: full, Results: bytes.NewReader(res)}, t.TempDir())
 	wantErr(t, err, ErrRoute, "only the creator")
 }
 

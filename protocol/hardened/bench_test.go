@@ -51,8 +51,7 @@ func BenchmarkPostRunPreRun(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		it := filepath.Join(work, strconv.Itoa(i))
-		s, err := PreRun(ctx, n.trust, "st-a", n.stations["st-a"], Train{Envelope: env, Code: bytesReader(code)},
-			filepath.Join(it, "a-code"), filepath.Join(it, "a-res"))
+		s, err := PreRun(ctx, Party{ID: "st-a", Key: n.stations["st-a"], Trust: n.trust}, Train{Envelope: env, Code: bytesReader(code)}, Dirs{Code: filepath.Join(it, "a-code"), Results: filepath.Join(it, "a-res")})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -67,8 +66,7 @@ func BenchmarkPostRunPreRun(b *testing.B) {
 		if _, err := blob.Seek(0, 0); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := PreRun(ctx, n.trust, "st-b", n.stations["st-b"], Train{Envelope: env2, Code: bytesReader(code), Results: blob},
-			filepath.Join(it, "b-code"), filepath.Join(it, "b-res")); err != nil {
+		if _, err := PreRun(ctx, Party{ID: "st-b", Key: n.stations["st-b"], Trust: n.trust}, Train{Envelope: env2, Code: bytesReader(code), Results: blob}, Dirs{Code: filepath.Join(it, "b-code"), Results: filepath.Join(it, "b-res")}); err != nil {
 			b.Fatal(err)
 		}
 		blob.Close()

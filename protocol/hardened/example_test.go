@@ -30,8 +30,9 @@ func Example() {
 	os.WriteFile(filepath.Join(code, "count.sh"), []byte("#!/bin/sh\nwc -l /data/*.csv > /opt/pht_results/count\n"), 0o755)
 	exec := hardened.ExecConfig{Entrypoint: []string{"/opt/pht_train/count.sh"}}
 	var codeBlob bytes.Buffer
-	env, err := hardened.Create(ctx, trust, hardened.Spec{Creator: "alice", Route: []string{"hospital"}, Exec: exec},
-		alice, os.DirFS(code), &codeBlob)
+	creator := hardened.Party{ID: "alice", Key: alice, Trust: trust}
+	env, err := hardened.Create(ctx, creator,
+		hardened.Spec{Route: []string{"hospital"}, Exec: exec, Code: os.DirFS(code)}, &codeBlob)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -46,9 +47,10 @@ func Example() {
 	trust.Approve(hardened.Approval{Digest: digest, Approvers: []string{"ethics-board"}})
 
 	// The station verifies and decrypts, runs the train, and seals results.
-	s, err := hardened.PreRun(ctx, trust, "hospital", hospital,
+	station := hardened.Party{ID: "hospital", Key: hospital, Trust: trust}
+	s, err := hardened.PreRun(ctx, station,
 		hardened.Train{Envelope: env, Code: bytes.NewReader(codeBlob.Bytes())},
-		filepath.Join(work, "run", "code"), filepath.Join(work, "run", "results"))
+		hardened.Dirs{Code: filepath.Join(work, "run", "code"), Results: filepath.Join(work, "run", "results")})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -58,7 +60,7 @@ func Example() {
 	env, _ = s.PostRun(ctx, filepath.Join(work, "run", "results"), &results)
 
 	// Alice reads the final results.
-	v, err := hardened.OpenResults(ctx, trust, "alice", alice, env, &results, filepath.Join(work, "out"))
+	v, err := hardened.OpenResults(ctx, creator, hardened.Train{Envelope: env, Results: &results}, filepath.Join(work, "out"))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -67,7 +67,7 @@ func (n *testNet) create(t testing.TB, opts ...Option) (*Envelope, []byte) {
 	t.Helper()
 	ctx := context.Background()
 	var blob bytes.Buffer
-	env, err := Create(ctx, n.trust, Spec{Creator: "alice", Route: n.route, Exec: n.exec}, n.creator, os.DirFS(n.code), &blob, opts...)
+	env, err := Create(ctx, Party{ID: "alice", Key: n.creator, Trust: n.trust}, Spec{Route: n.route, Exec: n.exec, Code: os.DirFS(n.code)}, &blob, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func (n *testNet) hop(t testing.TB, station string, env *Envelope, code, results
 	if results != nil {
 		tr.Results = bytes.NewReader(results)
 	}
-	s, err := PreRun(ctx, n.trust, station, n.stations[station], tr, codeDir, resDir, opts...)
+	s, err := PreRun(ctx, Party{ID: station, Key: n.stations[station], Trust: n.trust}, tr, Dirs{Code: codeDir, Results: resDir}, opts...)
 	if err != nil {
 		return nil, nil, err
 	}

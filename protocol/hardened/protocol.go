@@ -57,13 +57,35 @@ func WithMaxResults(n int64) Option {
 	}
 }
 
+// Party is who acts in the protocol, a creator or a station: its id in the
+// trust store, its private key, and the trust store it checks everyone
+// else against.
+type Party struct {
+	ID    string
+	Key   *PrivateKey
+	Trust TrustStore
+}
+
+func (p Party) check(what, role string) error {
+	if p.ID == "" || p.Key == nil || p.Trust == nil {
+		return fmt.Errorf("hardened: %s needs the %s's id, private key and trust store", what, role)
+	}
+	return nil
+}
+
 // Spec is what a creator decides about a train.
 type Spec struct {
-	ID      string   // train id; random when empty
-	Creator string   // user id in the trust store
-	Route   []string // station ids in order; fixed once signed
-	Exec    ExecConfig
-	Base    string // base image reference (with digest), signed and opaque here
+	ID    string   // train id; random when empty
+	Route []string // station ids in order; fixed once signed
+	Exec  ExecConfig
+	Base  string // base image reference (with digest), signed and opaque here
+	Code  fs.FS  // the train's code tree, sealed into the code blob
+}
+
+// Dirs are where PreRun unpacks a train: both must be empty or absent.
+type Dirs struct {
+	Code    string
+	Results string
 }
 
 func randomHex(n int) (string, error) {
@@ -179,27 +201,32 @@ func openTree(ctx context.Context, blob io.Reader, ref BlobRef, key []byte, dir,
 	return m, nil
 }
 
-// Create makes a new train: it seals the code tree into codeOut (the blob
-// the glue stores as the code layer), wraps the code key to every route
+// Create makes a new train: it seals spec.Code into codeOut (the blob the
+// glue stores as the code layer), wraps the code key to every route
 // station, and returns the envelope holding the creator-signed statement and
-// no stops. Keys come from the trust store; creator must match its entry.
-func Create(ctx context.Context, trust TrustStore, spec Spec, creator *PrivateKey, code fs.FS, codeOut io.Writer, opts ...Option) (*Envelope, error) {
+// no stops. Keys come from the creator's trust store, where the creator's
+// own entry must match its key.
+func Create(ctx context.Context, creator Party, spec Spec, codeOut io.Writer, opts ...Option) (*Envelope, error) {
 	o := collect(opts)
-	if creator == nil || code == nil || codeOut == nil {
-		return nil, errors.New("hardened: Create needs a creator key, a code tree and an output")
+	if err := creator.check("Create", "creator"); err != nil {
+		return nil, err
 	}
-	if spec.Creator == "" || len(spec.Route) == 0 || len(spec.Route) > maxRoute {
-		return nil, fmt.Errorf("%w: a train needs a creator and 1..%d route stations", ErrRoute, maxRoute)
+	if spec.Code == nil || codeOut == nil {
+		return nil, errors.New("hardened: Create needs a code tree and an output")
 	}
-	ck, err := trust.UserKey(ctx, spec.Creator)
+	if len(spec.Route) == 0 || len(spec.Route) > maxRoute {
+		return nil, fmt.Errorf("%w: a train needs 1..%d route stations", ErrRoute, maxRoute)
+	}
+	trust := creator.Trust
+	ck, err := trust.UserKey(ctx, creator.ID)
 	if err != nil {
 		return nil, err
 	}
-	if !ck.Equal(creator.Public()) {
-		return nil, fmt.Errorf("%w: the creator's private key does not match the trust store entry for %q", ErrUntrusted, spec.Creator)
+	if !ck.Equal(creator.Key.Public()) {
+		return nil, fmt.Errorf("%w: the creator's private key does not match the trust store entry for %q", ErrUntrusted, creator.ID)
 	}
 	st := &Statement{Protocol: Protocol, ID: spec.ID, Created: o.now().UTC(), Base: spec.Base, Exec: spec.Exec,
-		Creator: Participant{ID: spec.Creator, SignKey: ck.SignKeyID(), EncKey: ck.EncKeyID()}}
+		Creator: Participant{ID: creator.ID, SignKey: ck.SignKeyID(), EncKey: ck.EncKeyID()}}
 	if st.ID == "" {
 		if st.ID, err = randomHex(16); err != nil {
 			return nil, err
@@ -220,7 +247,7 @@ func Create(ctx context.Context, trust TrustStore, spec Spec, creator *PrivateKe
 		}
 		st.Route = append(st.Route, Participant{ID: id, SignKey: keys[i].SignKeyID(), EncKey: keys[i].EncKeyID()})
 	}
-	key, m, ref, err := sealTree(ctx, code, codeOut, o.chunkSize, -1)
+	key, m, ref, err := sealTree(ctx, spec.Code, codeOut, o.chunkSize, -1)
 	if err != nil {
 		return nil, fmt.Errorf("sealing code: %w", err)
 	}
@@ -238,7 +265,7 @@ func Create(ctx context.Context, trust TrustStore, spec Spec, creator *PrivateKe
 	if err != nil {
 		return nil, err
 	}
-	return &Envelope{Protocol: Protocol, Train: signDSSE(StatementType, payload, creator), Stops: []dsse.Envelope{}}, nil
+	return &Envelope{Protocol: Protocol, Train: signDSSE(StatementType, payload, creator.Key), Stops: []dsse.Envelope{}}, nil
 }
 
 // Train is what a station receives: the envelope and the sealed blobs.
@@ -278,15 +305,17 @@ func (s *Session) SessionID() string { return s.sessionID }
 // Exec is the signed exec config the station must run (see CheckExec).
 func (s *Session) Exec() ExecConfig { return s.v.Statement.Exec }
 
-// PreRun verifies a train for stationID from its first stop, then decrypts
-// the code into codeDir and the previous stop's results into resultsDir
-// (both must be empty or absent). On error both directories are emptied.
-func PreRun(ctx context.Context, trust TrustStore, stationID string, key *PrivateKey, t Train, codeDir, resultsDir string, opts ...Option) (_ *Session, err error) {
+// PreRun verifies a train for station from its first stop, then decrypts
+// the code into dirs.Code and the previous stop's results into
+// dirs.Results (both must be empty or absent). On error both directories
+// are emptied.
+func PreRun(ctx context.Context, station Party, t Train, dirs Dirs, opts ...Option) (_ *Session, err error) {
 	o := collect(opts)
-	if key == nil {
-		return nil, errors.New("hardened: PreRun needs the station's private key")
+	if err := station.check("PreRun", "station"); err != nil {
+		return nil, err
 	}
-	v, err := Verify(ctx, trust, t.Envelope)
+	stationID, key, codeDir, resultsDir := station.ID, station.Key, dirs.Code, dirs.Results
+	v, err := Verify(ctx, station.Trust, t.Envelope)
 	if err != nil {
 		return nil, err
 	}
@@ -422,13 +451,15 @@ func (s *Session) PostRun(ctx context.Context, resultsDir string, out io.Writer)
 	return env, nil
 }
 
-// OpenResults is the creator's last step: it verifies the whole train, insists
-// the route is complete, and decrypts the final results into dir.
-func OpenResults(ctx context.Context, trust TrustStore, userID string, key *PrivateKey, env *Envelope, results io.Reader, dir string) (_ *Verified, err error) {
-	if key == nil {
-		return nil, errors.New("hardened: OpenResults needs the creator's private key")
+// OpenResults is the creator's last step: it verifies the whole train
+// (t.Envelope), insists the route is complete, and decrypts the final
+// results (t.Results) into dir.
+func OpenResults(ctx context.Context, user Party, t Train, dir string) (_ *Verified, err error) {
+	if err := user.check("OpenResults", "creator"); err != nil {
+		return nil, err
 	}
-	v, err := Verify(ctx, trust, env)
+	userID, key, results := user.ID, user.Key, t.Results
+	v, err := Verify(ctx, user.Trust, t.Envelope)
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,7 @@ func TestRoundTripThreeStations(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "out")
-	v, err := OpenResults(context.Background(), n.trust, "alice", n.creator, env, bytes.NewReader(res), dir)
+	v, err := OpenResults(context.Background(), Party{ID: "alice", Key: n.creator, Trust: n.trust}, Train{Envelope: env, Results: bytes.NewReader(res)}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +92,10 @@ func TestRoundTripSmallChunks(t *testing.T) {
 		t.Fatalf("results header %+v %v", h, err)
 	}
 	dir := filepath.Join(t.TempDir(), "out")
-	if _, err := OpenResults(context.Background(), n.trust, "alice", n.creator, env, bytes.NewReader(res), dir); err != nil {
+	if _, err := OpenResults(context.Background(), Party{ID: "alice", Key: n.creator, Trust: n.trust}, Train{Envelope: env, Results: bytes.NewReader(res)}, dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := PreRun(context.Background(), n.trust, "st-a", nil, Train{Envelope: env}, dir, dir); err == nil {
+	if _, err := PreRun(context.Background(), Party{ID: "st-a", Key: nil, Trust: n.trust}, Train{Envelope: env}, Dirs{Code: dir, Results: dir}); err == nil {
 		t.Fatal("nil key accepted")
 	}
 }

@@ -26,8 +26,7 @@ func timedPostRun(t *testing.T, make func(t *testing.T, results string), opts ..
 	n := newTestNet(t)
 	env, code := n.create(t)
 	dir := t.TempDir()
-	s, err := PreRun(context.Background(), n.trust, "st-a", n.stations["st-a"], Train{Envelope: env, Code: bytes.NewReader(code)},
-		filepath.Join(dir, "c"), filepath.Join(dir, "r"), opts...)
+	s, err := PreRun(context.Background(), Party{ID: "st-a", Key: n.stations["st-a"], Trust: n.trust}, Train{Envelope: env, Code: bytes.NewReader(code)}, Dirs{Code: filepath.Join(dir, "c"), Results: filepath.Join(dir, "r")}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

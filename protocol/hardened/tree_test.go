@@ -51,8 +51,7 @@ func TestPostRunRefusesSymlinks(t *testing.T) {
 	n := newTestNet(t)
 	env, code := n.create(t)
 	dir := t.TempDir()
-	s, err := PreRun(context.Background(), n.trust, "st-a", n.stations["st-a"], Train{Envelope: env, Code: bytes.NewReader(code)},
-		filepath.Join(dir, "c"), filepath.Join(dir, "r"))
+	s, err := PreRun(context.Background(), Party{ID: "st-a", Key: n.stations["st-a"], Trust: n.trust}, Train{Envelope: env, Code: bytes.NewReader(code)}, Dirs{Code: filepath.Join(dir, "c"), Results: filepath.Join(dir, "r")})
 	if err != nil {
 		t.Fatal(err)
 	}

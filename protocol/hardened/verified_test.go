@@ -18,8 +18,7 @@ func TestBlobsVerifiedStillRefusesTampering(t *testing.T) {
 	ctx := context.Background()
 	run := func(blob []byte) error {
 		dir := t.TempDir()
-		_, err := PreRun(ctx, n.trust, "st-a", n.stations["st-a"], Train{Envelope: env, Code: bytes.NewReader(blob), BlobsVerified: true},
-			filepath.Join(dir, "code"), filepath.Join(dir, "results"))
+		_, err := PreRun(ctx, Party{ID: "st-a", Key: n.stations["st-a"], Trust: n.trust}, Train{Envelope: env, Code: bytes.NewReader(blob), BlobsVerified: true}, Dirs{Code: filepath.Join(dir, "code"), Results: filepath.Join(dir, "results")})
 		return err
 	}
 	if err := run(code); err != nil {

@@ -68,7 +68,7 @@ func TestBrowserRealStop(t *testing.T) {
 	b := newBrowser(t, f)
 	b.login()
 	b.eval(`window.__samePage = true`)
-	built, err := creator.Create(ctx, creator.Options{Trust: trust, Spec: hardened.Spec{ID: "study-50", Creator: "alice", Route: []string{"hospital-a"}, Exec: exec}, Key: alice, CodeDir: code, Base: empty.Image, TempDir: t.TempDir()})
+	built, err := creator.Create(ctx, creator.Options{Creator: hardened.Party{ID: "alice", Key: alice, Trust: trust}, Spec: hardened.Spec{ID: "study-50", Route: []string{"hospital-a"}, Exec: exec}, CodeDir: code, Base: empty.Image, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
