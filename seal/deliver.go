@@ -137,14 +137,24 @@ func writeSecretFile(path string, b []byte) error {
 	return f.Close()
 }
 
+// KeySource says where UnsealFrom gets the two shares of an archive's key.
+type KeySource struct {
+	// DeviceKeyFile is this device's key file, written by seal.
+	DeviceKeyFile string
+	// Fragments hands out this device's fragment: a *keyserver.Client, or
+	// a FragmentFile.
+	Fragments FragmentSource
+}
+
 // UnsealFrom unseals a trainyard-sealed-v1 archive through the key server:
 // it reads the device key file, checks that it belongs to the archive
 // (ErrWrongKey if not, before any request), fetches this device's fragment
-// from frags, and unseals into t as Unseal does. Errors from frags are
-// returned as they are, so that a caller can tell a key-server refusal
-// from an outage (keyserver.ErrForbidden, keyserver.ErrUnavailable).
-func UnsealFrom(ctx context.Context, path, deviceKeyFile string, frags FragmentSource, t Target, opts ...UnsealOption) (*Result, error) {
-	dk, err := ReadDeviceKeyFile(deviceKeyFile)
+// from ks.Fragments, and unseals into t as Unseal does. Errors from the
+// fragment source are returned as they are, so that a caller can tell a
+// key-server refusal from an outage (keyserver.ErrForbidden,
+// keyserver.ErrUnavailable).
+func UnsealFrom(ctx context.Context, path string, ks KeySource, t Target, opts ...UnsealOption) (*Result, error) {
+	dk, err := ReadDeviceKeyFile(ks.DeviceKeyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +165,7 @@ func UnsealFrom(ctx context.Context, path, deviceKeyFile string, frags FragmentS
 	if dk.ArchiveID != h.ArchiveID {
 		return nil, fmt.Errorf("unseal: device key is for archive %s, the archive is %s: %w", dk.ArchiveID, h.ArchiveID, ErrWrongKey)
 	}
-	frag, err := frags.Fragment(ctx, h.ArchiveID)
+	frag, err := ks.Fragments.Fragment(ctx, h.ArchiveID)
 	if err != nil {
 		return nil, err
 	}

@@ -43,13 +43,13 @@ func TestSealAndDeliverFiles(t *testing.T) {
 			t.Fatalf("%s holds another fragment", d.FragmentFile)
 		}
 		layout := filepath.Join(dir, "layout-"+d.Device)
-		if _, err := UnsealFrom(ctx, archive, d.DeviceKeyFile, FragmentFile(d.FragmentFile), NewLayoutTarget(layout)); err != nil {
+		if _, err := UnsealFrom(ctx, archive, KeySource{d.DeviceKeyFile, FragmentFile(d.FragmentFile)}, NewLayoutTarget(layout)); err != nil {
 			t.Fatalf("%s: %v", d.Device, err)
 		}
 	}
 	// The other device's fragment with this device's key: a wrong key.
 	layout := filepath.Join(dir, "layout-mixed")
-	if _, err := UnsealFrom(ctx, archive, res.Devices[0].DeviceKeyFile, FragmentFile(res.Devices[1].FragmentFile), NewLayoutTarget(layout)); !errors.Is(err, ErrWrongKey) {
+	if _, err := UnsealFrom(ctx, archive, KeySource{res.Devices[0].DeviceKeyFile, FragmentFile(res.Devices[1].FragmentFile)}, NewLayoutTarget(layout)); !errors.Is(err, ErrWrongKey) {
 		t.Fatalf("mixed halves: %v", err)
 	}
 	assertEmptyLayout(t, layout)
@@ -158,7 +158,7 @@ func TestDeliverToKeyServerUnsealFrom(t *testing.T) {
 		tok string
 	}{{dkA, tokA}, {dkB, tokB}} {
 		layout := filepath.Join(dir, "ok-"+filepath.Base(tc.dk))
-		got, err := UnsealFrom(ctx, archive, tc.dk, client(tc.tok), NewLayoutTarget(layout), WithExpect(es...))
+		got, err := UnsealFrom(ctx, archive, KeySource{tc.dk, client(tc.tok)}, NewLayoutTarget(layout), WithExpect(es...))
 		if err != nil || len(got.Images) != len(imgs) {
 			t.Fatalf("%s: %v", tc.dk, err)
 		}
@@ -167,7 +167,7 @@ func TestDeliverToKeyServerUnsealFrom(t *testing.T) {
 	refused := func(what, dk string, src FragmentSource, want error, not ...error) {
 		t.Helper()
 		layout := filepath.Join(dir, "refused-"+what)
-		_, err := UnsealFrom(ctx, archive, dk, src, NewLayoutTarget(layout))
+		_, err := UnsealFrom(ctx, archive, KeySource{dk, src}, NewLayoutTarget(layout))
 		if !errors.Is(err, want) {
 			t.Fatalf("%s: %v, want %v", what, err, want)
 		}

@@ -64,7 +64,7 @@ func ExampleSealAndDeliver() {
 	}
 	site := d.Devices[0]
 	fmt.Println(filepath.Base(site.DeviceKeyFile), filepath.Base(site.FragmentFile))
-	res, err := seal.UnsealFrom(ctx, archive, site.DeviceKeyFile, seal.FragmentFile(site.FragmentFile),
+	res, err := seal.UnsealFrom(ctx, archive, seal.KeySource{DeviceKeyFile: site.DeviceKeyFile, Fragments: seal.FragmentFile(site.FragmentFile)},
 		seal.NewLayoutTarget(filepath.Join(dir, "layout")))
 	if err != nil {
 		fmt.Println(err)

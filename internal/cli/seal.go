@@ -254,7 +254,7 @@ image is missing or has another digest. --format azaion-v1 reads the azaion seed
 		if deviceKey == "" {
 			return errors.New("unseal: give --device-key FILE (TRAINYARD_DEVICE_KEY)")
 		}
-		res, err := seal.UnsealFrom(ctx, path, deviceKey, frags, t, uopts...)
+		res, err := seal.UnsealFrom(ctx, path, seal.KeySource{DeviceKeyFile: deviceKey, Fragments: frags}, t, uopts...)
 		if err != nil {
 			return err
 		}
