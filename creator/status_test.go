@@ -86,7 +86,7 @@ func (n *testNet) station(t *testing.T, id string, runner station.Runner, data s
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return &station.Station{ID: id, Key: n.keys[id], Trust: n.trust, Runner: runner, Client: n.rc, Network: n.network,
+	return &station.Station{ID: id, Protocol: station.V1{Key: n.keys[id]}, Trust: n.trust, Runner: runner, Client: n.rc, Network: n.network,
 		DataDir: data, WorkDir: t.TempDir(), DB: db, ReviewDir: t.TempDir(), Timeout: time.Minute,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }

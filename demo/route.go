@@ -248,7 +248,7 @@ func newStation(ctx context.Context, e *env, id string, key *hardened.PrivateKey
 	if err != nil {
 		return nil, err
 	}
-	st := &station.Station{ID: id, Key: key, Trust: ts, Runner: runner, Client: e.client, Network: network,
+	st := &station.Station{ID: id, Protocol: station.V1{Key: key}, Trust: ts, Runner: runner, Client: e.client, Network: network,
 		DataDir: data, WorkDir: e.dir + "/bundles", DB: db, Timeout: time.Minute,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	return &station.Server{Station: st}, nil

@@ -138,14 +138,11 @@ type InspectImage struct {
 // (hardened.ErrRoute, ErrReplay, ...). Only ProtocolV1 trains can be
 // inspected (else hardened.ErrUnsupported).
 func (s *Station) Inspect(ctx context.Context, ref string) (*Inspection, error) {
-	switch s.Protocol {
-	case "", ProtocolV1:
-	case ProtocolPHTv2:
+	if s.protocol() == ProtocolPHTv2 {
 		return nil, fmt.Errorf("%w: inspect supports v1 trains", hardened.ErrUnsupported)
-	default:
-		return nil, fmt.Errorf("unknown protocol %q (%s or %s)", s.Protocol, ProtocolV1, ProtocolPHTv2)
 	}
-	if s.Key == nil || s.Trust == nil || s.Client == nil {
+	key := s.v1Key()
+	if key == nil || s.Trust == nil || s.Client == nil {
 		return nil, fmt.Errorf("station %q: inspect needs a key, a trust store and a registry client", s.ID)
 	}
 	// A "stop-" directory held like a stop's: Recover removes it, with the
@@ -171,7 +168,7 @@ func (s *Station) Inspect(ctx context.Context, ref string) (*Inspection, error) 
 	// The stop's own verification (envelope, blobs, base id, exec config),
 	// so that inspect checks what a stop checks, then the station's checks
 	// and the code, without a stop record.
-	opened, err := s.openV1(ctx, img, work)
+	opened, err := s.openV1(ctx, key, img, work)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +181,7 @@ func (s *Station) Inspect(ctx context.Context, ref string) (*Inspection, error) 
 	if err != nil {
 		return nil, err
 	}
-	oc, err := hardened.OpenCode(ctx, s.Trust, s.ID, s.Key, tr, filepath.Join(work, "code"))
+	oc, err := hardened.OpenCode(ctx, s.Trust, s.ID, key, tr, filepath.Join(work, "code"))
 	closeTrain()
 	if err != nil {
 		return nil, err

@@ -78,7 +78,7 @@ func (n *inspectNet) station(t *testing.T, id string, runner station.Runner) *st
 	if err := os.WriteFile(filepath.Join(data, "patients.csv"), []byte("id,age,diagnosis\n1,50,flu\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &station.Station{ID: id, Key: n.keys[id], Trust: n.trust, Runner: runner, Client: n.rc,
+	return &station.Station{ID: id, Protocol: station.V1{Key: n.keys[id]}, Trust: n.trust, Runner: runner, Client: n.rc,
 		Network: n.network, DataDir: data, WorkDir: t.TempDir(), Timeout: time.Minute,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
@@ -274,7 +274,7 @@ func TestInspectRefusals(t *testing.T) {
 		{name: "wrong station key", want: hardened.ErrUntrusted, says: "private key",
 			prepare: func(t *testing.T, n *inspectNet, ref string) (string, *station.Station) {
 				s := n.station(t, "st1", nil)
-				s.Key = n.keys["st2"]
+				s.Protocol = station.V1{Key: n.keys["st2"]}
 				return ref, s
 			}},
 		{name: "changed entrypoint", want: hardened.ErrTampered, says: "entrypoint",
@@ -305,7 +305,7 @@ func TestInspectRefusals(t *testing.T) {
 		{name: "pht-v2 station", want: hardened.ErrUnsupported, says: "inspect supports v1 trains",
 			prepare: func(t *testing.T, n *inspectNet, ref string) (string, *station.Station) {
 				s := n.station(t, "st1", nil)
-				s.Protocol = station.ProtocolPHTv2
+				s.Protocol = station.PHTv2{}
 				return ref, s
 			}},
 	}

@@ -2,7 +2,7 @@ package station
 
 import (
 	"context"
-	"fmt"
+	"crypto/rsa"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -10,15 +10,6 @@ import (
 	"github.com/trainyard/trainyard/protocol/phtv2"
 	"github.com/trainyard/trainyard/train"
 	"github.com/trainyard/trainyard/trainimage"
-)
-
-// Protocols a station can run. ProtocolV1 is the default; ProtocolPHTv2 is
-// for networks that still send trains built by the PHT tools, with the
-// format's weaknesses (research/pht.md §5): every key comes from the train's
-// own config, and nobody approves the code.
-const (
-	ProtocolV1    = "v1"
-	ProtocolPHTv2 = "pht-v2"
 )
 
 // legacyStop is a pht-v2 train at this station: pre-run decrypts the train
@@ -36,11 +27,8 @@ type legacyStop struct {
 	layer interface{ Remove() error }
 }
 
-func (s *Station) openLegacy(ctx context.Context, img v1.Image, ref, work string) (trainStop, error) {
-	if s.LegacyKey == nil {
-		return nil, fmt.Errorf("protocol %s needs the station's RSA key", ProtocolPHTv2)
-	}
-	key := phtv2.Station{ID: s.ID, Key: s.LegacyKey}
+func (s *Station) openLegacy(ctx context.Context, rsaKey *rsa.PrivateKey, img v1.Image, ref, work string) (trainStop, error) {
+	key := phtv2.Station{ID: s.ID, Key: rsaKey}
 	// The same manifest and config bounds as v1; the PHT format has no
 	// signed sizes, so its state is bounded by train.ReadState's budget.
 	if _, err := trainimage.CheckImage(img); err != nil {

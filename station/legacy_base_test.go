@@ -30,7 +30,7 @@ func TestLegacyPushesBase(t *testing.T) {
 		k, _ := rsa.GenerateKey(rand.Reader, 2048)
 		keys[id] = k
 		st := n.stations[id]
-		st.Protocol, st.LegacyKey = station.ProtocolPHTv2, k
+		st.Protocol = station.PHTv2{Key: k}
 		stops = append(stops, phtv2.RouteStop{Station: id, PublicKey: &k.PublicKey})
 	}
 	l, err := random.Layer(256, types.OCILayer)

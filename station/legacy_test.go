@@ -28,7 +28,7 @@ func TestLegacyRoute(t *testing.T) {
 	for _, id := range route {
 		k, _ := rsa.GenerateKey(rand.Reader, 2048)
 		st := n.stations[id]
-		st.Protocol, st.LegacyKey = station.ProtocolPHTv2, k
+		st.Protocol = station.PHTv2{Key: k}
 		stops = append(stops, phtv2.RouteStop{Station: id, PublicKey: &k.PublicKey})
 	}
 	out, err := phtv2.Build(n.ctx, train.ScratchImage(), phtv2.BuildSpec{
@@ -77,7 +77,7 @@ func TestLegacyRoute(t *testing.T) {
 	// A wrong station key (and no record) is refused by pre-run, and nothing
 	// moves on.
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
-	n.stations["1"].LegacyKey, n.stations["1"].DB = other, nil
+	n.stations["1"].Protocol, n.stations["1"].DB = station.PHTv2{Key: other}, nil
 	if _, err := n.stations["1"].Process(n.ctx, n.network.Inbox("1")+":pht1"); !errors.Is(err, phtv2.ErrDecrypt) {
 		t.Fatalf("wrong key: %v", err)
 	}

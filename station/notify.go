@@ -14,7 +14,8 @@ import (
 // outcome stands either way, and `train status` still shows where the
 // train is.
 func (s *Station) notify(ctx context.Context, st *Stop) {
-	if s.Key == nil || s.protocol() != ProtocolV1 || st.Creator == "" || st.Train == "" {
+	key := s.v1Key()
+	if key == nil || st.Creator == "" || st.Train == "" {
 		return
 	}
 	nt := hardened.Notice{Protocol: hardened.Protocol, Train: st.Train, TrainDigest: st.Digest, Station: s.ID,
@@ -22,7 +23,7 @@ func (s *Station) notify(ctx context.Context, st *Stop) {
 	if st.State == Failed {
 		nt.ExitCode = st.ExitCode
 	}
-	ref, err := PushNotice(ctx, s.Client, s.Network, st.Creator, s.Key, nt)
+	ref, err := PushNotice(ctx, s.Client, s.Network, st.Creator, key, nt)
 	if err != nil {
 		s.logger().Warn("could not tell the creator", "train", st.Train, "creator", st.Creator, "error", err.Error())
 		return

@@ -9,7 +9,6 @@ package station
 
 import (
 	"context"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
@@ -49,15 +48,14 @@ func (n Network) Outbox(id string) string { return n.Prefix + "/users/" + id }
 // Station runs trains for one station id.
 type Station struct {
 	ID string
-	// Protocol is ProtocolV1 (default) or ProtocolPHTv2.
-	Protocol string
-	Key      *hardened.PrivateKey
-	// LegacyKey is the station's RSA key for ProtocolPHTv2.
-	LegacyKey *rsa.PrivateKey
-	Trust     hardened.TrustStore
-	Runner    Runner
-	Client    *registry.Client
-	Network   Network
+	// Protocol is the kind of train the station runs, with its key: V1 or
+	// PHTv2 (required to run or inspect trains).
+	Protocol Protocol
+	// Trust is the trust directory v1 trains are verified against.
+	Trust   hardened.TrustStore
+	Runner  Runner
+	Client  *registry.Client
+	Network Network
 	// DataDir is mounted read-only into every train; "" runs trains with
 	// no data (the CLI asks for --no-data to say so).
 	DataDir string
@@ -181,13 +179,6 @@ func (s *Station) Process(ctx context.Context, ref string) (*Stop, error) {
 	return st, err
 }
 
-func (s *Station) protocol() string {
-	if s.Protocol == "" {
-		return ProtocolV1
-	}
-	return s.Protocol
-}
-
 func (s *Station) logger() *slog.Logger {
 	if s.Logger == nil {
 		return slog.Default()
@@ -213,13 +204,10 @@ func (s *Station) logStop(st *Stop, err error) {
 
 // open verifies the pulled train with the station's protocol.
 func (s *Station) open(ctx context.Context, img v1.Image, ref, work string) (trainStop, error) {
-	switch s.protocol() {
-	case ProtocolV1:
-		return s.openV1(ctx, img, work)
-	case ProtocolPHTv2:
-		return s.openLegacy(ctx, img, ref, work)
+	if s.Protocol == nil {
+		return nil, fmt.Errorf("station %q has no protocol (station.V1 or station.PHTv2)", s.ID)
 	}
-	return nil, fmt.Errorf("unknown protocol %q (%s or %s)", s.Protocol, ProtocolV1, ProtocolPHTv2)
+	return s.Protocol.open(ctx, s, img, ref, work)
 }
 
 func (s *Station) process(ctx context.Context, ref string, st *Stop) (err error) {

@@ -166,7 +166,7 @@ func newNetOn(t testing.TB, reg http.Handler, runner station.Runner, route ...st
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })
-		n.stations[id] = &station.Station{ID: id, Key: k, Trust: n.trust, Runner: runner, Client: n.rc,
+		n.stations[id] = &station.Station{ID: id, Protocol: station.V1{Key: k}, Trust: n.trust, Runner: runner, Client: n.rc,
 			Network: n.network, DataDir: data, WorkDir: t.TempDir(), DB: db, ReviewDir: t.TempDir(), TrainLogDir: t.TempDir(),
 			Timeout: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	}

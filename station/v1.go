@@ -15,6 +15,7 @@ import (
 // v1Stop is a trainyard/v1 train at this station.
 type v1Stop struct {
 	s      *Station
+	key    *hardened.PrivateKey
 	img    v1.Image
 	work   string
 	sealed *trainimage.Sealed
@@ -28,17 +29,14 @@ type v1Stop struct {
 // config; the image's own config must agree with them. These checks come
 // before the stop is begun, so a tampered copy of a genuine train is
 // refused as those bytes and cannot burn the genuine train's stop.
-func (s *Station) openV1(ctx context.Context, img v1.Image, work string) (trainStop, error) {
-	if s.Key == nil {
-		return nil, fmt.Errorf("protocol %s needs the station's key", ProtocolV1)
-	}
+func (s *Station) openV1(ctx context.Context, key *hardened.PrivateKey, img v1.Image, work string) (trainStop, error) {
 	sealed, v, err := trainimage.Read(ctx, img, work, s.Client.Progress(), func(env *hardened.Envelope) (*hardened.Verified, error) {
 		return hardened.Verify(ctx, s.Trust, env)
 	}, trainimage.LayerVerified()) // pulled from the registry: ggcr checks each layer's digest
 	if err != nil {
 		return nil, err
 	}
-	t := &v1Stop{s: s, img: img, work: work, sealed: sealed, v: v}
+	t := &v1Stop{s: s, key: key, img: img, work: work, sealed: sealed, v: v}
 	if err := t.check(); err != nil {
 		t.close()
 		return nil, err
@@ -86,7 +84,7 @@ func (t *v1Stop) prepare(ctx context.Context, resultsDir string, st *Stop) (v1.I
 		return nil, nil, err
 	}
 	codeDir := filepath.Join(t.work, "code")
-	sess, err := hardened.PreRun(ctx, hardened.Party{ID: t.s.ID, Key: t.s.Key, Trust: t.s.Trust}, tr,
+	sess, err := hardened.PreRun(ctx, hardened.Party{ID: t.s.ID, Key: t.key, Trust: t.s.Trust}, tr,
 		hardened.Dirs{Code: codeDir, Results: resultsDir}, hardened.WithMaxResults(t.s.MaxResults))
 	closeTrain()
 	if err != nil {

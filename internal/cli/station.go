@@ -141,7 +141,7 @@ func (f *stationFlags) station(cmd *cobra.Command, private ...string) (*station.
 	if err := f.makeState(); err != nil {
 		return nil, err
 	}
-	s := &station.Station{ID: f.id, Protocol: f.protocol, Client: newClient(cmd, f.trust.insecure),
+	s := &station.Station{ID: f.id, Client: newClient(cmd, f.trust.insecure),
 		Network: station.Network{Prefix: f.network}, DataDir: f.data, WorkDir: f.workDir(), ReviewDir: f.reviewDir(),
 		Memory: int64(f.memory), PIDs: f.pids, CPUs: f.cpus, Timeout: time.Duration(f.timeout), MaxResults: int64(f.maxResults),
 		TrainLogDir: f.logDir(), Logger: slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))}
@@ -154,13 +154,13 @@ func (f *stationFlags) station(cmd *cobra.Command, private ...string) (*station.
 		if s.Trust, err = f.trust.store(cmd.Context(), cmd); err != nil {
 			return nil, err
 		}
-		s.Key = key
+		s.Protocol = station.V1{Key: key}
 	case station.ProtocolPHTv2:
 		key, err := phtv2.LoadPrivateKeyFile(f.key, []byte(os.Getenv("PRIVATE_KEY_PASSWORD")))
 		if err != nil {
 			return nil, err
 		}
-		s.LegacyKey = key
+		s.Protocol = station.PHTv2{Key: key}
 	default:
 		return nil, &ExitError{Code: 2, Err: fmt.Errorf("unknown --protocol %q (v1 or pht-v2)", f.protocol)}
 	}

@@ -78,7 +78,11 @@ func (f *stationFlags) admin(cmd *cobra.Command, pushes bool) (station.Admin, fu
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &station.Station{ID: f.id, DB: d, ReviewDir: f.reviewDir(), TrainLogDir: f.logDir(), Protocol: f.protocol}
+	// Records only: a decision that pushes (below) needs the key.
+	s := &station.Station{ID: f.id, DB: d, ReviewDir: f.reviewDir(), TrainLogDir: f.logDir(), Protocol: station.V1{}}
+	if f.protocol == station.ProtocolPHTv2 {
+		s.Protocol = station.PHTv2{}
+	}
 	if pushes {
 		if f.key == "" || f.network == "" {
 			d.Close()
@@ -91,7 +95,7 @@ func (f *stationFlags) admin(cmd *cobra.Command, pushes bool) (station.Admin, fu
 				d.Close()
 				return nil, nil, err
 			}
-			s.Key = key
+			s.Protocol = station.V1{Key: key}
 		}
 	}
 	return s, func() { d.Close() }, nil

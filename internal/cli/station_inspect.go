@@ -92,7 +92,7 @@ func inspectStation(cmd *cobra.Command, f *stationFlags) (*station.Station, erro
 	if err != nil {
 		return nil, err
 	}
-	return &station.Station{ID: f.id, Protocol: f.protocol, Key: key, Trust: ts,
+	return &station.Station{ID: f.id, Protocol: station.V1{Key: key}, Trust: ts,
 		Client: newClient(cmd, f.trust.insecure), WorkDir: inspectWorkDir(f)}, nil
 }
 

@@ -42,7 +42,7 @@ func TestBrowserRealStop(t *testing.T) {
 	key, _ := hardened.GenerateKey()
 	trust.AddUser("alice", alice.Public())
 	trust.AddStation("hospital-a", key.Public())
-	st.Key, st.Trust, st.Runner, st.DataDir = key, trust, runner, t.TempDir()
+	st.Protocol, st.Trust, st.Runner, st.DataDir = station.V1{Key: key}, trust, runner, t.TempDir()
 	st.Logger = slog.New(slog.DiscardHandler)
 
 	code := t.TempDir()
