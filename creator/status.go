@@ -97,7 +97,7 @@ func contentErr(err error) bool {
 	return false
 }
 
-// Status finds train trainID of creatorID: under the tag trainID in the
+// Status finds train trainID of box.User: under the tag trainID in the
 // creator's outbox (route complete) or in a station's inbox, reads only its
 // envelope, and verifies it from the first stop against trust, so done
 // stops come from signed stop records and the route from the signed
@@ -109,7 +109,8 @@ func contentErr(err error) bool {
 // not found, Where is Unknown and Stops lists what notices say.
 // Registry failures are errors; copies and notices that do not verify are
 // skipped with a warning.
-func Status(ctx context.Context, c *registry.Client, trust hardened.TrustStore, n station.Network, creatorID, trainID string, opts ...Option) (*TrainStatus, error) {
+func Status(ctx context.Context, box station.Outbox, trust hardened.TrustStore, trainID string, opts ...Option) (*TrainStatus, error) {
+	c, n, creatorID := box.Client, box.Network, box.User
 	if creatorID == "" || trainID == "" {
 		return nil, errors.New("creator: Status needs a creator id and a train id")
 	}
@@ -201,7 +202,7 @@ func Status(ctx context.Context, c *registry.Client, trust hardened.TrustStore, 
 		if notices[st] != nil {
 			continue
 		}
-		envs, err := station.FetchNotices(ctx, c, n, creatorID, trainID, []string{st})
+		envs, err := box.FetchNotices(ctx, trainID, st)
 		if err != nil {
 			if !contentErr(err) {
 				return nil, err

@@ -102,7 +102,7 @@ func smallCode(t *testing.T) string {
 
 func (n *testNet) status(t *testing.T, opts ...creator.Option) *creator.TrainStatus {
 	t.Helper()
-	s, err := creator.Status(n.ctx, n.rc, n.trust, n.network, "alice", "t1", opts...)
+	s, err := creator.Status(n.ctx, station.Outbox{Client: n.rc, Network: n.network, User: "alice"}, n.trust, "t1", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func (n *testNet) notice(t *testing.T, st string, nt hardened.Notice) {
 	if nt.Station == "" {
 		nt.Station = st
 	}
-	if _, err := station.PushNotice(n.ctx, n.rc, n.network, "alice", n.keys[st], nt); err != nil {
+	if _, err := (station.Outbox{Client: n.rc, Network: n.network, User: "alice"}).PushNotice(n.ctx, n.keys[st], nt); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -148,7 +148,7 @@ func TestStatusWaitingAtFirstStop(t *testing.T) {
 		t.Fatalf("without hints: %+v", s)
 	}
 	// Another creator's outbox: not alice's train.
-	s, err := creator.Status(n.ctx, n.rc, n.trust, n.network, "bob", "t1", creator.WithStations("st1"))
+	s, err := creator.Status(n.ctx, station.Outbox{Client: n.rc, Network: n.network, User: "bob"}, n.trust, "t1", creator.WithStations("st1"))
 	if err != nil || s.Where != creator.Unknown || len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], `creator "alice"`) {
 		t.Fatalf("bob's status: %+v, %v", s, err)
 	}

@@ -181,7 +181,7 @@ func (s *Station) Inspect(ctx context.Context, ref string) (*Inspection, error) 
 	if err != nil {
 		return nil, err
 	}
-	oc, err := hardened.OpenCode(ctx, s.Trust, s.ID, key, tr, filepath.Join(work, "code"))
+	oc, err := hardened.OpenCode(ctx, hardened.Party{ID: s.ID, Key: key, Trust: s.Trust}, tr, filepath.Join(work, "code"))
 	closeTrain()
 	if err != nil {
 		return nil, err

@@ -85,12 +85,21 @@ func descriptorOf(l v1.Layer, ann map[string]string) (v1.Descriptor, error) {
 	return v1.Descriptor{MediaType: mt, Digest: d, Size: size, Annotations: ann}, nil
 }
 
-// PushNotice signs nt with the station's key and pushes it to the outbox of
-// creatorID under NoticeTag(nt.Train, nt.Station). An older notice under
-// that tag is replaced (a retried stop may end again, the newer notice
-// wins); anything else there (a train) is left alone and the push refused
-// with registry.ErrExists. It returns "repo:tag@digest".
-func PushNotice(ctx context.Context, c *registry.Client, n Network, creatorID string, key *hardened.PrivateKey, nt hardened.Notice) (ref string, err error) {
+// Outbox is one user's outbox on a network, through a registry client:
+// where finished trains arrive and stations leave notices.
+type Outbox struct {
+	Client  *registry.Client
+	Network Network
+	User    string
+}
+
+// PushNotice signs nt with the station's key and pushes it to the outbox
+// under NoticeTag(nt.Train, nt.Station). An older notice under that tag is
+// replaced (a retried stop may end again, the newer notice wins); anything
+// else there (a train) is left alone and the push refused with
+// registry.ErrExists. It returns "repo:tag@digest".
+func (o Outbox) PushNotice(ctx context.Context, key *hardened.PrivateKey, nt hardened.Notice) (ref string, err error) {
+	c := o.Client
 	env, err := hardened.SignNotice(key, nt)
 	if err != nil {
 		return "", err
@@ -99,7 +108,7 @@ func PushNotice(ctx context.Context, c *registry.Client, n Network, creatorID st
 	if err != nil {
 		return "", err
 	}
-	repo, err := c.ParseRepository(n.Outbox(creatorID))
+	repo, err := c.ParseRepository(o.Network.Outbox(o.User))
 	if err != nil {
 		return "", err
 	}
@@ -147,13 +156,14 @@ func PushNotice(ctx context.Context, c *registry.Client, n Network, creatorID st
 // stop notice artifact (a train, another artifact, an oversized manifest).
 var ErrNotNotice = errors.New("not a stop notice artifact")
 
-// FetchNotices returns the signed notices that stations sent to creatorID
+// FetchNotices returns the signed notices that stations sent to the outbox
 // about trainID, one per station that sent one (missing ones are skipped),
 // unverified: the caller checks each with hardened.VerifyNotice. Manifests
 // and envelopes are bounded before they are read; a tag holding anything
 // but a notice artifact is an error that names it.
-func FetchNotices(ctx context.Context, c *registry.Client, n Network, creatorID, trainID string, stations []string) ([]dsse.Envelope, error) {
-	repo, err := c.ParseRepository(n.Outbox(creatorID))
+func (o Outbox) FetchNotices(ctx context.Context, trainID string, stations ...string) ([]dsse.Envelope, error) {
+	c := o.Client
+	repo, err := c.ParseRepository(o.Network.Outbox(o.User))
 	if err != nil {
 		return nil, err
 	}

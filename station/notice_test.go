@@ -88,7 +88,7 @@ func newNoticeNet(t *testing.T, stations ...string) *noticeNet {
 
 func (n *noticeNet) push(t *testing.T, st string, nt hardened.Notice) string {
 	t.Helper()
-	ref, err := station.PushNotice(n.ctx, n.rc, n.network, "alice", n.keys[st], nt)
+	ref, err := (station.Outbox{Client: n.rc, Network: n.network, User: "alice"}).PushNotice(n.ctx, n.keys[st], nt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestPushFetchNotices(t *testing.T) {
 
 	got := func() map[string]*hardened.Notice {
 		t.Helper()
-		envs, err := station.FetchNotices(n.ctx, n.rc, n.network, "alice", "t1", []string{"st1", "st2", "st3", "st1"})
+		envs, err := (station.Outbox{Client: n.rc, Network: n.network, User: "alice"}).FetchNotices(n.ctx, "t1", "st1", "st2", "st3", "st1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +154,7 @@ func TestPushFetchNotices(t *testing.T) {
 		t.Fatalf("manifest %s", d.Manifest)
 	}
 	// Nothing unsigned goes out: a notice without a station is not pushed.
-	if _, err := station.PushNotice(n.ctx, n.rc, n.network, "alice", n.keys["st1"], hardened.Notice{Train: "t1", Outcome: "failed"}); !errors.Is(err, hardened.ErrMalformed) {
+	if _, err := (station.Outbox{Client: n.rc, Network: n.network, User: "alice"}).PushNotice(n.ctx, n.keys["st1"], hardened.Notice{Train: "t1", Outcome: "failed"}); !errors.Is(err, hardened.ErrMalformed) {
 		t.Fatalf("notice without station: %v", err)
 	}
 }
@@ -169,14 +169,14 @@ func TestNoticeNeverReplacesATrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := empty.Image.Digest()
-	_, err := station.PushNotice(n.ctx, n.rc, n.network, "alice", n.keys["st1"], hardened.Notice{Train: "t1", Station: "st1", Index: 0, Outcome: "failed"})
+	_, err := (station.Outbox{Client: n.rc, Network: n.network, User: "alice"}).PushNotice(n.ctx, n.keys["st1"], hardened.Notice{Train: "t1", Station: "st1", Index: 0, Outcome: "failed"})
 	if !errors.Is(err, registry.ErrExists) {
 		t.Fatalf("push over a train: %v", err)
 	}
 	if got, err := n.rc.Head(n.ctx, tag); err != nil || got != want {
 		t.Fatalf("the train under %s was replaced: %v %v", tag, got, err)
 	}
-	if _, err := station.FetchNotices(n.ctx, n.rc, n.network, "alice", "t1", []string{"st1"}); err == nil || !strings.Contains(err.Error(), "not a stop notice") {
+	if _, err := (station.Outbox{Client: n.rc, Network: n.network, User: "alice"}).FetchNotices(n.ctx, "t1", "st1"); err == nil || !strings.Contains(err.Error(), "not a stop notice") {
 		t.Fatalf("fetch of a non-notice: %v", err)
 	}
 }
@@ -205,7 +205,7 @@ func TestFetchNoticeBounds(t *testing.T) {
 		}
 	}
 	fetch := func() error {
-		_, err := station.FetchNotices(n.ctx, n.rc, n.network, "alice", "t1", []string{"st1"})
+		_, err := (station.Outbox{Client: n.rc, Network: n.network, User: "alice"}).FetchNotices(n.ctx, "t1", "st1")
 		return err
 	}
 	big := static.NewLayer([]byte(`{"payload":"`+strings.Repeat("A", 1<<20)+`"}`), station.NoticeLayerType)
@@ -225,7 +225,7 @@ func TestFetchNoticeBounds(t *testing.T) {
 		t.Fatalf("unknown field in the envelope: %v", err)
 	}
 	// A corrupt older notice does not block the next one.
-	if _, err := station.PushNotice(n.ctx, n.rc, n.network, "alice", n.keys["st1"], hardened.Notice{Train: "t1", Station: "st1", Index: 0, Outcome: "failed"}); err != nil {
+	if _, err := (station.Outbox{Client: n.rc, Network: n.network, User: "alice"}).PushNotice(n.ctx, n.keys["st1"], hardened.Notice{Train: "t1", Station: "st1", Index: 0, Outcome: "failed"}); err != nil {
 		t.Fatalf("push over a corrupt notice: %v", err)
 	}
 	if err := fetch(); err != nil {

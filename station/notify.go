@@ -23,7 +23,7 @@ func (s *Station) notify(ctx context.Context, st *Stop) {
 	if st.State == Failed {
 		nt.ExitCode = st.ExitCode
 	}
-	ref, err := PushNotice(ctx, s.Client, s.Network, st.Creator, key, nt)
+	ref, err := Outbox{Client: s.Client, Network: s.Network, User: st.Creator}.PushNotice(ctx, key, nt)
 	if err != nil {
 		s.logger().Warn("could not tell the creator", "train", st.Train, "creator", st.Creator, "error", err.Error())
 		return

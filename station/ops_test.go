@@ -50,7 +50,7 @@ func probeTrain(t testing.TB, n *net, id string, route []string, args ...string)
 // for stop index of train id.
 func creatorSees(t *testing.T, n *net, id string, index int) (string, string) {
 	t.Helper()
-	s, err := creator.Status(n.ctx, n.rc, n.trust, n.network, "alice", id)
+	s, err := creator.Status(n.ctx, station.Outbox{Client: n.rc, Network: n.network, User: "alice"}, n.trust, id)
 	if err != nil {
 		t.Fatalf("train status %s: %v", id, err)
 	}

@@ -122,17 +122,28 @@ func (t *Tree) add(rel string, hdr *tar.Header, r io.Reader) error {
 	return nil
 }
 
-// WriteState writes a complete state layer for img from cfg, the train and
-// results trees (through their transforms, nil to copy) and the user key
-// file (nil writes a whiteout for it), and returns img with that layer
-// replacing the previous state layer. The returned layer's file backs the
-// image: Remove it after the image has been saved.
-func WriteState(img v1.Image, tmpDir string, cfg []byte, trainTree *Tree, trainTF Transform, results *Tree, resultsTF Transform, userKey []byte) (v1.Image, *FileLayer, error) {
+// StateContent is what a PHT state layer holds. A nil Transform copies a
+// tree's files as they are; a nil UserKey writes a whiteout for the user
+// key file, a nil Config leaves the config out.
+type StateContent struct {
+	Config    []byte
+	Train     *Tree
+	TrainTF   Transform
+	Results   *Tree
+	ResultsTF Transform
+	UserKey   []byte
+}
+
+// WriteState writes a complete state layer for img from c, in a temporary
+// file under tmpDir, and returns img with that layer replacing the previous
+// state layer. The returned layer's file backs the image: Remove it after
+// the image has been saved.
+func WriteState(img v1.Image, tmpDir string, c StateContent) (v1.Image, *FileLayer, error) {
 	w, err := NewStateWriter(tmpDir, img)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := writeStateBody(w, cfg, trainTree, trainTF, results, resultsTF, userKey); err != nil {
+	if err := writeStateBody(w, c); err != nil {
 		w.Abort()
 		return nil, nil, err
 	}
@@ -148,24 +159,24 @@ func WriteState(img v1.Image, tmpDir string, cfg []byte, trainTree *Tree, trainT
 	return out, l, nil
 }
 
-func writeStateBody(w *LayerWriter, cfg []byte, trainTree *Tree, trainTF Transform, results *Tree, resultsTF Transform, userKey []byte) error {
-	if trainTree != nil {
-		if err := w.Tree(trainTree, trainTF); err != nil {
+func writeStateBody(w *LayerWriter, c StateContent) error {
+	if c.Train != nil {
+		if err := w.Tree(c.Train, c.TrainTF); err != nil {
 			return err
 		}
 	}
-	if results != nil {
-		if err := w.Tree(results, resultsTF); err != nil {
+	if c.Results != nil {
+		if err := w.Tree(c.Results, c.ResultsTF); err != nil {
 			return err
 		}
 	}
-	if cfg != nil {
-		if err := w.File(ConfigPath, 0o644, int64(len(cfg)), bytes.NewReader(cfg)); err != nil {
+	if c.Config != nil {
+		if err := w.File(ConfigPath, 0o644, int64(len(c.Config)), bytes.NewReader(c.Config)); err != nil {
 			return err
 		}
 	}
-	if userKey != nil {
-		return w.File(UserKeyPath, 0o644, int64(len(userKey)), bytes.NewReader(userKey))
+	if c.UserKey != nil {
+		return w.File(UserKeyPath, 0o644, int64(len(c.UserKey)), bytes.NewReader(c.UserKey))
 	}
 	return w.Whiteout(UserKeyPath)
 }
@@ -184,7 +195,7 @@ func ReplaceResults(ctx context.Context, img v1.Image, dir, tmpDir string) (v1.I
 	if err != nil {
 		return nil, nil, err
 	}
-	return WriteState(img, tmpDir, st.Config, st.Train, nil, res, nil, st.UserKey)
+	return WriteState(img, tmpDir, StateContent{Config: st.Config, Train: st.Train, Results: res, UserKey: st.UserKey})
 }
 
 // TreeFromDir spools a host directory into a Tree rooted at root.

@@ -193,7 +193,7 @@ func TestProtocolCLIBadInput(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	cut, layer, err := train.WriteState(img, t.TempDir(), st.Config, st.Train, nil, st.Results, nil, st.UserKey)
+	cut, layer, err := train.WriteState(img, t.TempDir(), train.StateContent{Config: st.Config, Train: st.Train, Results: st.Results, UserKey: st.UserKey})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ not its code or results; no key is needed. See docs/train-status.md.`,
 				}
 			}
 			id := args[0]
-			s, err := creator.Status(ctx, newClient(cmd, f.insecure), store, station.Network{Prefix: network}, user, id, creator.WithStations(stations...))
+			s, err := creator.Status(ctx, station.Outbox{Client: newClient(cmd, f.insecure), Network: station.Network{Prefix: network}, User: user}, store, id, creator.WithStations(stations...))
 			if err != nil {
 				return err
 			}

@@ -71,7 +71,8 @@ func TestTrainStatusCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := station.PushNotice(context.Background(), registry.NewClient(), station.Network{Prefix: host + "/net"}, "alice", key,
+	box := station.Outbox{Client: registry.NewClient(), Network: station.Network{Prefix: host + "/net"}, User: "alice"}
+	if _, err := box.PushNotice(context.Background(), key,
 		hardened.Notice{Train: "t1", Station: "hospital-a", Index: 0, Outcome: "failed", Reason: "train exited with status 3\x1b[2J", ExitCode: 3}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package hardened
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 )
@@ -47,16 +46,17 @@ type OpenedCode struct {
 }
 
 // OpenCode is PreRun for a look before deciding: the same verification and
-// route checks for stationID, then only the code is decrypted into codeDir
+// route checks for station, then only the code is decrypted into codeDir
 // (empty or absent; emptied on error). The previous stop's results are not
 // decrypted, only checked to be present where signed and to have a key this
 // station can unwrap. No option applies: nothing is marked in a replay
 // guard, so the stop can still run afterwards.
-func OpenCode(ctx context.Context, trust TrustStore, stationID string, key *PrivateKey, t Train, codeDir string) (_ *OpenedCode, err error) {
-	if key == nil {
-		return nil, errors.New("hardened: OpenCode needs the station's private key")
+func OpenCode(ctx context.Context, station Party, t Train, codeDir string) (_ *OpenedCode, err error) {
+	if err := station.check("OpenCode", "station"); err != nil {
+		return nil, err
 	}
-	v, err := Verify(ctx, trust, t.Envelope)
+	stationID, key := station.ID, station.Key
+	v, err := Verify(ctx, station.Trust, t.Envelope)
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ func TestOpenCode(t *testing.T) {
 	env, code := n.create(t)
 	st := mustStatement(t, env)
 	dir := filepath.Join(t.TempDir(), "code")
-	oc, err := OpenCode(ctx, n.trust, "st-a", n.stations["st-a"], Train{Envelope: env, Code: bytes.NewReader(code)}, dir)
+	oc, err := OpenCode(ctx, Party{ID: "st-a", Key: n.stations["st-a"], Trust: n.trust}, Train{Envelope: env, Code: bytes.NewReader(code)}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestOpenCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oc, err = OpenCode(ctx, n.trust, "st-b", n.stations["st-b"], Train{Envelope: env1, Code: bytes.NewReader(code), Results: bytes.NewReader([]byte("sealed"))}, filepath.Join(t.TempDir(), "c"))
+	oc, err = OpenCode(ctx, Party{ID: "st-b", Key: n.stations["st-b"], Trust: n.trust}, Train{Envelope: env1, Code: bytes.NewReader(code), Results: bytes.NewReader([]byte("sealed"))}, filepath.Join(t.TempDir(), "c"))
 	if err != nil || oc.Index != 1 || len(oc.Verified.Stops) != 1 {
 		t.Fatalf("stop 1: %+v %v", oc, err)
 	}
@@ -74,7 +74,7 @@ func TestOpenCode(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "code")
-			_, err := OpenCode(ctx, n.trust, c.station, c.key, c.t, dir)
+			_, err := OpenCode(ctx, Party{ID: c.station, Key: c.key, Trust: n.trust}, c.t, dir)
 			wantErr(t, err, c.want, "")
 			if ents, _ := os.ReadDir(dir); len(ents) > 0 {
 				t.Fatalf("refused open left %d entries in the code dir", len(ents))
@@ -84,6 +84,6 @@ func TestOpenCode(t *testing.T) {
 
 	// Not approved for this station.
 	n.trust.Approve(Approval{Digest: st.Code.Approval, Approvers: []string{"board"}, Stations: []string{"st-c"}})
-	_, err = OpenCode(ctx, n.trust, "st-a", n.stations["st-a"], Train{Envelope: env, Code: bytes.NewReader(code)}, filepath.Join(t.TempDir(), "c"))
+	_, err = OpenCode(ctx, Party{ID: "st-a", Key: n.stations["st-a"], Trust: n.trust}, Train{Envelope: env, Code: bytes.NewReader(code)}, filepath.Join(t.TempDir(), "c"))
 	wantErr(t, err, ErrUnapproved, "st-a")
 }

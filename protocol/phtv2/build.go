@@ -189,7 +189,7 @@ func Build(ctx context.Context, base v1.Image, spec BuildSpec, opts ...Option) (
 	}
 	empty := &train.Tree{Root: train.ResultsDir}
 	empty.Entries = []*train.Entry{{Name: "", Type: '5', Mode: 0o755}}
-	img, layer, err := train.WriteState(base, o.tmpDir, raw, code, encryptor{key}, empty, nil, nil)
+	img, layer, err := train.WriteState(base, o.tmpDir, train.StateContent{Config: raw, Train: code, TrainTF: encryptor{key}, Results: empty})
 	if err != nil {
 		return nil, err
 	}

@@ -55,7 +55,7 @@ func tamper(t *testing.T, img v1.Image, editCfg func(m map[string]any), editFile
 	if editFiles != nil {
 		editFiles(st)
 	}
-	out, layer, err := train.WriteState(img, t.TempDir(), raw, st.Train, nil, st.Results, nil, st.UserKey)
+	out, layer, err := train.WriteState(img, t.TempDir(), train.StateContent{Config: raw, Train: st.Train, Results: st.Results, UserKey: st.UserKey})
 	if err != nil {
 		t.Fatal(err)
 	}
