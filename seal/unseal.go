@@ -17,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/trainyard/trainyard/internal/pipe"
 	"github.com/trainyard/trainyard/registry"
 )
 
@@ -294,8 +295,13 @@ func unsealOnePass(ctx context.Context, f io.Reader, h *Header, raw, dataKey []b
 	if err != nil {
 		return nil, err
 	}
+	// The next chunks are read and decrypted on a second goroutine while
+	// this one hashes and stores the current blob (GCM beside SHA-256).
+	// Only authenticated plaintext crosses; errors arrive in stream order.
+	ra := pipe.NewReader(cr, 0, 0)
 	one := &onePass{t: t}
-	inv, err := scan(ctx, cr, h, nil, nil, one)
+	inv, err := scan(ctx, ra, h, nil, nil, one)
+	ra.Close()
 	bar.Finish()
 	if err != nil {
 		if one.prepared {
