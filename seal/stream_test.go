@@ -216,9 +216,9 @@ func BenchmarkSeal(b *testing.B) {
 	}
 }
 
-// BenchmarkUnsealLayout measures the one-pass unseal into a fresh OCI
-// layout (blobs staged, fsynced and published as in `unseal --to oci:DIR`).
-func BenchmarkUnsealLayout(b *testing.B) {
+// sealedForBench seals a benchSize image and starts the timer with the
+// bytes per op set.
+func sealedForBench(b *testing.B) (string, Keys) {
 	size := benchSize()
 	img := bigImage(b, size)
 	path := filepath.Join(b.TempDir(), "b.sealed")
@@ -226,9 +226,15 @@ func BenchmarkUnsealLayout(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	keys := Keys{DeviceKey: s.Shares[0].DeviceKey, Fragment: s.Shares[0].Fragment}
 	b.SetBytes(size)
 	b.ResetTimer()
+	return path, Keys{DeviceKey: s.Shares[0].DeviceKey, Fragment: s.Shares[0].Fragment}
+}
+
+// BenchmarkUnsealLayout measures the one-pass unseal into a fresh OCI
+// layout (blobs staged, fsynced and published as in `unseal --to oci:DIR`).
+func BenchmarkUnsealLayout(b *testing.B) {
+	path, keys := sealedForBench(b)
 	for i := 0; i < b.N; i++ {
 		dir := filepath.Join(b.TempDir(), "oci")
 		if _, err := Unseal(context.Background(), path, keys, NewLayoutTarget(dir)); err != nil {
@@ -244,16 +250,7 @@ func BenchmarkUnsealLayout(b *testing.B) {
 // load; what a Docker target gets) into a discarding target, so disk writes
 // do not count.
 func BenchmarkUnseal(b *testing.B) {
-	size := benchSize()
-	img := bigImage(b, size)
-	path := filepath.Join(b.TempDir(), "b.sealed")
-	s, err := SealFile(context.Background(), path, []Source{{Name: "big/image:1", Image: img}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	keys := Keys{DeviceKey: s.Shares[0].DeviceKey, Fragment: s.Shares[0].Fragment}
-	b.SetBytes(size)
-	b.ResetTimer()
+	path, keys := sealedForBench(b)
 	for i := 0; i < b.N; i++ {
 		if _, err := Unseal(context.Background(), path, keys, &discardTarget{}); err != nil {
 			b.Fatal(err)

@@ -9,10 +9,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,10 +99,10 @@ func build(bin, cas, user string) (v1.Image, *train.FileLayer, error) {
 			w.Abort()
 		}
 	}()
-	if err := addFile(w, "usr/local/bin/trainyard", bin, 0o755); err != nil {
+	if err := w.FileAt("usr/local/bin/trainyard", 0o755, bin); err != nil {
 		return nil, nil, err
 	}
-	if err := addFile(w, "etc/ssl/certs/ca-certificates.crt", cas, 0o644); err != nil {
+	if err := w.FileAt("etc/ssl/certs/ca-certificates.crt", 0o644, cas); err != nil {
 		return nil, nil, err
 	}
 	passwd := fmt.Sprintf("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n", nonRootUID, nonRootUID)
@@ -163,20 +161,4 @@ func build(bin, cas, user string) (v1.Image, *train.FileLayer, error) {
 		return nil, nil, err
 	}
 	return img, l, nil
-}
-
-func addFile(w *train.LayerWriter, name, src string, mode int64) error {
-	f, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return errors.New(src + ": not a regular file")
-	}
-	return w.File(name, mode, fi.Size(), io.Reader(f))
 }

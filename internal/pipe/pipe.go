@@ -23,7 +23,17 @@ const (
 	DefaultDepth = 3
 )
 
-// ErrClosed is returned by Write after Close.
+func defaults(size, depth int) (int, int) {
+	if size <= 0 {
+		size = DefaultSize
+	}
+	if depth < 2 {
+		depth = DefaultDepth
+	}
+	return size, depth
+}
+
+// ErrClosed is returned by Write after Close, and by Read after Close.
 var ErrClosed = errors.New("pipe: write after close")
 
 // Writer hands what is written to it to a goroutine that writes it to the
@@ -45,12 +55,7 @@ type Writer struct {
 // NewWriter starts the goroutine writing to w. size <= 0 and depth < 2 take
 // the defaults.
 func NewWriter(w io.Writer, size, depth int) *Writer {
-	if size <= 0 {
-		size = DefaultSize
-	}
-	if depth < 2 {
-		depth = DefaultDepth
-	}
+	size, depth = defaults(size, depth)
 	pw := &Writer{w: w, full: make(chan []byte, depth), free: make(chan []byte, depth), done: make(chan struct{})}
 	for i := 0; i < depth; i++ {
 		pw.free <- make([]byte, 0, size)
@@ -149,12 +154,7 @@ type chunk struct {
 // NewReader starts the goroutine reading r. size <= 0 and depth < 2 take the
 // defaults.
 func NewReader(r io.Reader, size, depth int) *Reader {
-	if size <= 0 {
-		size = DefaultSize
-	}
-	if depth < 2 {
-		depth = DefaultDepth
-	}
+	size, depth = defaults(size, depth)
 	pr := &Reader{full: make(chan chunk, depth), free: make(chan []byte, depth), stop: make(chan struct{}), done: make(chan struct{})}
 	for i := 0; i < depth; i++ {
 		pr.free <- make([]byte, size)
