@@ -157,7 +157,7 @@ func trainRoute(ctx context.Context, e *env) error {
 				continue
 			}
 			e.say("%s: verified from stop 0, ran with runc (no network, read-only data), sealed results for %s (session %s..., %s)",
-				id, d.Next, d.Session[:8], d.Duration.Round(10*time.Millisecond))
+				id, d.Next, d.Session[:8], time.Duration(d.Seconds*float64(time.Second)).Round(10*time.Millisecond))
 		}
 		st.Station.DB.Close()
 	}

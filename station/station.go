@@ -120,15 +120,14 @@ type Stop struct {
 	Pushed    string   `json:"pushed,omitempty"`
 	Notice    string   `json:"notice,omitempty"` // the signed notice sent to the creator
 	ExitCode  int      `json:"exit_code"`
-	// Duration of the last attempt (Seconds in JSON).
-	Duration time.Duration `json:"-"`
-	Seconds  float64       `json:"seconds"`
-	Attempts int           `json:"attempts,omitempty"`
-	Error    string        `json:"error,omitempty"`
-	Log      string        `json:"log,omitempty"` // the kept train output (EscapeLog shows it)
-	Time     time.Time     `json:"time"`          // start of the last attempt
-	Arrived  time.Time     `json:"arrived"`
-	Updated  time.Time     `json:"updated"`
+	// Seconds is how long the last attempt took.
+	Seconds  float64   `json:"seconds"`
+	Attempts int       `json:"attempts,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Log      string    `json:"log,omitempty"` // the kept train output (EscapeLog shows it)
+	Time     time.Time `json:"time"`          // start of the last attempt
+	Arrived  time.Time `json:"arrived"`
+	Updated  time.Time `json:"updated"`
 }
 
 func (st *Stop) matches(name string) bool {
@@ -170,8 +169,7 @@ func (s *Station) Process(ctx context.Context, ref string) (*Stop, error) {
 	start := time.Now()
 	st := &Stop{Station: s.ID, Protocol: s.protocol(), Source: ref, Time: start.UTC(), Arrived: start.UTC(), Index: -1}
 	err := s.process(ctx, ref, st)
-	st.Duration = time.Since(start)
-	st.Seconds = st.Duration.Seconds()
+	st.Seconds = time.Since(start).Seconds()
 	if err != nil {
 		st.Error, st.Class = err.Error(), Classify(err)
 	}
