@@ -27,8 +27,13 @@ import (
 // does args, to the inbox of route[0], and returns its reference.
 func probeTrain(t testing.TB, n *net, id string, route []string, args ...string) string {
 	t.Helper()
+	return execTrain(t, n, id, route, hardened.ExecConfig{Entrypoint: append([]string{"/opt/pht_train/probe"}, args...), WorkingDir: "/opt/pht_train"})
+}
+
+// execTrain is probeTrain with the signed exec config given.
+func execTrain(t testing.TB, n *net, id string, route []string, exec hardened.ExecConfig) string {
+	t.Helper()
 	code := probeCode(t)
-	exec := hardened.ExecConfig{Entrypoint: append([]string{"/opt/pht_train/probe"}, args...), WorkingDir: "/opt/pht_train"}
 	d, err := creator.ApprovalDigest(n.ctx, code, exec, empty.Image)
 	if err != nil {
 		t.Fatal(err)
@@ -424,6 +429,24 @@ func TestFailingTrainRecordedFailed(t *testing.T) {
 	var log strings.Builder
 	if err := a.Log(n.ctx, "tr8", &log); err != nil || !strings.Contains(log.String(), `output of train "tr8", stop 0`) {
 		t.Fatalf("log: %q, %v", log.String(), err)
+	}
+}
+
+// TestUnstartableTrainRecordedFailed: a signed entrypoint that names no
+// program in the image cannot be started; that is the train's doing, so the
+// stop ends failed (the creator told), not retried for ever as a runtime
+// hiccup.
+func TestUnstartableTrainRecordedFailed(t *testing.T) {
+	n := newNet(t, needRunc(t), "a")
+	execTrain(t, n, "tr10", []string{"a"}, hardened.ExecConfig{Entrypoint: []string{"/opt/pht_train/no-such-program"}, WorkingDir: "/opt/pht_train"})
+	srv := &station.Server{Station: n.stations["a"]}
+	done, err := srv.PollOnce(n.ctx)
+	if err != nil || len(done) != 1 || done[0].State != station.Failed || done[0].Class != station.ClassFailed ||
+		!strings.Contains(done[0].Error, "could not be started") {
+		t.Fatalf("unstartable train: %+v, %v", done, err)
+	}
+	if state, reason := creatorSees(t, n, "tr10", 0); state != "failed" || !strings.Contains(reason, "no-such-program") {
+		t.Fatalf("creator sees %s %q", state, reason)
 	}
 }
 

@@ -66,7 +66,8 @@ const (
 	// train bytes that were refused, recorded with the reason.
 	ClassRefused Class = "refused"
 	// ClassFailed: the train ran and failed (exit code, out of memory,
-	// timeout, results over the cap). Final, recorded as failed.
+	// timeout, results over the cap, a program that cannot be started).
+	// Final, recorded as failed.
 	ClassFailed Class = "failed"
 	// ClassInterrupted: the station was stopped (its context ended) during
 	// the stop. Run again on the next start.
@@ -101,7 +102,7 @@ var refusals = []error{
 
 // failures are the sentinels of a train that ran and failed.
 var failures = []error{
-	trainrun.ErrExit, trainrun.ErrOOM, trainrun.ErrTimeout, trainrun.ErrResultsTooLarge,
+	trainrun.ErrExit, trainrun.ErrOOM, trainrun.ErrTimeout, trainrun.ErrResultsTooLarge, trainrun.ErrStart,
 	hardened.ErrResultsTooLarge, hardened.ErrTreeBounds, train.ErrResultsTooLarge, errPostRunDeadline,
 }
 

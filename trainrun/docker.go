@@ -206,6 +206,9 @@ func (d *Docker) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Resul
 	defer cancel()
 	start := time.Now()
 	if _, err := d.cli.ContainerStart(runCtx, id, client.ContainerStartOptions{}); err != nil {
+		if startFailed(err.Error()) {
+			return res, fmt.Errorf("%w: docker start: %w", ErrStart, err)
+		}
 		return res, fmt.Errorf("docker start: %w", err)
 	}
 

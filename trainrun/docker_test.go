@@ -136,3 +136,16 @@ func TestDockerNonRootUser(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The Docker backend says ErrStart for a program its runtime cannot exec,
+// as runc does.
+func TestDockerStartFailure(t *testing.T) {
+	d := needDocker(t)
+	img := probeImage(t)
+	var stderr strings.Builder
+	_, err := d.Run(context.Background(), img, RunSpec{ResultsDir: t.TempDir(), Stderr: &stderr,
+		Args: []string{"/opt/pht_train/no-such-program"}})
+	if !errors.Is(err, ErrStart) {
+		t.Fatalf("err = %v, want ErrStart", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -229,6 +230,9 @@ func (r *Runc) Run(ctx context.Context, img v1.Image, spec RunSpec) (res Result,
 		return res, fmt.Errorf("%w after %s (killed)", ErrTimeout, s.Timeout)
 	}
 	if msg := runcErrors(logFile); msg != "" {
+		if startFailed(msg) {
+			return res, fmt.Errorf("%w: runc: %s", ErrStart, msg)
+		}
 		return res, fmt.Errorf("runc: %s", msg)
 	}
 	var ee *exec.ExitError
@@ -321,6 +325,16 @@ func (r *Runc) runc(ctx context.Context, args ...string) error {
 
 // runcErrors returns runc's own error-level log messages, which tell a
 // failure to start the container apart from the train's own exit code.
+// startFailed reports the OCI runtime's words for a program it could not
+// exec inside the container ("unable to start container process: exec:
+// ..." in runc 1.1+, "container process caused: exec: ..." before; Docker
+// passes the same text on from its runtime).
+func startFailed(msg string) bool {
+	return startFailure.MatchString(msg)
+}
+
+var startFailure = regexp.MustCompile(`container process[^:]*: exec: `)
+
 func runcErrors(logFile string) string {
 	f, err := os.Open(logFile)
 	if err != nil {

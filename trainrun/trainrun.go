@@ -58,6 +58,10 @@ var (
 	ErrUnavailable = errors.New("execution backend unavailable")
 	// ErrInvalidSpec: the RunSpec or the image config cannot be run.
 	ErrInvalidSpec = errors.New("invalid run spec")
+	// ErrStart: the train's program could not be started (missing, not
+	// executable, a directory, not a program for this machine): the
+	// image's doing, like a non-zero exit, not the runtime's.
+	ErrStart = errors.New("train program could not be started")
 )
 
 // Runner executes one train image to completion.
