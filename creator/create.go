@@ -151,9 +151,9 @@ func OpenResults(ctx context.Context, user hardened.Party, img v1.Image, dir str
 	if user.Trust == nil {
 		return nil, errors.New("creator: OpenResults needs the user's trust store")
 	}
-	sealed, _, err := trainimage.Read(ctx, img, o.tmp, o.progress, func(env *hardened.Envelope) (*hardened.Verified, error) {
+	sealed, _, err := trainimage.Read(ctx, img, o.tmp, func(env *hardened.Envelope) (*hardened.Verified, error) {
 		return hardened.Verify(ctx, user.Trust, env)
-	})
+	}, trainimage.WithProgress(o.progress))
 	if err != nil {
 		return nil, err
 	}

@@ -30,9 +30,10 @@ type v1Stop struct {
 // before the stop is begun, so a tampered copy of a genuine train is
 // refused as those bytes and cannot burn the genuine train's stop.
 func (s *Station) openV1(ctx context.Context, key *hardened.PrivateKey, img v1.Image, work string) (trainStop, error) {
-	sealed, v, err := trainimage.Read(ctx, img, work, s.Client.Progress(), func(env *hardened.Envelope) (*hardened.Verified, error) {
+	sealed, v, err := trainimage.Read(ctx, img, work, func(env *hardened.Envelope) (*hardened.Verified, error) {
 		return hardened.Verify(ctx, s.Trust, env)
-	}, trainimage.LayerVerified()) // pulled from the registry: ggcr checks each layer's digest
+	}, trainimage.LayerVerified(), // pulled from the registry: ggcr checks each layer's digest
+		trainimage.WithProgress(s.Client.Progress()))
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,8 @@
 // signed exec config and one state layer holding the creator-signed envelope
 // and the sealed code and results. It reads a train bounded and verified
 // while it streams (Read, PeekEnvelope) and writes the state layer
-// (WriteState); stations and creators share it.
+// (WriteState, or SpliceState where the sealed blobs stay in place);
+// stations and creators share it.
 package trainimage
 
 import (
@@ -174,7 +175,14 @@ var ErrTransfer = errors.New("layer bytes do not match the manifest's digest")
 // ReadOption configures Read.
 type ReadOption func(*readOptions)
 
-type readOptions struct{ layerVerified bool }
+type readOptions struct {
+	layerVerified bool
+	progress      io.Writer
+}
+
+// WithProgress draws a bar for the state layer's download on w when it is
+// a terminal (nil or not a terminal: none).
+func WithProgress(w io.Writer) ReadOption { return func(o *readOptions) { o.progress = w } }
 
 // LayerVerified says the image's layers check their own digests while they
 // are read (go-containerregistry's remote layers do, failing at the end of
@@ -212,8 +220,8 @@ func CheckImage(img v1.Image) (*v1.Manifest, error) {
 // spooled. The layer's compressed and uncompressed reads are bounded by its
 // descriptor and by the signed sizes, so a gzip or sparse bomb costs
 // neither disk nor much time. Anything but the expected entries is refused.
-// progress, if a terminal, gets a bar for the layer's download.
-func Read(ctx context.Context, img v1.Image, tmp string, progress io.Writer, verify VerifyFunc, opts ...ReadOption) (_ *Sealed, _ *hardened.Verified, err error) {
+// The blobs are spooled under tmp ("" for the system temp directory).
+func Read(ctx context.Context, img v1.Image, tmp string, verify VerifyFunc, opts ...ReadOption) (_ *Sealed, _ *hardened.Verified, err error) {
 	var o readOptions
 	for _, opt := range opts {
 		opt(&o)
@@ -243,7 +251,7 @@ func Read(ctx context.Context, img v1.Image, tmp string, progress io.Writer, ver
 	defer rc.Close()
 	// A bar on a terminal (progress nil or not a terminal: none): the state
 	// layer holds the sealed code and results, a train's bulk.
-	bar := registry.NewBar(progress, desc.Size, "pull train")
+	bar := registry.NewBar(o.progress, desc.Size, "pull train")
 	defer bar.Finish()
 	comp := newDigestReader(bar.Reader(rc), desc.Size)
 	if o.layerVerified {
