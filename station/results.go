@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"syscall"
 
 	"github.com/trainyard/trainyard/trainrun"
 )
@@ -30,6 +31,16 @@ func (s *Station) mountResults(ctx context.Context, dir string) (io.Closer, erro
 		return nopCloser{}, nil
 	}
 	return m.MountResults(ctx, dir, s.MaxResults)
+}
+
+// resultsFull says that the previous stop's results did not fit this
+// station's results filesystem (pre-run ran out of space in it), as the
+// copy into it said before pre-run wrote there directly.
+func resultsFull(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: the previous results do not fit the results filesystem: %w", trainrun.ErrResultsTooLarge, err)
+	}
+	return err
 }
 
 // postRunContext bounds post-run (packing, sealing, the state layer) the

@@ -17,6 +17,7 @@ import (
 
 	"github.com/trainyard/trainyard/creator"
 	"github.com/trainyard/trainyard/protocol/hardened"
+	"github.com/trainyard/trainyard/station"
 	"github.com/trainyard/trainyard/train"
 	"github.com/trainyard/trainyard/trainrun"
 )
@@ -173,5 +174,31 @@ func TestStationPostRunDeadline(t *testing.T) {
 	n2 := newNet(t, slowResults{files: 100}, "st1")
 	if _, err := n2.stations["st1"].Process(n2.ctx, hostileTrain(t, n2, "st1", "exit", "0")); err != nil {
 		t.Fatalf("stop within its deadline: %v", err)
+	}
+}
+
+// Results of the previous stop that do not fit this station's cap: pre-run
+// decrypts them straight into the capped filesystem, runs out of space,
+// and the stop ends failed (results too large) with nothing left mounted or
+// in the work dir, as the copy into the filesystem ended it before.
+func TestStationPreviousResultsOverCap(t *testing.T) {
+	runner := needRunc(t)
+	n := newNet(t, runner, "a", "b")
+	ref := probeTrain(t, n, "big1", []string{"a", "b"}, "alloc-file", "/opt/pht_results/r.bin", "7")
+	st, err := n.stations["a"].Process(n.ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := n.stations["b"]
+	b.MaxResults = 4 << 20
+	_, err = b.Process(n.ctx, st.Dest)
+	if !errors.Is(err, trainrun.ErrResultsTooLarge) || station.Classify(err) != station.ClassFailed {
+		t.Fatalf("7 MiB of previous results under a 4 MiB cap: %v (%s)", err, station.Classify(err))
+	}
+	if m := mountsUnder(t, b.WorkDir); len(m) > 0 {
+		t.Fatalf("left mounted: %v", m)
+	}
+	if ents, _ := os.ReadDir(b.WorkDir); len(ents) > 0 {
+		t.Fatalf("left in the work dir: %v", ents)
 	}
 }
