@@ -89,7 +89,7 @@ func TestHeaderAndLegacyReadErrorsAreNotDamage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr, err := newCBCReader(&failingFile{r: strings.NewReader(string(enc)), n: int64(len(enc) / 2)}, LegacyKey(fragment))
+	cr, err := newCBCReader(&failingFile{r: strings.NewReader(string(enc)), n: int64(len(enc) / 2)}, legacyKey(fragment))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,7 +106,7 @@ func FuzzLegacyCBC(f *testing.F) {
 	f.Add([]byte{}, []byte("k"))
 	f.Add(make([]byte, 48), []byte("fragment"))
 	f.Fuzz(func(t *testing.T, b, frag []byte) {
-		r, err := newCBCReader(bytes.NewReader(b), LegacyKey(frag))
+		r, err := newCBCReader(bytes.NewReader(b), legacyKey(frag))
 		if err != nil {
 			return
 		}

@@ -57,7 +57,7 @@ func UnsealLegacy(ctx context.Context, path string, fragment []byte, t LegacyTar
 	}
 	openPass := func(pass string) func() (io.ReadCloser, error) {
 		return func() (io.ReadCloser, error) {
-			rc, err := OpenLegacy(path, fragment)
+			rc, err := openLegacy(path, fragment)
 			if err != nil {
 				return nil, err
 			}

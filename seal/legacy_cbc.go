@@ -16,8 +16,8 @@ import (
 // it is read only so that existing archives can still be loaded.
 const FormatAzaionV1 = "azaion-v1"
 
-// LegacyKey is the seed's key derivation: SHA-256 of the fragment bytes.
-func LegacyKey(fragment []byte) []byte {
+// legacyKey is the seed's key derivation: SHA-256 of the fragment bytes.
+func legacyKey(fragment []byte) []byte {
 	k := sha256.Sum256(fragment)
 	return k[:]
 }
@@ -114,15 +114,16 @@ func (c *cbcReader) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// OpenLegacy returns a stream of the plaintext docker-save tar of an
-// azaion-v1 archive. The plaintext is NOT authenticated; use UnsealLegacy,
-// which checks the tar's own hash chain before loading.
-func OpenLegacy(path string, fragment []byte) (io.ReadCloser, error) {
+// openLegacy returns a stream of the plaintext docker-save tar of an
+// azaion-v1 archive. The plaintext is NOT authenticated (unexported so no
+// importer can take it for a verified stream); UnsealLegacy
+// checks the tar's own hash chain before loading.
+func openLegacy(path string, fragment []byte) (io.ReadCloser, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	r, err := newCBCReader(f, LegacyKey(fragment))
+	r, err := newCBCReader(f, legacyKey(fragment))
 	if err != nil {
 		f.Close()
 		return nil, err

@@ -206,7 +206,7 @@ func (c *countReader) Read(b []byte) (int, error) {
 // exact plaintext for sizes around the chunk and block boundaries, whatever
 // the caller's read sizes.
 func TestCBCReaderChunkBoundaries(t *testing.T) {
-	key := LegacyKey([]byte("f"))
+	key := legacyKey([]byte("f"))
 	block, _ := aes.NewCipher(key)
 	for _, size := range []int{0, 1, 15, 16, 17, cbcChunk - 17, cbcChunk - 16, cbcChunk - 1, cbcChunk, cbcChunk + 1, 2*cbcChunk + 5, 3 * cbcChunk} {
 		plain := make([]byte, size)

@@ -51,7 +51,7 @@ func makeAzaionArchive(t *testing.T, imgs []Source, fragment []byte) string {
 	iv := make([]byte, 16)
 	_, _ = rand.Read(iv)
 	ct := filepath.Join(dir, "ct")
-	cmd := exec.Command("openssl", "enc", "-aes-256-cbc", "-K", hex.EncodeToString(LegacyKey(fragment)), "-iv", hex.EncodeToString(iv), "-in", plain, "-out", ct)
+	cmd := exec.Command("openssl", "enc", "-aes-256-cbc", "-K", hex.EncodeToString(legacyKey(fragment)), "-iv", hex.EncodeToString(iv), "-in", plain, "-out", ct)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("openssl: %v: %s", err, out)
 	}
