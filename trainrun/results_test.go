@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -447,5 +448,45 @@ func BenchmarkMountResults(b *testing.B) {
 		if err := rf.Close(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The results filesystem's loop device does direct I/O on its image (the
+// written results are cached once, not again as the image's pages, which on
+// a slow disk throttles every writer of a stop) and is set to clear itself:
+// Close leaves no loop device behind.
+func TestResultsFSLoopDevice(t *testing.T) {
+	needResultsFS(t)
+	dir := filepath.Join(t.TempDir(), "results")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rf, err := MountResults(context.Background(), dir, 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--list", "--noheadings", "--output", "NAME,DIO,AUTOCLEAR", "--associated", rf.image).Output()
+	if err != nil {
+		rf.Close()
+		t.Fatal(err)
+	}
+	got := strings.Fields(string(out))
+	if len(got) != 3 || got[1] != "1" || got[2] != "1" {
+		rf.Close()
+		t.Fatalf("loop device: NAME, DIO, AUTOCLEAR = %q, want a device, 1, 1", out)
+	}
+	if err := rf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel clears an autoclear device when its last user goes.
+	backing := filepath.Join("/sys/block", filepath.Base(got[0]), "loop", "backing_file")
+	for i := 0; ; i++ {
+		if _, err := os.Stat(backing); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if i == 40 {
+			t.Fatalf("%s is still set up after Close", got[0])
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
