@@ -136,9 +136,13 @@ func newTrustCmd() *cobra.Command {
 		}
 		ctx := cmd.Context()
 		// Refuse before staging: a stale state learns it at once, not
-		// after it has uploaded documents.
+		// after it has uploaded documents, and a missing or wrong key
+		// password before the change waits staged for the next publish.
 		if err := p.CheckRegistry(ctx); err != nil {
 			return publishHint(err)
+		}
+		if err := p.Unlock(repo.Targets, repo.Snapshot, repo.Timestamp); err != nil {
+			return err
 		}
 		a := trust.NewAdmin(p)
 		if err := change(ctx, a); err != nil {

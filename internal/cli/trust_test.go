@@ -284,3 +284,26 @@ func registryTags(t *testing.T, repoName string) string {
 	}
 	return out.String()
 }
+
+// TestTrustCLIWrongPasswordStagesNothing: a change refused for a wrong key
+// password is not left staged for the next publish: a later, unrelated
+// change publishes only itself.
+func TestTrustCLIWrongPasswordStagesNothing(t *testing.T) {
+	c := newTrustCLI(t)
+	for _, k := range []string{"s1", "s2"} {
+		c.ok("keys", "generate", c.p(k))
+	}
+	c.ok("trust", "init")
+	before := registryTags(t, os.Getenv("TRAINYARD_TRUST_REPO"))
+	t.Setenv("TRAINYARD_TRUST_KEY_PASSWORD", "not-the-password")
+	c.refused("targets key", "trust", "add-station", "s1", "--key", c.p("s1.pub"))
+	if after := registryTags(t, os.Getenv("TRAINYARD_TRUST_REPO")); after != before {
+		t.Fatalf("a refused change touched the registry:\n%s\n%s", before, after)
+	}
+	t.Setenv("TRAINYARD_TRUST_KEY_PASSWORD", "pw")
+	c.ok("trust", "add-station", "s2", "--key", c.p("s2.pub"))
+	show := c.ok(append([]string{"trust", "show"}, c.reader("show")...)...)
+	if !strings.Contains(show, "station  s2") || strings.Contains(show, "station  s1") {
+		t.Fatalf("after a refused add of s1 and an add of s2: %s", show)
+	}
+}

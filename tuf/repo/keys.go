@@ -165,11 +165,34 @@ func (p *Publisher) newPassword(role string) ([]byte, error) {
 	return pw, nil
 }
 
+// Unlock decrypts the keys of the given roles now, asking for their
+// passwords, and keeps them for this Publisher's signing. A command that
+// stages a change and then publishes it calls it first, so that a missing
+// or wrong password fails before anything is staged, instead of leaving the
+// change staged for whatever publishes next (a refresh from cron, say). A
+// role whose keys are not on this machine (an offline root) unlocks nothing.
+func (p *Publisher) Unlock(roles ...string) error {
+	root, err := p.root()
+	if err != nil {
+		return err
+	}
+	for _, role := range roles {
+		if _, err := p.signers(role, root.Signed.Roles[role].KeyIDs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // signers loads the private keys with the given ids, looking in the role's
 // directory and in keys/retired. Keys it cannot find are skipped.
 func (p *Publisher) signers(role string, ids []string) ([]keys.Signer, error) {
 	var out []keys.Signer
 	for _, id := range ids {
+		if k, ok := p.unlocked[id]; ok {
+			out = append(out, k)
+			continue
+		}
 		var data []byte
 		var err error
 		for _, dir := range []string{p.keyDir(role), filepath.Join(p.dir, "keys", "retired")} {
@@ -189,6 +212,10 @@ func (p *Publisher) signers(role string, ids []string) ([]keys.Signer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s key %s: %w", role, id, err)
 		}
+		if p.unlocked == nil {
+			p.unlocked = map[string]keys.Signer{}
+		}
+		p.unlocked[id] = k
 		out = append(out, k)
 	}
 	return out, nil

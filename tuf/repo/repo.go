@@ -22,6 +22,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trainyard/trainyard/registry"
+	"github.com/trainyard/trainyard/tuf/keys"
 	"github.com/trainyard/trainyard/tuf/ocistore"
 
 	"github.com/trainyard/trainyard/errdefs"
@@ -73,7 +74,8 @@ type Publisher struct {
 	lifetimes map[string]time.Duration
 	now       func() time.Time
 	progress  io.Writer
-	cache     map[string][]byte
+	cache     map[string][]byte      // role -> password
+	unlocked  map[string]keys.Signer // key id -> decrypted key (Unlock, signers)
 	force     bool
 	settle    time.Duration
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -383,5 +384,39 @@ func TestAddTargetSources(t *testing.T) {
 	must(err)
 	if len(names) != len(want) {
 		t.Fatalf("targets %v", names)
+	}
+}
+
+// TestUnlock: Unlock fails on a wrong password before anything is staged,
+// and after it the keys sign without asking again.
+func TestUnlock(t *testing.T) {
+	ctx := context.Background()
+	store, p := freshPublisher(t, "unlock/tuf")
+	dir := t.TempDir()
+	// A second publisher over the same state (copied), asked for passwords
+	// through a counter; first with a wrong one.
+	if out, err := exec.Command("cp", "-a", p.Dir()+"/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	asked, password := 0, "wrong"
+	q := repo.New(store, dir, repo.WithPasswords(func(string) ([]byte, error) { asked++; return []byte(password), nil }))
+	if err := q.Unlock(repo.Targets, repo.Snapshot, repo.Timestamp); err == nil {
+		t.Fatal("Unlock with a wrong password succeeded")
+	}
+	password = "pw"
+	q = repo.New(store, dir, repo.WithPasswords(func(string) ([]byte, error) { asked++; return []byte(password), nil }))
+	asked = 0
+	if err := q.Unlock(repo.Targets, repo.Snapshot, repo.Timestamp); err != nil {
+		t.Fatal(err)
+	}
+	unlocked := asked
+	if err := q.AddTarget(ctx, "a", repo.FromBytes([]byte("a"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.PushMetadata(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if unlocked != 3 || asked != unlocked {
+		t.Fatalf("asked %d times to unlock and %d in all; want 3 and no more after Unlock", unlocked, asked)
 	}
 }
