@@ -73,9 +73,9 @@ func (o Options) missing() []string {
 
 // Create builds a trainyard/v1 train: the base image's layers, the exec
 // config, and a state layer with the creator-signed envelope and the sealed
-// code (wrapped to the route's stations, keys from o.Trust). The new train is
+// code (wrapped to the route's stations, keys from o.Creator.Trust). The new train is
 // verified as its first station will before it is returned.
-func Create(ctx context.Context, o Options) (*Built, error) {
+func Create(ctx context.Context, o Options) (b *Built, err error) {
 	if m := o.missing(); len(m) > 0 {
 		return nil, fmt.Errorf("%w: %s not set", ErrOptions, strings.Join(m, ", "))
 	}
@@ -88,11 +88,18 @@ func Create(ctx context.Context, o Options) (*Built, error) {
 		return nil, err
 	}
 	spec.Base, spec.Code = id, os.DirFS(o.CodeDir)
+	// The sealed code stays in dir, behind the image's state layer, until
+	// Release.
 	dir, err := os.MkdirTemp(tmp, "create-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	release := func() { os.RemoveAll(dir) }
+	defer func() {
+		if b == nil {
+			release()
+		}
+	}()
 	codePath := filepath.Join(dir, "code.sealed")
 	f, err := os.OpenFile(codePath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -117,9 +124,7 @@ func Create(ctx context.Context, o Options) (*Built, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The state layer copies the sealed code into its own temp file, so the
-	// create dir can go.
-	out, release, err := trainimage.WriteState(img, tmp, env, codePath, "")
+	out, err := trainimage.WriteState(img, env, codePath, "")
 	if err != nil {
 		return nil, err
 	}

@@ -113,7 +113,7 @@ func (t *v1Stop) seal(ctx context.Context, resultsDir string, _ *Stop) (v1.Image
 	// Spliced: the sealed results are not copied into a layer file; they
 	// and the spooled code stay in the work dir until close, after the push
 	// or the copy kept for review.
-	return trainimage.SpliceState(t.img, env, t.sealed.Code, resultsPath)
+	return trainimage.WriteState(t.img, env, t.sealed.Code, resultsPath)
 }
 
 func (t *v1Stop) close() {

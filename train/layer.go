@@ -393,13 +393,22 @@ func NewStateWriter(dir string, img v1.Image) (*LayerWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{TrainDir, ResultsDir} {
-		if err := w.Opaque(d); err != nil {
-			w.Abort()
-			return nil, err
-		}
+	if err := w.opaqueStateDirs(); err != nil {
+		w.Abort()
+		return nil, err
 	}
 	return w, nil
+}
+
+// opaqueStateDirs marks TrainDir and ResultsDir opaque, the start of every
+// state layer.
+func (w *LayerWriter) opaqueStateDirs() error {
+	for _, d := range []string{TrainDir, ResultsDir} {
+		if err := w.Opaque(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Tree writes every entry of t under t.Root, regular files through tf (nil

@@ -37,10 +37,8 @@ func NewSplicedStateWriter(img v1.Image) (*LayerWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{TrainDir, ResultsDir} {
-		if err := w.Opaque(d); err != nil {
-			return nil, err
-		}
+	if err := w.opaqueStateDirs(); err != nil {
+		return nil, err
 	}
 	return w, nil
 }

@@ -2,8 +2,8 @@
 // signed exec config and one state layer holding the creator-signed envelope
 // and the sealed code and results. It reads a train bounded and verified
 // while it streams (Read, PeekEnvelope) and writes the state layer
-// (WriteState, or SpliceState where the sealed blobs stay in place);
-// stations and creators share it.
+// (WriteState, with the sealed blobs read in place); stations and creators
+// share it.
 package trainimage
 
 import (
@@ -519,39 +519,12 @@ func (d *digestReader) check(rest io.Reader, want v1.Hash) error {
 }
 
 // WriteState returns img with a fresh state layer holding the envelope and
-// the sealed blobs (results may be ""). The layer's temp file (under tmp)
-// backs the image until release is called; code and results may go at once.
-func WriteState(img v1.Image, tmp string, env *hardened.Envelope, code, results string) (v1.Image, func(), error) {
-	cfg, err := env.Marshal()
-	if err != nil {
-		return nil, nil, err
-	}
-	w, err := train.NewStateWriter(tmp, img)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := writeStateBody(w, cfg, code, results); err != nil {
-		w.Abort()
-		return nil, nil, err
-	}
-	l, err := w.Close()
-	if err != nil {
-		return nil, nil, err
-	}
-	out, err := train.WithState(img, l)
-	if err != nil {
-		l.Remove()
-		return nil, nil, err
-	}
-	return out, func() { l.Remove() }, nil
-}
-
-// SpliceState is WriteState without a copy of the blobs: the state layer
-// reads code and results in place (hashed once now, streamed again when the
-// image is pushed or stored), so those files must stay unchanged while the
-// image is used. A station's sealed results are then written once, by the
-// sealing itself.
-func SpliceState(img v1.Image, env *hardened.Envelope, code, results string) (v1.Image, error) {
+// the sealed blobs (results may be ""). The layer is spliced: it reads code
+// and results in place (hashed once now, streamed again when the image is
+// pushed or stored) instead of copying them, so those files must stay
+// unchanged while the image is used. A station's sealed results are then
+// written once, by the sealing itself.
+func WriteState(img v1.Image, env *hardened.Envelope, code, results string) (v1.Image, error) {
 	cfg, err := env.Marshal()
 	if err != nil {
 		return nil, err
