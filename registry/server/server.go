@@ -101,18 +101,31 @@ func NewHandler(ctx context.Context, dataDir string, opts ...Option) (http.Handl
 	c.Storage = configuration.Storage{
 		"filesystem": configuration.Parameters{"rootdirectory": abs},
 		"delete":     configuration.Parameters{"enabled": true},
+		// Off: its purger logs through logrus's process-wide logger;
+		// purgeLoop does the same job (purge.go).
+		"maintenance": configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}},
 	}
 	c.HTTP.Secret = secret
 	// Built in code, the config misses the YAML default: catalog requests
 	// (n=1000) would be refused as PAGINATION_NUMBER_INVALID.
 	c.Catalog.MaxEntries = 1000
 	app := handlers.NewApp(loggerCtx{ctx, entry}, c)
+	pctx, stopPurge := context.WithCancel(ctx)
+	purged := make(chan struct{})
+	go func() {
+		defer close(purged)
+		purgeLoop(pctx, abs, o.logger)
+	}()
 	// Requests carry the http.Server's context, not the app's: give each
 	// one the logger too.
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		app.ServeHTTP(w, r.WithContext(loggerCtx{r.Context(), entry}))
 	})
-	return h, func() { _ = app.Shutdown() }, nil
+	return h, func() {
+		stopPurge()
+		<-purged
+		_ = app.Shutdown()
+	}, nil
 }
 
 // httpSecret keeps the upload-state secret stable across restarts so that
