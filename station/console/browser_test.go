@@ -112,6 +112,20 @@ func (b *browser) shot(name string) {
 	}
 }
 
+// clickLive clicks the link at xpath in the live queue and waits for then.
+// The queue is re-rendered on every server-sent update, so a node chromedp
+// found may be replaced before its click lands ("Could not find node with
+// given id"); the page finds and clicks the link in one step instead.
+func (b *browser) clickLive(what, xpath string, then chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	b.do(what+" (the link is shown)", chromedp.WaitVisible(chromedp.Search(xpath)))
+	js := "(() => { const a = document.evaluate(`" + xpath + "`, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue; if (!a) return false; a.click(); return true })()"
+	if !b.eval(js) {
+		b.t.Fatalf("%s: no %s", what, xpath)
+	}
+	b.do(what, then)
+}
+
 func (b *browser) open(path string) {
 	b.t.Helper()
 	b.do("open "+path, chromedp.Navigate(b.f.srv.URL+path))
@@ -184,7 +198,7 @@ func TestBrowserHeldTrainToHistory(t *testing.T) {
 	}
 	b.shot("queue")
 
-	b.do("open the train", chromedp.Click(chromedp.Search(`//section[@id="live"]//a[contains(., "study-42")]`)),
+	b.clickLive("open the train", `//section[@id="live"]//a[contains(., "study-42")]`,
 		chromedp.WaitVisible(chromedp.CSS(`button[value=accept]`)))
 	if p := b.text(`main`); !strings.Contains(p, held.Input) || !strings.Contains(p, "hospital-a (this station)") ||
 		!strings.Contains(p, "Inspection (verified)") || !strings.Contains(p, "query.sql") || !strings.Contains(p, "flu study 2026") {
@@ -222,7 +236,7 @@ func TestBrowserHeldTrainToHistory(t *testing.T) {
 		t.Fatal("the queue was reloaded, not updated live")
 	}
 
-	b.do("open the review", chromedp.Click(chromedp.Search(`//section[@id="live"]//a[contains(., "Review the results")]`)),
+	b.clickLive("open the review", `//section[@id="live"]//a[contains(., "Review the results")]`,
 		chromedp.WaitVisible(chromedp.CSS(`button[value=release]`)))
 	if tree := b.text(`ul.tree`); !strings.Contains(tree, "summary.csv") || !strings.Contains(tree, "plots/") || !strings.Contains(tree, "age.svg") {
 		t.Fatalf("results tree: %s", tree)

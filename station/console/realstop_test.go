@@ -80,7 +80,7 @@ func TestBrowserRealStop(t *testing.T) {
 	if !b.eval(`window.__samePage === true`) {
 		t.Fatal("the queue was reloaded, not updated live")
 	}
-	b.do("open the train", chromedp.Click(chromedp.Search(`//section[@id="live"]//a[contains(., "study-50")]`)),
+	b.clickLive("open the train", `//section[@id="live"]//a[contains(., "study-50")]`,
 		chromedp.WaitVisible(chromedp.CSS(`button[value=accept]`)))
 	if p := b.text(`main`); !strings.Contains(p, "Inspection (verified)") || !strings.Contains(p, "probe") || !strings.Contains(p, "ethics-board") {
 		t.Fatalf("train page without the station's inspection: %s", p)
@@ -90,7 +90,7 @@ func TestBrowserRealStop(t *testing.T) {
 	// serve runs it for real; the queue follows.
 	b.open("/")
 	b.do("its results wait for review", chromedp.WaitVisible(chromedp.Search(`//section[@id="live"]//a[contains(., "Review the results")]`)))
-	b.do("open the review", chromedp.Click(chromedp.Search(`//section[@id="live"]//a[contains(., "Review the results")]`)),
+	b.clickLive("open the review", `//section[@id="live"]//a[contains(., "Review the results")]`,
 		chromedp.WaitVisible(chromedp.CSS(`button[value=release]`)))
 	if tree := b.text(`ul.tree`); !strings.Contains(tree, "summary.csv") {
 		t.Fatalf("results tree: %s", tree)
