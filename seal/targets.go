@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -179,8 +180,25 @@ type LayoutTarget struct {
 	unlock func()
 	// added lists the blob files this unseal linked in, which Abort removes
 	// (a one-pass unseal writes them before the archive's end is known).
+	// The syncer appends to it, under mu.
+	mu    sync.Mutex
 	added []string
+	// A verified blob is synced and named on the syncer goroutine while the
+	// next one is decrypted and hashed here; Commit and Abort wait for it.
+	jobs    chan blobFile
+	synced  chan struct{}
+	syncErr error // the syncer's first error, under mu
 }
+
+// blobFile is a verified blob written to f, waiting to be synced and named.
+type blobFile struct {
+	f       *os.File
+	final   string
+	unnamed bool // f is an O_TMPFILE file, else a .tmp- one renamed into place
+}
+
+// syncQueue bounds the blobs waiting for the syncer (each holds a file open).
+const syncQueue = 8
 
 // NewLayoutTarget returns a target for the OCI layout at dir (created if needed).
 func NewLayoutTarget(dir string) *LayoutTarget { return &LayoutTarget{dir: dir} }
@@ -191,7 +209,7 @@ const layoutLockFile = ".trainyard-unseal.lock"
 // Prepare implements Target. It takes the layout's lock and removes what an
 // earlier, killed unseal left: .tmp-* blobs (plaintext that never verified).
 func (t *LayoutTarget) Prepare(_ context.Context, inv *Inventory) error {
-	t.inv, t.added = inv, nil
+	t.inv, t.added, t.syncErr = inv, nil, nil
 	blobs := filepath.Join(t.dir, "blobs", "sha256")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return err
@@ -205,6 +223,7 @@ func (t *LayoutTarget) Prepare(_ context.Context, inv *Inventory) error {
 		t.release()
 		return err
 	}
+	t.startSyncer()
 	lp := filepath.Join(t.dir, ociLayoutFile)
 	if _, err := os.Stat(lp); errors.Is(err, os.ErrNotExist) {
 		if err := fsutil.WriteFileAtomic(lp, []byte(ociLayoutBytes), 0o644); err != nil {
@@ -216,6 +235,7 @@ func (t *LayoutTarget) Prepare(_ context.Context, inv *Inventory) error {
 }
 
 func (t *LayoutTarget) release() {
+	t.waitSynced()
 	if t.unlock != nil {
 		t.unlock()
 		t.unlock = nil
@@ -249,52 +269,124 @@ func (t *LayoutTarget) WriteBlob(_ context.Context, d v1.Descriptor, r io.Reader
 }
 
 func (t *LayoutTarget) put(d v1.Descriptor, r io.Reader) error {
+	if err := t.failed(); err != nil {
+		return err
+	}
 	final := t.blobFile(d.Digest)
 	if st, err := os.Stat(final); err == nil && st.Size() == d.Size {
 		return nil // content-addressed: already there (the stream is still verified by the caller)
 	}
 	dir := filepath.Dir(final)
-	if f, err := createUnnamed(dir); err == nil {
-		defer f.Close()
-		if _, err := copyBlob(f, r); err != nil {
-			return err
-		}
-		if err := f.Sync(); err != nil {
-			return err
-		}
-		if err := linkUnnamed(f, final); err != nil {
-			return err
-		}
-		t.added = append(t.added, final)
-		return nil
-	}
-	f, err := os.CreateTemp(dir, ".tmp-"+d.Digest.Hex[:12]+"-*")
+	unnamed := true
+	f, err := createUnnamed(dir)
 	if err != nil {
-		return err
+		unnamed = false
+		if f, err = os.CreateTemp(dir, ".tmp-"+d.Digest.Hex[:12]+"-*"); err != nil {
+			return err
+		}
 	}
-	defer os.Remove(f.Name())
+	// r fails at its end unless the blob's digest and size matched, so
+	// only a verified blob is ever handed on to be named.
 	if _, err := copyBlob(f, r); err != nil {
-		f.Close()
+		discardBlob(f, unnamed)
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
+	b := blobFile{f: f, final: final, unnamed: unnamed}
+	if t.jobs == nil {
+		return t.finish(b) // no syncer (Commit's manifests): in line
 	}
-	if err := os.Rename(f.Name(), final); err != nil {
-		return err
-	}
-	t.added = append(t.added, final)
+	t.jobs <- b
 	return nil
 }
 
-// copyBlob writes r to f in 1 MiB writes: os.File's ReadFrom would use
-// 32 KiB ones, eight syscalls for every AEAD chunk.
+// startSyncer starts the goroutine that syncs and names verified blobs.
+func (t *LayoutTarget) startSyncer() {
+	t.jobs, t.synced = make(chan blobFile, syncQueue), make(chan struct{})
+	go func(jobs <-chan blobFile, done chan<- struct{}) {
+		defer close(done)
+		for b := range jobs {
+			if t.failed() != nil {
+				discardBlob(b.f, b.unnamed) // an earlier blob failed: the unseal will abort
+				continue
+			}
+			if err := t.finish(b); err != nil {
+				t.mu.Lock()
+				t.syncErr = err
+				t.mu.Unlock()
+			}
+		}
+	}(t.jobs, t.synced)
+}
+
+// waitSynced stops the syncer after the blobs queued for it and returns its
+// first error.
+func (t *LayoutTarget) waitSynced() error {
+	if t.jobs != nil {
+		close(t.jobs)
+		<-t.synced
+		t.jobs, t.synced = nil, nil
+	}
+	return t.failed()
+}
+
+func (t *LayoutTarget) failed() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.syncErr
+}
+
+// finish makes a verified blob durable, then names it as final.
+func (t *LayoutTarget) finish(b blobFile) error {
+	if err := b.f.Sync(); err != nil {
+		discardBlob(b.f, b.unnamed)
+		return err
+	}
+	if b.unnamed {
+		err := linkUnnamed(b.f, b.final)
+		b.f.Close()
+		if err != nil {
+			return err
+		}
+	} else {
+		tmp := b.f.Name()
+		if err := b.f.Close(); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		if err := os.Rename(tmp, b.final); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+	}
+	t.mu.Lock()
+	t.added = append(t.added, b.final)
+	t.mu.Unlock()
+	return nil
+}
+
+// discardBlob closes a blob file that will not be named (an unnamed one
+// vanishes with its last descriptor).
+func discardBlob(f *os.File, unnamed bool) {
+	f.Close()
+	if !unnamed {
+		os.Remove(f.Name())
+	}
+}
+
+// copyBlob writes r to f in 1 MiB writes (os.File's ReadFrom would use
+// 32 KiB ones, eight syscalls for every AEAD chunk), starting the disk's
+// write-out of every few MiB as they are written, so the Sync that follows
+// waits for the blob's tail, not all of it.
 func copyBlob(f *os.File, r io.Reader) (int64, error) {
-	return io.CopyBuffer(struct{ io.Writer }{f}, r, make([]byte, 1<<20))
+	return fsutil.NewWritebackWriter(f).ReadFrom(r)
 }
 
 // Commit implements Target.
 func (t *LayoutTarget) Commit(_ context.Context) error {
+	// Every blob durable and named before any manifest is.
+	if err := t.waitSynced(); err != nil {
+		return err
+	}
 	for _, im := range t.inv.Images {
 		h, _ := v1.NewHash(im.Digest)
 		v := newVerifier(h, int64(len(im.Manifest)))
@@ -347,6 +439,7 @@ func (t *LayoutTarget) readIndex() (*v1.IndexManifest, error) {
 // Abort implements Target: it removes the blobs this unseal linked in
 // (blobs the layout already had stay), then releases the lock.
 func (t *LayoutTarget) Abort(context.Context) {
+	t.waitSynced() // whatever it named is in added, and removed below
 	for _, p := range t.added {
 		_ = os.Remove(p) // best effort: a blob left is verified and unreferenced
 	}

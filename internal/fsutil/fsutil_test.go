@@ -1,8 +1,10 @@
 package fsutil
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -44,3 +46,69 @@ func TestWriteFileAtomic(t *testing.T) {
 		t.Fatalf("dir holds %q, want only d and f (temp files left behind?)", names)
 	}
 }
+
+// A WritebackWriter writes exactly what it is given, through Write and
+// ReadFrom, across several write-out requests.
+func TestWritebackWriter(t *testing.T) {
+	want := make([]byte, 3*writebackEvery+12345)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	p := filepath.Join(t.TempDir(), "f")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWritebackWriter(f)
+	if _, err := w.Write(want[:100]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.ReadFrom(strings.NewReader(string(want[100:]))); err != nil || n != int64(len(want)-100) {
+		t.Fatalf("ReadFrom: %d, %v", n, err)
+	}
+	if w.disabled {
+		t.Fatal("write-out requests refused on a regular file")
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("file differs: %d bytes, want %d", len(got), len(want))
+	}
+}
+
+// Where the write-out request is refused (a pipe), the writer goes on as a
+// plain one.
+func TestWritebackWriterRefusedRequest(t *testing.T) {
+	r, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	n := int64(writebackEvery + 1)
+	done := make(chan int64)
+	go func() {
+		m, _ := io.Copy(io.Discard, r)
+		done <- m
+	}()
+	w := NewWritebackWriter(pw)
+	if _, err := w.ReadFrom(io.LimitReader(zeros{}, n)); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if got := <-done; got != n {
+		t.Fatalf("read %d bytes, want %d", got, n)
+	}
+	if runtime.GOOS == "linux" && !w.disabled {
+		t.Fatal("a refused request did not turn the requests off")
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }

@@ -2,16 +2,12 @@ package hardened
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
-	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/trainyard/trainyard/internal/testutil"
 )
@@ -82,26 +78,6 @@ func BenchmarkPostRunPreRun(b *testing.B) {
 		b.StartTimer()
 	}
 	b.StopTimer()
-	elapsed := b.Elapsed()
 	b.ReportMetric(float64(stop())/(1<<20), "peak-heap-MiB")
-	limit := limitPass(block, mb)
-	got := float64(int64(mb)<<20) * float64(b.N) / elapsed.Seconds()
-	b.ReportMetric(float64(int64(mb)<<20)/limit.Seconds()/1e6, "limit-MB/s")
-	b.ReportMetric(got/(float64(int64(mb)<<20)/limit.Seconds()), "of-limit")
-}
-
-// limitPass is one decrypt-and-digest pass on one core: AES-256-GCM and
-// SHA-256 over mb MiB, in memory, in 1 MiB chunks (the format's chunk).
-func limitPass(block []byte, mb int) time.Duration {
-	c, _ := aes.NewCipher(make([]byte, 32))
-	g, _ := cipher.NewGCM(c)
-	nonce := make([]byte, g.NonceSize())
-	out := make([]byte, 0, len(block)+g.Overhead())
-	h := sha256.New()
-	start := time.Now()
-	for i := 0; i < mb; i++ {
-		out = g.Seal(out[:0], nonce, block, nil)
-		h.Write(out[:len(block)])
-	}
-	return time.Since(start)
+	testutil.ReportLimits(b, int64(mb)<<20, "")
 }
