@@ -20,6 +20,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 
 	"github.com/secure-systems-lab/go-securesystemslib/cjson"
@@ -208,6 +209,11 @@ func (f *encryptedFile) aead(password []byte) (cipher.AEAD, error) {
 		return nil, fmt.Errorf("key file: unsupported kdf parameters")
 	}
 	dk, err := scrypt.Key(password, f.KDF.Salt, f.KDF.N, f.KDF.R, f.KDF.P, 32)
+	// scrypt's scratch (128·r·N bytes, 32 MiB at the default cost) is
+	// garbage now; collect it, so that a command unlocking several keys
+	// reuses one scratch instead of holding one per key until the heap
+	// grows enough for the collector to run by itself.
+	runtime.GC()
 	if err != nil {
 		return nil, fmt.Errorf("key file: %w", err)
 	}

@@ -3,11 +3,13 @@ package keys
 import (
 	"encoding/json"
 	"errors"
+	"runtime"
 	"testing"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trainyard/trainyard/internal/kdftest"
+	"github.com/trainyard/trainyard/internal/testutil"
 )
 
 func TestKeysRoundTrip(t *testing.T) {
@@ -97,4 +99,33 @@ func TestKDFCost(t *testing.T) {
 			t.Errorf("kdf n = %d, want %d", f.KDF.N, c.want)
 		}
 	}
+}
+
+// Unlocking a repository's keys one after another (push-metadata unlocks
+// three) holds one scrypt scratch (128·r·N bytes, 32 MiB at the default
+// cost) at a time, not one per key left for the garbage collector.
+func TestDecryptScratchReturned(t *testing.T) {
+	kdftest.Set(0) // the real cost: the scratch is what is measured
+	t.Cleanup(kdftest.Fast)
+	k, err := Generate(Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := k.Encrypt([]byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	peak := testutil.PeakHeap(func() {
+		for i := 0; i < 3; i++ {
+			if _, err := Decrypt(enc, []byte("pw")); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	const scratch = 128 * scryptR * scryptN
+	if peak > scratch+scratch/2 {
+		t.Fatalf("peak heap %d MiB unlocking 3 keys; one scratch is %d MiB", peak>>20, scratch>>20)
+	}
+	t.Logf("peak heap %d MiB for 3 keys (one scratch %d MiB)", peak>>20, scratch>>20)
 }
