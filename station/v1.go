@@ -91,6 +91,11 @@ func (t *v1Stop) prepare(ctx context.Context, resultsDir string, st *Stop) (v1.I
 	if err != nil {
 		return nil, nil, err
 	}
+	// The previous results are in resultsDir now; their sealed copy is
+	// needed no more.
+	if err := t.sealed.DropResults(); err != nil {
+		return nil, nil, err
+	}
 	t.sess = sess
 	t.v = sess.Verified()
 	st.Session = sess.SessionID()

@@ -122,6 +122,18 @@ type Sealed struct {
 // Close removes the spooled blobs.
 func (s *Sealed) Close() error { return os.RemoveAll(s.dir) }
 
+// DropResults removes the spooled results blob, once pre-run has read it
+// (Close still removes the rest). Freed early, its pages serve the writes
+// of the run and of post-run that follow instead of new memory.
+func (s *Sealed) DropResults() error {
+	if s.Results == "" {
+		return nil
+	}
+	err := os.Remove(s.Results)
+	s.Results = ""
+	return err
+}
+
 // Open returns the hardened.Train view; the caller closes the files.
 func (s *Sealed) Open() (hardened.Train, func(), error) {
 	code, err := os.Open(s.Code)
