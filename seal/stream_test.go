@@ -169,7 +169,10 @@ func TestUnseal2GiB(t *testing.T) {
 	if peak > 100<<20 {
 		t.Fatalf("peak heap %d MiB", peak>>20)
 	}
-	if hwm > 100<<20 {
+	// The RSS high-water mark is the whole process's, and the race
+	// detector's shadow memory multiplies it; the heap bound above holds
+	// either way.
+	if hwm > 100<<20 && !testutil.RaceEnabled {
 		t.Fatalf("peak RSS %d MiB", hwm>>20)
 	}
 }
@@ -242,6 +245,7 @@ func sealedForBench(b *testing.B) (string, Keys) {
 func BenchmarkUnsealLayout(b *testing.B) {
 	path, keys := sealedForBench(b)
 	tmp := b.TempDir()
+	peak := testutil.SampleHeap()
 	for i := 0; i < b.N; i++ {
 		dir := filepath.Join(tmp, "oci")
 		if _, err := Unseal(context.Background(), path, keys, NewLayoutTarget(dir)); err != nil {
@@ -252,6 +256,7 @@ func BenchmarkUnsealLayout(b *testing.B) {
 		b.StartTimer()
 	}
 	b.StopTimer()
+	b.ReportMetric(float64(peak())/(1<<20), "peak-heap-MiB")
 	testutil.ReportLimits(b, benchSize(), tmp)
 }
 

@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/trainyard/trainyard/internal/testutil"
 	"github.com/trainyard/trainyard/registry/server"
 	"github.com/trainyard/trainyard/trainrun"
 )
@@ -49,6 +50,7 @@ func BenchmarkStationStop(b *testing.B) {
 			defer closeReg()
 			n := newNetOn(b, reg, r, "a", "b")
 			var stop, run, user, sys time.Duration
+			var peak uint64
 			for i := 0; i < b.N; i++ {
 				id := fmt.Sprintf("bench%d", i)
 				ref := probeTrain(b, n, id, []string{"a", "b"}, "alloc-file", "/opt/pht_results/out.bin", fmt.Sprint(mib))
@@ -64,10 +66,12 @@ func BenchmarkStationStop(b *testing.B) {
 				var ru0, ru1 syscall.Rusage
 				syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 				start := time.Now()
+				heap := testutil.SampleHeap()
 				if _, err := n.stations["b"].Process(n.ctx, st.Dest); err != nil {
 					b.Fatal(err)
 				}
 				stop += time.Since(start)
+				peak = max(peak, heap())
 				syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 				user += tvSince(ru0.Utime, ru1.Utime)
 				sys += tvSince(ru0.Stime, ru1.Stime)
@@ -81,6 +85,8 @@ func BenchmarkStationStop(b *testing.B) {
 			// page-cache writes.
 			b.ReportMetric(user.Seconds()/float64(b.N), "user-s/stop")
 			b.ReportMetric(sys.Seconds()/float64(b.N), "sys-s/stop")
+			// The registry's heap included.
+			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 			b.SetBytes(int64(2 * mib << 20))
 		})
 	}
