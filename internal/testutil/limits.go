@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -76,4 +77,16 @@ func ReportLimits(b *testing.B, n int64, dir string) {
 		floor = min(floor, disk)
 	}
 	b.ReportMetric(got/floor, "of-limit")
+}
+
+// StartCPU starts counting this process's CPU time; the returned func gives
+// the user and system time since (all goroutines, no child processes).
+func StartCPU() func() (user, sys time.Duration) {
+	var r0 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
+	return func() (user, sys time.Duration) {
+		var r1 syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
+		return time.Duration(r1.Utime.Nano() - r0.Utime.Nano()), time.Duration(r1.Stime.Nano() - r0.Stime.Nano())
+	}
 }
