@@ -216,7 +216,7 @@ func (s *Station) Withhold(ctx context.Context, name, reason, by string) (*Stop,
 }
 
 func (s *Station) dropReview(st *Stop) error {
-	dir, err := s.reviewDir(st)
+	dir, err := s.ReviewPath(st)
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,9 @@ import (
 
 const refAnnotation = "org.opencontainers.image.ref.name"
 
-func (s *Station) reviewDir(st *Stop) (string, error) {
+// ReviewPath is the directory that holds st while it is under review:
+// ReviewDir/<st.Key, made a safe file name>, with results/ and out/ in it.
+func (s *Station) ReviewPath(st *Stop) (string, error) {
 	if s.ReviewDir == "" || s.DB == nil {
 		return "", errors.New("reviewing results needs the station's state directory")
 	}
@@ -31,7 +33,7 @@ func (s *Station) reviewDir(st *Stop) (string, error) {
 // copyForReview copies the plaintext results (directories and regular
 // files only: post-run has already refused anything else) for review.
 func (s *Station) copyForReview(st *Stop, resultsDir string) error {
-	dir, err := s.reviewDir(st)
+	dir, err := s.ReviewPath(st)
 	if err != nil {
 		return err
 	}
@@ -67,7 +69,7 @@ func (s *Station) copyForReview(st *Stop, resultsDir string) error {
 // keepForReview stores the sealed output beside the plaintext and records
 // the stop as under review.
 func (s *Station) keepForReview(st *Stop, ps []push) error {
-	dir, err := s.reviewDir(st)
+	dir, err := s.ReviewPath(st)
 	if err != nil {
 		return err
 	}
@@ -95,7 +97,7 @@ func (s *Station) keepForReview(st *Stop, ps []push) error {
 
 // reviewPushes reads back what keepForReview stored.
 func (s *Station) reviewPushes(st *Stop) ([]push, error) {
-	dir, err := s.reviewDir(st)
+	dir, err := s.ReviewPath(st)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +188,7 @@ func (s *Station) reviewRoot(name string) (*Stop, *os.Root, error) {
 	if st.State != Review {
 		return nil, nil, fmt.Errorf("%w: %s is %s, not under review", ErrState, name, st.State)
 	}
-	dir, err := s.reviewDir(st)
+	dir, err := s.ReviewPath(st)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -117,15 +117,16 @@ func (f *fixture) stop(train string, state station.State, mod ...func(*station.S
 	return st
 }
 
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]`)
-
 // review makes st a stop under review as the station keeps one: the
 // plaintext results (files: path -> content) and the sealed train to push
 // as an OCI layout.
 func (f *fixture) review(train string, files map[string]string) *station.Stop {
 	f.t.Helper()
 	st := f.stop(train, station.Review, func(s *station.Stop) { s.Seconds = 1.5 })
-	dir := filepath.Join(f.st.ReviewDir, unsafeName.ReplaceAllString(strings.ReplaceAll(st.Key, "/", "_"), "_"))
+	dir, err := f.st.ReviewPath(st)
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	for p, c := range files {
 		fp := filepath.Join(dir, "results", p)
 		if err := os.MkdirAll(filepath.Dir(fp), 0o700); err != nil {
