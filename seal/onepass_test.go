@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -228,4 +229,42 @@ func mustConfigOf(t *testing.T, fx *sealedFixture, i int) v1.Hash {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// TestLayoutSyncFailureRemovesStagedBlobs: a blob that cannot be made
+// durable (its sync fails on the syncer goroutine, after the unseal has
+// moved on to the next blob) fails the unseal, and the layout is as it was:
+// no index.json, none of the blobs this unseal wrote.
+func TestLayoutSyncFailureRemovesStagedBlobs(t *testing.T) {
+	ctx := context.Background()
+	fx := sealFixture(t)
+	dir := t.TempDir()
+	var n atomic.Int32
+	syncBlob = func(f *os.File) error {
+		if n.Add(1) == 2 {
+			return errors.New("disk full (test)")
+		}
+		return f.Sync()
+	}
+	t.Cleanup(func() { syncBlob = (*os.File).Sync })
+	_, err := Unseal(ctx, fx.path, fx.keys, NewLayoutTarget(dir))
+	if err == nil || !strings.Contains(err.Error(), "disk full (test)") {
+		t.Fatalf("unseal with a failing sync: %v", err)
+	}
+	if n.Load() < 2 {
+		t.Fatalf("only %d blobs synced: the failure was not met", n.Load())
+	}
+	assertEmptyLayout(t, dir)
+	if ents, _ := os.ReadDir(filepath.Join(dir, "blobs", "sha256")); len(ents) != 0 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("blobs left after a failed sync: %v", names)
+	}
+	// With syncs working again the same layout takes the archive.
+	syncBlob = (*os.File).Sync
+	if _, err := Unseal(ctx, fx.path, fx.keys, NewLayoutTarget(dir)); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -335,9 +335,12 @@ func (t *LayoutTarget) failed() error {
 	return t.syncErr
 }
 
+// syncBlob makes a blob file durable (a variable: tests make it fail).
+var syncBlob = (*os.File).Sync
+
 // finish makes a verified blob durable, then names it as final.
 func (t *LayoutTarget) finish(b blobFile) error {
-	if err := b.f.Sync(); err != nil {
+	if err := syncBlob(b.f); err != nil {
 		discardBlob(b.f, b.unnamed)
 		return err
 	}
