@@ -4,7 +4,10 @@
 #                 (into a file), and `crane blob REPO@DIGEST > file` of the
 #                 same blob (crane at the go.mod version), one after the
 #                 other in each round, with their ratios
-#   pull-metadata BenchmarkPullMetadata10000Targets, peak heap (once)
+#   pull-metadata BenchmarkPullMetadata10000Targets (peak heap) beside
+#                 fetching the same files unverified and a Python client's
+#                 floor over them (bench/tuf_metadata_seed.py: parse,
+#                 canonical JSON, ed25519), round by round
 # TRAINYARD_TUF_BENCH_SIZE=<bytes> sets the target size (default 256 MiB;
 # needs ~3x free disk), ROUNDS (default 3) the rounds. BASELINE=<git
 # revision> adds a row per round with the same benchmark run over the code
@@ -50,4 +53,14 @@ echo
 echo "goal: -o FILE <= 1.05x crane blob > file. To stdout the target is staged in a"
 echo "temp file and verified before its first byte is written (docs/performance.md)."
 echo
-(cd tuf/client && TMPDIR="$work" "$work/client.test" -test.run '^$' -test.bench '^BenchmarkPullMetadata10000Targets$' -test.benchtime 1x) | grep '^Benchmark'
+mkdir "$work/dump"
+echo "pull-metadata, 10,000 targets: trainyard (fetch, verify, store) beside fetching the same"
+echo "files alone and a Python client's floor (parse, canonical JSON, ed25519; bench/tuf_metadata_seed.py)"
+printf '%-5s %12s %10s %12s %10s %10s\n' round "trainyard s" "fetch s" "python s" "/python" "heap MiB"
+for r in $(seq 1 "$ROUNDS"); do
+	out=$(cd tuf/client && TMPDIR="$work" TRAINYARD_TUF_BENCH_DUMP="$work/dump" "$work/client.test" -test.run '^$' \
+		-test.bench '^BenchmarkPullMetadata10000Targets$' -test.benchtime 3x | grep '^BenchmarkPullMetadata')
+	py=$(python3 bench/tuf_metadata_seed.py "$work/dump")
+	echo "$out" | awk -v r="$r" -v py="$py" '{ for (i=1;i<=NF;i++) { if ($(i+1)=="ns/op") t=$i/1e9; if ($(i+1)=="fetch-s") f=$i; if ($(i+1)=="peak-heap-MiB") h=$i }
+		printf "%-5s %12.3f %10.3f %12.3f %9.2fx %10.1f\n", r, t, f, py, t / py, h }'
+done
