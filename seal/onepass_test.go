@@ -268,3 +268,34 @@ func TestLayoutSyncFailureRemovesStagedBlobs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLayoutUnsealInterrupted: an unseal into a layout cancelled after its
+// first blob was synced (the syncer still holding others) ends with the
+// context's error and leaves the layout as it was.
+func TestLayoutUnsealInterrupted(t *testing.T) {
+	fx := sealFixture(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var n atomic.Int32
+	syncBlob = func(f *os.File) error {
+		if n.Add(1) == 1 {
+			cancel()
+		}
+		return f.Sync()
+	}
+	t.Cleanup(func() { syncBlob = (*os.File).Sync })
+	_, err := Unseal(ctx, fx.path, fx.keys, NewLayoutTarget(dir))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled unseal: %v", err)
+	}
+	assertEmptyLayout(t, dir)
+	if ents, _ := os.ReadDir(filepath.Join(dir, "blobs", "sha256")); len(ents) != 0 {
+		t.Fatalf("%d blobs left after an interrupted unseal", len(ents))
+	}
+	// The layout's lock was released: the next unseal takes it.
+	syncBlob = (*os.File).Sync
+	if _, err := Unseal(context.Background(), fx.path, fx.keys, NewLayoutTarget(dir)); err != nil {
+		t.Fatalf("the layout after an interrupted unseal: %v", err)
+	}
+}
