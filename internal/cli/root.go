@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/logs"
@@ -166,11 +167,13 @@ func setupLogging(w io.Writer, level int) {
 	lv := slog.LevelWarn
 	logs.Warn.SetOutput(io.Discard)
 	logs.Debug.SetOutput(io.Discard)
-	tufmeta.SetLogger(tufmeta.DiscardLogger{})
+	// go-tuf's logger is a plain package variable: set once, and filtered
+	// by slog's level from then on, since commands that run side by side
+	// in one process (the CLI tests) would otherwise race on it.
+	tufLoggerOnce.Do(func() { tufmeta.SetLogger(tufSlog{}) })
 	if level > 0 {
 		lv = slog.LevelDebug
 		logs.Warn.SetOutput(w)
-		tufmeta.SetLogger(tufSlog{})
 	}
 	if level > 1 {
 		logs.Debug.SetOutput(w)
@@ -182,9 +185,19 @@ func setupLogging(w io.Writer, level int) {
 // refused) to slog at debug level.
 type tufSlog struct{}
 
-func (tufSlog) Info(msg string, kv ...any) { slog.Debug(msg, append(kv, "component", "go-tuf")...) }
+var tufLoggerOnce sync.Once
+
+func tufDebug() bool { return slog.Default().Enabled(context.Background(), slog.LevelDebug) }
+
+func (tufSlog) Info(msg string, kv ...any) {
+	if tufDebug() {
+		slog.Debug(msg, append(kv, "component", "go-tuf")...)
+	}
+}
 func (tufSlog) Error(err error, msg string, kv ...any) {
-	slog.Debug(msg, append(kv, "component", "go-tuf", "err", err)...)
+	if tufDebug() {
+		slog.Debug(msg, append(kv, "component", "go-tuf", "err", err)...)
+	}
 }
 
 // authHint tells what to do when a registry refused access: which
