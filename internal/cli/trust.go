@@ -554,7 +554,14 @@ func refreshWatch(ctx context.Context, w io.Writer, p *repo.Publisher, interval 
 	for {
 		wait := interval
 		if err := refreshOnce(ctx, w, p); err != nil {
-			if errors.Is(err, tuf.ErrConflict) || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				// Stopped (a signal) in the middle of a refresh: a clean
+				// stop, like one between refreshes. A publish cut short is
+				// finished by the next one.
+				slog.Warn("trust refresh stopped while it ran; the next refresh completes it", "error", err.Error())
+				return nil
+			}
+			if errors.Is(err, tuf.ErrConflict) {
 				return err
 			}
 			slog.Warn("trust refresh failed; retrying", "error", err.Error())

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -232,6 +233,28 @@ func TestTrustRefreshWatch(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), "re-signed and published timestamp"); n < 2 {
 		t.Fatalf("watch re-signed %d times:\n%s", n, out.String())
+	}
+}
+
+// A watch stopped while a refresh runs (SIGTERM from a service manager,
+// here a context cancelled before the refresh's first request) is a clean
+// stop, not an error.
+func TestTrustRefreshWatchStoppedDuringRefresh(t *testing.T) {
+	c := newTrustCLI(t)
+	c.ok("trust", "init")
+	var f trustFlags
+	cmd := &cobra.Command{Use: "trust"}
+	f.add(cmd)
+	f.addAdmin(cmd)
+	f.repo, f.adminDir = os.Getenv("TRAINYARD_TRUST_REPO"), os.Getenv("TRAINYARD_TRUST_ADMIN_DIR")
+	p, err := f.admin(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := refreshWatch(ctx, io.Discard, p, time.Minute); err != nil {
+		t.Fatalf("watch stopped during a refresh: %v", err)
 	}
 }
 
