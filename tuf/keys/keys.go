@@ -212,8 +212,11 @@ func (f *encryptedFile) aead(password []byte) (cipher.AEAD, error) {
 	// scrypt's scratch (128·r·N bytes, 32 MiB at the default cost) is
 	// garbage now; collect it, so that a command unlocking several keys
 	// reuses one scratch instead of holding one per key until the heap
-	// grows enough for the collector to run by itself.
-	runtime.GC()
+	// grows enough for the collector to run by itself. A small one is
+	// left to the collector.
+	if 128*f.KDF.R*f.KDF.N >= 8<<20 {
+		runtime.GC()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("key file: %w", err)
 	}

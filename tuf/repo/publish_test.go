@@ -207,7 +207,17 @@ func TestRetryAfterFailedPublish(t *testing.T) {
 	mustOK(t, p.AddTarget(g.ctx, "x", repo.FromFile(writeFile(t, "x"))))
 	ctx, cancel := context.WithCancel(g.ctx)
 	slow := repo.New(g.store, dir, repo.WithPasswords(pw), repo.WithSettle(time.Second))
-	go func() { time.Sleep(300 * time.Millisecond); cancel() }()
+	// Cancelled while it settles: once the new targets version is written
+	// (polled, not guessed: a slow machine takes longer to get there).
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := g.store.TagDigest(g.ctx, "2.targets.json"); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
 	if err := slow.PushMetadata(ctx); err == nil {
 		t.Fatal("cancelled publish succeeded")
 	}
