@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/trainyard
 
-.PHONY: build demo test deps fuzz bench lint image
+.PHONY: build demo test race deps fuzz bench lint image
 
 build:
 	$(GO) build -o $(BIN) ./cmd/trainyard
@@ -31,6 +31,12 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 75m ./...
 	bash scripts/fuzz-smoke.sh
+
+# Every test again under the race detector (about twice as long as the
+# tests; CI runs it after make test). A station runs for months: a data
+# race is a bug it would meet one day.
+race: deps
+	$(GO) test -race -count=1 -timeout 80m ./...
 
 fuzz:
 	FUZZTIME=$${FUZZTIME:-30s} bash scripts/fuzz-smoke.sh
