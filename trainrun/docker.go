@@ -22,6 +22,7 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/trainyard/trainyard/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -346,14 +347,8 @@ func (d *Docker) copyOut(ctx context.Context, id, dir string, maxResults int64) 
 		return fmt.Errorf("docker copy from %s: %w", ResultsPath, err)
 	}
 	defer out.Content.Close()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	if err := fsutil.RemoveContents(dir); err != nil {
 		return err
-	}
-	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return err
-		}
 	}
 	opt := d.unpack
 	opt.StripComponents, opt.NoChown = 1, true

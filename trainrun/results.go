@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/trainyard/trainyard/errdefs"
+	"github.com/trainyard/trainyard/internal/fsutil"
 )
 
 // DefaultMaxResults is the byte cap on a train's results when
@@ -242,25 +243,13 @@ func (r *ResultsFS) Close() error {
 		// where an unmount would write all of them through the loop device
 		// to an image deleted right after (0.4-0.6 s for 256 MiB here), and
 		// the pages freed now are warm for the writes that follow.
-		emptyDir(r.dir)
+		_ = fsutil.RemoveContents(r.dir) // best effort: what is left goes with the filesystem
 		r.closeErr = unmount(r.dir)
 		if err := os.Remove(r.image); err != nil && !errors.Is(err, fs.ErrNotExist) && r.closeErr == nil {
 			r.closeErr = err
 		}
 	})
 	return r.closeErr
-}
-
-// emptyDir removes what dir holds, best effort: whatever is left goes with
-// the filesystem.
-func emptyDir(dir string) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		_ = os.RemoveAll(filepath.Join(dir, e.Name()))
-	}
 }
 
 // unmount retries a busy unmount briefly (a process of the finished

@@ -323,8 +323,6 @@ func (r *Runc) runc(ctx context.Context, args ...string) error {
 	return nil
 }
 
-// runcErrors returns runc's own error-level log messages, which tell a
-// failure to start the container apart from the train's own exit code.
 // startFailed reports the OCI runtime's words for a program it could not
 // exec inside the container ("unable to start container process: exec:
 // ..." in runc 1.1+, "container process caused: exec: ..." before; Docker
@@ -335,6 +333,8 @@ func startFailed(msg string) bool {
 
 var startFailure = regexp.MustCompile(`container process[^:]*: exec: `)
 
+// runcErrors returns runc's own error-level log messages, which tell a
+// failure to start the container apart from the train's own exit code.
 func runcErrors(logFile string) string {
 	f, err := os.Open(logFile)
 	if err != nil {

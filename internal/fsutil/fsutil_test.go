@@ -112,3 +112,27 @@ func TestWritebackWriterRefusedRequest(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// RemoveContents empties a directory (files, nested trees) and keeps it;
+// a missing directory is an error.
+func TestRemoveContents(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "a", "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"f", "a/g", "a/b/h"} {
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(p), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := RemoveContents(dir); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) != 0 {
+		t.Fatalf("after RemoveContents: %v entries, %v", len(ents), err)
+	}
+	if err := RemoveContents(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("a missing directory was emptied")
+	}
+}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/trainyard/trainyard/internal/fsutil"
 )
 
 // Bounds on a tree, so that neither a hostile tarball nor a hostile train's
@@ -212,13 +214,9 @@ func prepareDir(dir string) error {
 	return nil
 }
 
-// clearDir removes everything below dir (after a refused unpack).
-func clearDir(dir string) {
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		os.RemoveAll(dir + string(os.PathSeparator) + e.Name())
-	}
-}
+// clearDir removes everything below dir (after a refused unpack), best
+// effort.
+func clearDir(dir string) { _ = fsutil.RemoveContents(dir) }
 
 // unpackTree extracts a tar stream made by packTree into dir (which must be
 // empty) and returns the manifest of what it wrote. Writes go through
