@@ -187,17 +187,9 @@ type tufSlog struct{}
 
 var tufLoggerOnce sync.Once
 
-func tufDebug() bool { return slog.Default().Enabled(context.Background(), slog.LevelDebug) }
-
-func (tufSlog) Info(msg string, kv ...any) {
-	if tufDebug() {
-		slog.Debug(msg, append(kv, "component", "go-tuf")...)
-	}
-}
+func (tufSlog) Info(msg string, kv ...any) { slog.Debug(msg, append(kv, "component", "go-tuf")...) }
 func (tufSlog) Error(err error, msg string, kv ...any) {
-	if tufDebug() {
-		slog.Debug(msg, append(kv, "component", "go-tuf", "err", err)...)
-	}
+	slog.Debug(msg, append(kv, "component", "go-tuf", "err", err)...)
 }
 
 // authHint tells what to do when a registry refused access: which

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/trainyard/trainyard/internal/testutil"
+	"github.com/trainyard/trainyard/tuf/repo"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -212,15 +213,7 @@ func TestTrustRefreshWatch(t *testing.T) {
 	c := newTrustCLI(t)
 	t.Setenv("TRAINYARD_TUF_TIMESTAMP_LIFETIME", "2s")
 	c.ok("trust", "init")
-	var f trustFlags
-	cmd := &cobra.Command{Use: "trust"}
-	f.add(cmd)
-	f.addAdmin(cmd)
-	f.repo, f.adminDir = os.Getenv("TRAINYARD_TRUST_REPO"), os.Getenv("TRAINYARD_TRUST_ADMIN_DIR")
-	p, err := f.admin(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := adminPublisher(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncWriter
 	done := make(chan error, 1)
@@ -242,6 +235,18 @@ func TestTrustRefreshWatch(t *testing.T) {
 func TestTrustRefreshWatchStoppedDuringRefresh(t *testing.T) {
 	c := newTrustCLI(t)
 	c.ok("trust", "init")
+	p := adminPublisher(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := refreshWatch(ctx, io.Discard, p, time.Minute); err != nil {
+		t.Fatalf("watch stopped during a refresh: %v", err)
+	}
+}
+
+// adminPublisher is the trust admin's publisher as the trust commands make
+// it, from the environment newTrustCLI set.
+func adminPublisher(t *testing.T) *repo.Publisher {
+	t.Helper()
 	var f trustFlags
 	cmd := &cobra.Command{Use: "trust"}
 	f.add(cmd)
@@ -251,11 +256,7 @@ func TestTrustRefreshWatchStoppedDuringRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := refreshWatch(ctx, io.Discard, p, time.Minute); err != nil {
-		t.Fatalf("watch stopped during a refresh: %v", err)
-	}
+	return p
 }
 
 type syncWriter struct {
